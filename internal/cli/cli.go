@@ -1,0 +1,82 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+
+	"github.com/rs/zerolog"
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+
+	"tack/internal/logging"
+)
+
+// Version is set at build time with -ldflags "-X tack/internal/cli.Version=...".
+var Version = "dev"
+
+// ExitError carries a specific exit code through cobra.
+type ExitError struct {
+	Code int
+	Err  error
+}
+
+func (e *ExitError) Error() string { return e.Err.Error() }
+func (e *ExitError) Unwrap() error { return e.Err }
+
+// Main runs cmd with a context that SIGINT and SIGTERM cancel, prints a
+// returned error once with the binary name in front and returns the exit code.
+func Main(cmd *cobra.Command) int {
+	cmd.SilenceUsage = true
+	cmd.SilenceErrors = true
+	if cmd.Version == "" {
+		cmd.Version = Version
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	err := cmd.ExecuteContext(ctx)
+	if err == nil {
+		return 0
+	}
+	fmt.Fprintf(os.Stderr, "%s: %v\n", filepath.Base(os.Args[0]), err)
+	var ee *ExitError
+	if errors.As(err, &ee) {
+		return ee.Code
+	}
+	return 1
+}
+
+// LogFlags are Pushpin's logging flags, shared by proxy, handler and
+// zhttp-client (connmgr uses --log-level, as condure does).
+type LogFlags struct {
+	LogFile  string
+	LogLevel string
+	Verbose  bool
+}
+
+// Register adds --logfile, --loglevel (and --log-level as an alias) and
+// --verbose to fs.
+func (lf *LogFlags) Register(fs *pflag.FlagSet) {
+	fs.StringVar(&lf.LogFile, "logfile", "", "log to this file instead of stderr")
+	fs.StringVar(&lf.LogLevel, "loglevel", "", "log level: 0 error, 1 warn, 2 info, 3 debug, 4 trace")
+	fs.StringVar(&lf.LogLevel, "log-level", "", "alias of --loglevel")
+	fs.BoolVar(&lf.Verbose, "verbose", false, "same as --loglevel=3")
+}
+
+// Logger builds the process logger. service selects an entry of a
+// "N,service:N" level list.
+func (lf *LogFlags) Logger(service string) (zerolog.Logger, io.Closer, error) {
+	level, err := logging.ParseLevel(lf.LogLevel, service)
+	if err != nil {
+		return zerolog.Nop(), nil, err
+	}
+	if lf.Verbose && level < logging.LevelDebug {
+		level = logging.LevelDebug
+	}
+	return logging.New(logging.Options{Level: level, File: lf.LogFile, Service: service})
+}

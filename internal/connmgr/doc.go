@@ -1,0 +1,94 @@
+// Package connmgr is tack-connmgr, a drop-in for Pushpin 1.36's condure
+// 1.9.1: it accepts HTTP/1.x client connections and plays the zhttp
+// *client* in stream mode, handing each request to whichever zhttp server
+// (pushpin-proxy, then maybe pushpin-handler after a handoff) takes it
+// (zmq-wire.md §2, §6).
+//
+// It owns: the listeners, the HTTP/1.x connection loop (request heads are
+// parsed by net/http, framing and persistence are ours), the zhttp client
+// session of each request (seq, credits, peer address, handoff, keep-alive,
+// expiry) and the three client sockets. It does not own: routing, GRIP or
+// X-Forwarded-* headers (the proxy's job), TLS, unix-socket and req-mode
+// listeners, WebSocket and compression (refused at start or answered 501
+// "not supported yet"), metrics (metrics.go is not written yet).
+//
+// # Sockets
+//
+// With --zclient-stream=<base> (default ipc://client; tcp://h:P gives ports
+// P, P+1, P+2) and bind unless --zclient-connect (§3.4, §6.2):
+//
+//	name        type    endpoint          HWM                 when full
+//	out         PUSH    <base>-out        SNDHWM 128          no wait: the request is answered
+//	                                                          503 "Request queue is full…" (Go
+//	                                                          queue, 128) or 503 "No zhttp server
+//	                                                          is available." (no peer / HWM,
+//	                                                          via OnDrop)
+//	out-stream  ROUTER  <base>-out-stream SNDHWM 5 % of       identity = --id (as connmgr 1.41),
+//	                                      maxconn (≥ 100)     ROUTER_MANDATORY; an unroutable
+//	                                                          peer is retried 50 ms, then the
+//	                                                          message is dropped and its
+//	                                                          session closed (a lost follow-up
+//	                                                          is a seq gap); Go queue 4096, a
+//	                                                          full one closes the session
+//	                                                          (credits and keep-alives are
+//	                                                          retried on the next tick instead);
+//	                                                          linger 500 ms; input not read
+//	in          SUB     <base>-in         RCVHWM 5 % of       subscribed to "<id> "; the engine
+//	                                      maxconn (≥ 100)     drains it continuously; libzmq
+//	                                                          drops beyond the HWM (as Pushpin)
+//
+// Replies are read from the SUB only: we never set router-resp (§2.9).
+//
+// # Goroutines and bounds
+//
+//	owner           count           holds
+//	socket owners   3               one zsock.Socket each (internal/zsock)
+//	engine          1               the session table; reads SUB, conn messages, drop notices, ticker
+//	accept          1 per listener  a slot of --stream-maxconn before each Accept
+//	connection      1 per client    runs serve; no other goroutine per connection
+//
+// Connections → engine: one channel of EngineQueue messages; a connection
+// blocks on it (the engine never blocks on a connection). Engine →
+// connection: a mailbox under conn.mu plus a 1-slot wake channel; the
+// engine never blocks, and what a mailbox can hold is bounded by the
+// credits we granted (--buffer-size of body; a server exceeding them gets
+// cancelled, as condure's BufferExceeded).
+//
+// An idle connection (between requests, or holding a response that is not
+// moving) pins no buffer: it waits for readability through RawConn.Read
+// with a 1-byte MSG_PEEK, and borrows a pooled bufio.Reader of
+// --buffer-size only while a request head or body is read (kept only while
+// it holds pipelined bytes). Response heads are encoded into pooled buffers
+// and body packets written with writev straight from the received packets,
+// then released; credits are granted as bytes reach the client (§2.7). The
+// engine wakes a connection parked in the readability wait by setting a
+// read deadline in the past (documented net.Conn behaviour).
+//
+// # Behaviour that differs from condure 1.9.1 (see also the tests)
+//
+//   - Oversized request head: 431 with connmgr 1.40+'s text (1.40+ sends
+//     400, condure 1.9.1 resets the connection); malformed request: 400
+//     "Failed to parse request: …" (1.40+; condure closes).
+//   - No server, full queue, or no answer within 10 s (DefaultAckTimeout):
+//     503 and the connection keeps serving. condure queues and waits for
+//     the 60 s expiry.
+//   - A bad seq or unexpected packet type also sends cancel to the server
+//     (as Pushpin's C++ peers do); condure only closes the client.
+//   - After a handoff, packets from the previous owner are dropped.
+//   - A server packet for a request whose client already left before any
+//     server spoke gets a cancel.
+//   - Response headers Keep-Alive, TE, Trailer, Upgrade, Proxy-Connection
+//     and those named in Connection are dropped (condure drops only
+//     Connection, Content-Length and Transfer-Encoding); an empty reason
+//     becomes the standard phrase; HEAD responses never carry a body
+//     (condure sends "Content-Length: 0", or a chunked terminator); a body
+//     longer than its Content-Length is cut and shorter one closes the
+//     connection (condure writes it through or hangs).
+//   - An absolute-form request target is used as the uri (condure prefixes
+//     it with the Host); duplicate Host headers are a 400 (net/http, RFC
+//     9112 §3.2); HTTP/2 preface and other versions get 505; a uri over
+//     4096 bytes gets 414 (condure: 500).
+//   - Request ids are <worker>-<conn>-<req> in hex with the connection
+//     counter starting at a random value, so a restarted tack-connmgr does
+//     not collide with sessions a server still remembers.
+package connmgr

@@ -1,0 +1,704 @@
+package connmgr
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"strconv"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"tack/internal/logging"
+	"tack/internal/zhttpsession"
+	"tack/internal/zsock"
+	"tack/pkg/tnetstring"
+	"tack/pkg/zhttp"
+)
+
+// Engine bounds.
+const (
+	// EngineQueue is the capacity of the connections → engine channel;
+	// connections block on it (the engine never blocks on a connection).
+	EngineQueue = 4096
+	// DropQueue holds notices of messages a socket owner had to drop.
+	DropQueue = 256
+	// shutdownDrain bounds the wait for the shutdown cancels to leave the
+	// ROUTER's Go queue (libzmq then lingers RouterLinger).
+	shutdownDrain = 500 * time.Millisecond
+)
+
+// sessState is where a client session is (zmq-wire.md §2.10, §2.11).
+type sessState int
+
+const (
+	// stWaitAck: first packet pushed, no server has answered yet.
+	stWaitAck sessState = iota + 1
+	// stActive: the server's address is known; follow-ups go to it.
+	stActive
+	// stHandoff: we answered handoff-start and forgot the peer; packets from
+	// the old owner are dropped until the new owner speaks (§2.10).
+	stHandoff
+	// stOrphan: the client is gone (or was answered 503) before any server
+	// spoke; the first server packet gets a cancel, then the session goes.
+	stOrphan
+)
+
+// session is the engine's record of one request (one zhttp session).
+type session struct {
+	zs      zhttpsession.Session
+	c       *conn
+	req     uint64 // the conn's exchange number, to ignore stale messages
+	state   sessState
+	created time.Time
+	oldPeer []byte // the owner that handed off (stHandoff, stOrphan)
+
+	uploading   bool  // request body not fully sent yet
+	window      int64 // response body bytes the server may still send
+	credit      int64 // bytes written to the client, not yet granted back
+	pendingBody []pendingChunk
+	started     bool // response head received
+}
+
+type pendingChunk struct {
+	buf  *[]byte
+	n    int
+	more bool
+}
+
+type msgKind int
+
+const (
+	msgStart msgKind = iota + 1 // a new request: pkt is the first packet
+	msgBody                     // a request body chunk
+	msgWrote                    // n response body bytes reached the client
+	msgGone                     // the client went away (or the exchange failed)
+)
+
+// connMsg is what connections send to the engine.
+type connMsg struct {
+	kind  msgKind
+	c     *conn
+	req   uint64
+	id    string
+	pkt   *zhttp.Packet
+	chunk *[]byte
+	n     int
+	more  bool
+}
+
+// dropNote reports a message that a socket owner could not send.
+type dropNote struct {
+	stream bool // ROUTER (follow-up); false = PUSH (first packet)
+	msg    zsock.Message
+}
+
+// engine owns the session table and is the only user of the three zhttp
+// sockets' channels. Connections reach it through in; it reaches them
+// through their mailboxes (conn.deliver), which never block.
+type engine struct {
+	cfg      *Config
+	log      zerolog.Logger
+	from     []byte
+	push     *zsock.Socket
+	router   *zsock.Socket
+	sub      <-chan zsock.Message
+	in       chan connMsg
+	drops    chan dropNote
+	done     chan struct{} // closed when run returns
+	now      func() time.Time
+	sessions map[string]*session
+	s        *Service
+	probe    chan chan int // tests: ask for the number of active sessions
+}
+
+func newEngine(s *Service) *engine {
+	now := s.cfg.Now
+	if now == nil {
+		now = time.Now
+	}
+	return &engine{
+		cfg:      &s.cfg,
+		log:      s.log.With().Str(logging.FieldComponent, "engine").Logger(),
+		from:     []byte(s.cfg.ID),
+		in:       make(chan connMsg, EngineQueue),
+		drops:    make(chan dropNote, DropQueue),
+		done:     make(chan struct{}),
+		now:      now,
+		sessions: map[string]*session{},
+		s:        s,
+		probe:    make(chan chan int),
+	}
+}
+
+// onDrop is the sockets' OnDrop hook; it runs in a socket owner goroutine
+// and must not block.
+func (e *engine) onDrop(stream bool) func(zsock.Message, error) {
+	return func(m zsock.Message, _ error) {
+		select {
+		case e.drops <- dropNote{stream: stream, msg: m}:
+		default: // the ack timeout or expiry will catch the session
+		}
+	}
+}
+
+func (e *engine) run(ctx context.Context) error {
+	defer close(e.done)
+	t := time.NewTicker(e.cfg.tick())
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			e.shutdown()
+			return nil
+		case m, ok := <-e.sub:
+			if !ok {
+				e.shutdown()
+				return errors.New("engine: sub socket closed")
+			}
+			e.handleSub(m)
+		case m := <-e.in:
+			e.handleConn(m)
+		case d := <-e.drops:
+			e.handleDrop(d)
+		case <-t.C:
+			e.tick()
+		case r := <-e.probe:
+			n := 0
+			for _, s := range e.sessions {
+				if s.state == stActive {
+					n++
+				}
+			}
+			r <- n
+		}
+	}
+}
+
+// handleSub takes one server → client message from the SUB socket.
+func (e *engine) handleSub(m zsock.Message) {
+	if len(m) == 0 {
+		return
+	}
+	dest, raw, err := zhttp.SplitPubFrame(m[0])
+	if err != nil || !bytes.Equal(dest, e.from) {
+		e.log.Warn().Str(logging.FieldSocket, "in").Msg("dropping message with bad address")
+		return
+	}
+	p, err := zhttp.Parse(raw)
+	if err != nil {
+		e.badPacket(raw, err)
+		return
+	}
+	if p.IDs != nil {
+		for _, ent := range p.IDs {
+			s := e.sessions[string(ent.ID)]
+			if s == nil {
+				continue
+			}
+			cp := *p
+			cp.IDs, cp.ID, cp.Seq = nil, ent.ID, ent.Seq
+			e.onPacket(s, &cp)
+		}
+		return
+	}
+	s := e.sessions[string(p.ID)]
+	if s == nil {
+		if ev := e.log.Debug(); ev.Enabled() {
+			ev.Bytes(logging.FieldRID, p.ID).Str("type", p.Type).Msg("packet for unknown session")
+		}
+		return
+	}
+	e.onPacket(s, p)
+}
+
+// badPacket handles an undecodable packet. An unknown `type` ends the
+// session it names, as condure treats it as a protocol error (§2.5, §A.2);
+// anything else is dropped with a warning.
+func (e *engine) badPacket(raw []byte, err error) {
+	var d tnetstring.Dict
+	if len(raw) > 0 && raw[0] == 'T' {
+		d, _ = tnetstring.DecodeDict(raw[1:])
+	}
+	id, _ := d.Bytes("id")
+	if typ, hasType := d.Bytes("type"); hasType && id != nil && !knownType(string(typ)) {
+		if s := e.sessions[string(id)]; s != nil && s.state != stOrphan {
+			e.log.Warn().Err(err).Bytes(logging.FieldRID, id).Msg("unexpected packet type, closing")
+			e.cancelAndRemove(s)
+			return
+		}
+	}
+	e.log.Warn().Err(err).Str(logging.FieldSocket, "in").Msg("dropping undecodable packet")
+}
+
+func knownType(t string) bool {
+	switch t {
+	case zhttp.TypeData, zhttp.TypeError, zhttp.TypeCredit, zhttp.TypeKeepAlive, zhttp.TypeCancel,
+		zhttp.TypeHandoffStart, zhttp.TypeHandoffProceed, zhttp.TypeClose, zhttp.TypePing, zhttp.TypePong:
+		return true
+	}
+	return false
+}
+
+// onPacket applies one server packet to its session (§2.6–§2.10).
+func (e *engine) onPacket(s *session, p *zhttp.Packet) {
+	now := e.now()
+	if s.oldPeer != nil && bytes.Equal(p.From, s.oldPeer) && !bytes.Equal(p.From, s.zs.Peer) {
+		// §2.10: the old owner must be silent once it sent handoff-start; a
+		// stray packet from it (e.g. a keep-alive that crossed our
+		// handoff-proceed, or one overtaken by the new owner's packets on
+		// another PUB link) is dropped rather than failing the seq check.
+		if ev := e.log.Debug(); ev.Enabled() {
+			ev.Bytes(logging.FieldRID, s.zs.ID).Str("type", p.Type).Msg("dropping packet from old owner")
+		}
+		return
+	}
+	if s.state == stOrphan {
+		// The client is gone; tell whoever took the request.
+		if p.Type != zhttp.TypeCancel && p.Type != zhttp.TypeError && len(p.From) > 0 {
+			if p.Seq >= 0 {
+				s.zs.InSeq = p.Seq + 1
+			}
+			s.zs.Peer = p.From
+			s.state = stActive
+			e.sendCancel(s)
+		}
+		e.remove(s)
+		return
+	}
+	if err := s.zs.Receive(p, now); err != nil {
+		// condure: warn and drop the client (§2.6). We also cancel so the
+		// server frees the session at once, as Pushpin's C++ peers do.
+		e.log.Warn().Bytes(logging.FieldRID, s.zs.ID).Bytes(logging.FieldFrom, p.From).
+			Int64("expected", s.zs.InSeq).Int64("got", p.Seq).Msg("bad seq, closing")
+		if len(p.From) > 0 {
+			s.zs.Peer = p.From
+			s.state = stActive
+			e.sendCancel(s)
+		}
+		e.fail(s)
+		return
+	}
+	s.zs.UserData = nil // only servers echo user-data
+	if s.zs.Peer == nil {
+		// A packet without `from` cannot tell us where to reply.
+		e.log.Warn().Bytes(logging.FieldRID, s.zs.ID).Msg("server packet without from, closing")
+		e.fail(s)
+		return
+	}
+	if s.state == stWaitAck || s.state == stHandoff {
+		s.state = stActive
+		if !e.flushPending(s) {
+			e.fail(s)
+			return
+		}
+	}
+	if p.Credits > 0 && s.uploading {
+		if !s.c.deliverCredits(s.req, int(p.Credits)) {
+			e.cancelAndRemove(s)
+			return
+		}
+	}
+	switch p.Type {
+	case zhttp.TypeData:
+		e.onData(s, p)
+	case zhttp.TypeCredit, zhttp.TypeKeepAlive:
+	case zhttp.TypeHandoffStart:
+		e.onHandoffStart(s, now)
+	case zhttp.TypeError, zhttp.TypeCancel:
+		// condure closes the client without a response (§2.11 step 6).
+		if ev := e.log.Debug(); ev.Enabled() {
+			ev.Bytes(logging.FieldRID, s.zs.ID).Str("type", p.Type).Str("condition", p.Condition).Msg("session ended by server")
+		}
+		e.fail(s)
+	default:
+		e.log.Warn().Bytes(logging.FieldRID, s.zs.ID).Str("type", p.Type).Msg("unexpected packet type, closing")
+		e.cancelAndRemove(s)
+	}
+}
+
+func (e *engine) onData(s *session, p *zhttp.Packet) {
+	n := int64(len(p.Body))
+	if n > s.window {
+		// condure: BufferExceeded. Credits are what bound our memory.
+		e.log.Warn().Bytes(logging.FieldRID, s.zs.ID).Int64("window", s.window).Int64("body", n).Msg("server exceeded credits, closing")
+		e.cancelAndRemove(s)
+		return
+	}
+	s.window -= n
+	var ok bool
+	if !s.started {
+		if p.Code < 0 {
+			e.log.Warn().Bytes(logging.FieldRID, s.zs.ID).Msg("response without code, closing")
+			e.cancelAndRemove(s)
+			return
+		}
+		s.started = true
+		s.uploading = false // an early response ends the upload
+		ok = s.c.deliverHead(s.req, p)
+	} else {
+		ok = s.c.deliverBody(s.req, p.Body, p.More)
+	}
+	switch {
+	case !ok:
+		e.cancelAndRemove(s)
+	case !p.More:
+		e.remove(s) // the response is complete on the zhttp side
+	}
+}
+
+// onHandoffStart answers handoff-start (§2.10 step 2).
+func (e *engine) onHandoffStart(s *session, now time.Time) {
+	p := zhttp.New()
+	p.Type = zhttp.TypeHandoffProceed
+	if !e.sendStream(s, p, now) {
+		e.fail(s)
+		return
+	}
+	s.oldPeer = s.zs.Peer
+	s.zs.Peer = nil
+	s.state = stHandoff
+}
+
+// flushPending sends what waited for a peer: body chunks, then credits.
+func (e *engine) flushPending(s *session) bool {
+	now := e.now()
+	for len(s.pendingBody) > 0 {
+		pc := s.pendingBody[0]
+		if !e.sendBody(s, pc, now) {
+			return false
+		}
+		s.pendingBody = s.pendingBody[1:]
+	}
+	s.pendingBody = nil
+	e.flushCredit(s, now)
+	return true
+}
+
+func (e *engine) sendBody(s *session, pc pendingChunk, now time.Time) bool {
+	p := zhttp.New()
+	p.Body = (*pc.buf)[:pc.n]
+	p.More = pc.more
+	ok := e.sendStream(s, p, now)
+	e.s.putChunk(pc.buf)
+	return ok
+}
+
+// flushCredit grants the server what was written to the client (§2.7).
+func (e *engine) flushCredit(s *session, now time.Time) {
+	if s.credit <= 0 || s.state != stActive {
+		return
+	}
+	p := zhttp.New()
+	p.Type = zhttp.TypeCredit
+	p.Credits = s.credit
+	if e.sendStream(s, p, now) {
+		s.window += s.credit
+		s.credit = 0
+	} // else retried on the next tick
+}
+
+// sendStream stamps p and queues it on the ROUTER for the session's peer.
+// When the queue is full the sequence number is taken back and false
+// returned, so nothing reaches the peer out of order.
+func (e *engine) sendStream(s *session, p *zhttp.Packet, now time.Time) bool {
+	if s.zs.Peer == nil {
+		return false
+	}
+	s.zs.Stamp(p, e.from, true, now)
+	frame := p.Append(make([]byte, 0, 96+len(s.zs.ID)+len(p.Body)))
+	if !e.router.TrySend(zsock.Message{s.zs.Peer, nil, frame}) {
+		s.zs.OutSeq--
+		return false
+	}
+	return true
+}
+
+func (e *engine) sendCancel(s *session) {
+	p := zhttp.New()
+	p.Type = zhttp.TypeCancel
+	e.sendStream(s, p, e.now()) // best effort
+}
+
+// fail closes the client connection without a response and forgets s.
+func (e *engine) fail(s *session) {
+	s.c.deliverAbort(s.req)
+	e.remove(s)
+}
+
+func (e *engine) cancelAndRemove(s *session) {
+	if s.state == stActive {
+		e.sendCancel(s)
+	}
+	e.fail(s)
+}
+
+func (e *engine) remove(s *session) {
+	for _, pc := range s.pendingBody {
+		e.s.putChunk(pc.buf)
+	}
+	s.pendingBody = nil
+	if cur := e.sessions[string(s.zs.ID)]; cur == s {
+		delete(e.sessions, string(s.zs.ID))
+	}
+}
+
+// handleConn applies one connection message.
+func (e *engine) handleConn(m connMsg) {
+	now := e.now()
+	if m.kind == msgStart {
+		e.start(m, now)
+		return
+	}
+	s := e.sessions[m.id]
+	if s == nil || s.c != m.c || s.req != m.req {
+		if m.chunk != nil {
+			e.s.putChunk(m.chunk)
+		}
+		return
+	}
+	switch m.kind {
+	case msgBody:
+		if !s.uploading {
+			e.s.putChunk(m.chunk)
+			return
+		}
+		s.zs.Spend(m.n)
+		if !m.more {
+			s.uploading = false
+		}
+		pc := pendingChunk{buf: m.chunk, n: m.n, more: m.more}
+		if s.state != stActive {
+			s.pendingBody = append(s.pendingBody, pc)
+			return
+		}
+		if !e.sendBody(s, pc, now) {
+			e.log.Warn().Bytes(logging.FieldRID, s.zs.ID).Msg("stream queue full, closing")
+			e.fail(s)
+		}
+	case msgWrote:
+		if s.state == stOrphan {
+			return
+		}
+		s.credit += int64(m.n)
+		e.flushCredit(s, now)
+	case msgGone:
+		switch s.state {
+		case stActive:
+			e.sendCancel(s)
+			e.remove(s)
+		case stWaitAck, stHandoff:
+			s.state = stOrphan
+			s.c = nil
+		case stOrphan:
+		}
+	}
+}
+
+func (e *engine) start(m connMsg, now time.Time) {
+	if _, dup := e.sessions[m.id]; dup {
+		e.log.Error().Str(logging.FieldRID, m.id).Msg("duplicate request id")
+		m.c.deliverReject(m.req, 503, "Duplicate request id.\n")
+		return
+	}
+	s := &session{
+		zs:        zhttpsession.Session{ID: []byte(m.id), LastIn: now, LastOut: now},
+		c:         m.c,
+		req:       m.req,
+		state:     stWaitAck,
+		created:   now,
+		uploading: m.pkt.More,
+		window:    int64(e.cfg.BufferSize),
+	}
+	p := m.pkt
+	s.zs.Stamp(p, e.from, true, now)
+	if !e.push.TrySend(zsock.Message{p.Encode()}) {
+		e.log.Debug().Str(logging.FieldRID, m.id).Msg("request queue full")
+		m.c.deliverReject(m.req, 503, msgQueueFull)
+		return
+	}
+	e.sessions[m.id] = s
+	if ev := e.log.Debug(); ev.Enabled() {
+		ev.Str(logging.FieldRID, m.id).Str("method", p.Method).Str("uri", p.URI).Msg("request")
+	}
+}
+
+// Texts of the 503 responses we generate instead of blocking (doc.go).
+const (
+	msgQueueFull = "Request queue is full; no zhttp server is taking requests.\n"
+	msgNoServer  = "No zhttp server is available.\n"
+	msgNoAck     = "No zhttp server answered the request in time.\n"
+)
+
+// handleDrop reacts to a message a socket owner could not deliver.
+func (e *engine) handleDrop(d dropNote) {
+	var raw []byte
+	switch {
+	case !d.stream && len(d.msg) >= 1:
+		raw = d.msg[0]
+	case d.stream && len(d.msg) >= 3:
+		raw = d.msg[2]
+	default:
+		return
+	}
+	p, err := zhttp.Parse(raw)
+	if err != nil {
+		return
+	}
+	ids := p.IDs
+	if ids == nil {
+		ids = []zhttp.IDSeq{{ID: p.ID, Seq: p.Seq}}
+	}
+	for _, ent := range ids {
+		s := e.sessions[string(ent.ID)]
+		if s == nil {
+			continue
+		}
+		if !d.stream {
+			if s.state == stWaitAck {
+				e.log.Debug().Bytes(logging.FieldRID, s.zs.ID).Msg("no zhttp server for request")
+				s.c.deliverReject(s.req, 503, msgNoServer)
+				e.remove(s)
+			}
+			continue
+		}
+		if p.Type == zhttp.TypeCancel {
+			continue
+		}
+		// A lost follow-up leaves a gap in our sequence: the session is over.
+		e.log.Warn().Bytes(logging.FieldRID, s.zs.ID).Bytes(logging.FieldFrom, d.msg[0]).Msg("zhttp server unreachable, closing")
+		if s.c != nil {
+			e.fail(s)
+		} else {
+			e.remove(s)
+		}
+	}
+}
+
+// tick runs the timers: ack timeout, expiry (60 s without a packet, §2.8),
+// keep-alives (45 s of our silence, batched per peer) and credits that
+// could not be queued earlier.
+func (e *engine) tick() {
+	now := e.now()
+	ackTimeout := e.cfg.ackTimeout()
+	var due []*zhttpsession.Session
+	for _, s := range e.sessions {
+		switch s.state {
+		case stWaitAck:
+			if now.Sub(s.created) >= ackTimeout {
+				e.log.Warn().Bytes(logging.FieldRID, s.zs.ID).Msg("no zhttp server answered, sending 503")
+				s.c.deliverReject(s.req, 503, msgNoAck)
+				s.c = nil
+				s.state = stOrphan
+			}
+		case stOrphan:
+			if s.zs.Expired(now) {
+				e.remove(s)
+			}
+		case stActive, stHandoff:
+			if s.zs.Expired(now) {
+				e.log.Debug().Bytes(logging.FieldRID, s.zs.ID).Msg("session expired")
+				e.fail(s)
+				continue
+			}
+			if s.state == stActive {
+				e.flushCredit(s, now)
+				if s.zs.KeepAliveDue(now) {
+					due = append(due, &s.zs)
+				}
+			}
+		}
+	}
+	if len(due) == 0 {
+		return
+	}
+	for _, a := range zhttpsession.KeepAlives(e.from, due, now) {
+		frame := a.Packet.Append(nil)
+		if !e.router.TrySend(zsock.Message{a.Peer, nil, frame}) {
+			e.unstamp(a.Packet) // try again next tick
+		}
+	}
+}
+
+// unstamp takes back the sequence numbers of a packet that was not queued.
+func (e *engine) unstamp(p *zhttp.Packet) {
+	if p.IDs == nil {
+		if s := e.sessions[string(p.ID)]; s != nil {
+			s.zs.OutSeq--
+		}
+		return
+	}
+	for _, ent := range p.IDs {
+		if s := e.sessions[string(ent.ID)]; s != nil {
+			s.zs.OutSeq--
+		}
+	}
+}
+
+// shutdown cancels every session whose server is known, batched per peer
+// with list-form ids where the peer announced ext.multi (§2.8, §2.11 step
+// 7), closes the clients, and waits briefly for the ROUTER queue to drain.
+func (e *engine) shutdown() {
+	now := e.now()
+	var live []*zhttpsession.Session
+	for _, s := range e.sessions {
+		if s.state == stActive {
+			live = append(live, &s.zs)
+		}
+		if s.c != nil {
+			s.c.deliverAbort(s.req)
+		}
+		e.remove(s)
+	}
+	for _, a := range batch(e.from, zhttp.TypeCancel, live, now) {
+		e.router.TrySend(zsock.Message{a.Peer, nil, a.Packet.Append(nil)})
+	}
+	if len(live) > 0 {
+		e.log.Debug().Int("sessions", len(live)).Msg("cancelled sessions on shutdown")
+	}
+	deadline := time.Now().Add(shutdownDrain)
+	for len(e.router.Send()) > 0 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// batch builds one packet of type typ per session, grouping the sessions of
+// a peer that announced ext.multi into list-form packets of at most
+// zhttp.MaxIDs ids, as zhttpsession.KeepAlives does for keep-alives.
+func batch(from []byte, typ string, ss []*zhttpsession.Session, now time.Time) []zhttpsession.Addressed {
+	var out []zhttpsession.Addressed
+	open := map[string]*zhttp.Packet{}
+	for _, s := range ss {
+		if !s.PeerMulti {
+			p := zhttp.New()
+			p.Type = typ
+			out = append(out, zhttpsession.Addressed{Peer: s.Peer, Packet: s.Stamp(p, from, true, now)})
+			continue
+		}
+		p := open[string(s.Peer)]
+		if p == nil || len(p.IDs) >= zhttp.MaxIDs {
+			p = zhttp.New()
+			p.From, p.Type, p.Multi = from, typ, true
+			open[string(s.Peer)] = p
+			out = append(out, zhttpsession.Addressed{Peer: s.Peer, Packet: p})
+		}
+		p.IDs = append(p.IDs, zhttp.IDSeq{ID: s.ID, Seq: s.OutSeq})
+		s.OutSeq++
+		s.LastOut = now
+	}
+	for _, a := range out {
+		if p := a.Packet; len(p.IDs) == 1 {
+			p.ID, p.Seq, p.IDs = p.IDs[0].ID, p.IDs[0].Seq, nil
+		}
+	}
+	return out
+}
+
+// appendID formats a request id: <worker>-<connection>-<request>, hex, as
+// condure's <worker>-<slot>-<counter> (§2.2).
+func appendID(dst []byte, conn, req uint64) []byte {
+	dst = append(dst, "0-"...)
+	dst = strconv.AppendUint(dst, conn, 16)
+	dst = append(dst, '-')
+	return strconv.AppendUint(dst, req, 16)
+}

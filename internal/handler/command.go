@@ -1,0 +1,61 @@
+package handler
+
+import (
+	"github.com/spf13/cobra"
+
+	"tack/internal/cli"
+	"tack/internal/config"
+)
+
+// Command returns the tack-handler command; its flags are pushpin-handler's.
+func Command() *cobra.Command {
+	var (
+		lf         cli.LogFlags
+		configPath string
+		ipcPrefix  string
+		portOffset int
+	)
+	cmd := &cobra.Command{
+		Use:   "tack-handler",
+		Short: "Hold GRIP sessions and take publishes (pushpin-handler)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			log, closer, err := lf.Logger("handler")
+			if err != nil {
+				return err
+			}
+			defer closer.Close()
+			if configPath == "" {
+				if configPath, err = config.FindDefault(); err != nil {
+					return err
+				}
+			}
+			f, err := config.Load(configPath, config.Options{IPCPrefix: ipcPrefix, PortOffset: portOffset})
+			if err != nil {
+				return err
+			}
+			for _, w := range f.Warnings() {
+				log.Warn().Msg(w)
+			}
+			cfg, err := ConfigFromFile(f)
+			if err != nil {
+				return err
+			}
+			for _, w := range cfg.Inputs.Warnings {
+				log.Warn().Msg(w)
+			}
+			svc, err := New(cfg, log.With().Str("component", "handler").Logger())
+			if err != nil {
+				return err
+			}
+			log.Info().Str("config", f.Path()).Msg("starting...")
+			return svc.Run(cmd.Context())
+		},
+	}
+	fs := cmd.Flags()
+	lf.Register(fs)
+	fs.StringVarP(&configPath, "config", "c", "", "config file (pushpin.conf format)")
+	fs.StringVar(&ipcPrefix, "ipc-prefix", "", "override ipc_prefix config option")
+	fs.IntVar(&portOffset, "port-offset", 0, "add this to every tcp port of the handler")
+	return cmd
+}

@@ -1,0 +1,576 @@
+package handler
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"tack/internal/grip"
+	"tack/internal/logging"
+	"tack/internal/zhttpsession"
+	"tack/internal/zsock"
+	"tack/pkg/tnetstring"
+	"tack/pkg/zhttp"
+)
+
+// Engine bounds.
+const (
+	// PublishQueueLen bounds the publish batches waiting for the engine;
+	// Publish returns ErrQueueFull beyond it.
+	PublishQueueLen = 4096
+	// commandQueueLen bounds recover/refresh commands waiting for the engine.
+	commandQueueLen = 64
+	// housekeepingInterval paces channel lingers, first-subscription
+	// updates, parked-item release and stats refreshes (Pushpin checks
+	// parked items once per second: EXPIRE_INTERVAL).
+	housekeepingInterval = time.Second
+)
+
+// engineCmd is a request from another goroutine: recover, or (tests) a
+// barrier closed once everything queued before it was processed.
+type engineCmd struct {
+	recover bool
+	inspect func(*engine) // tests: look at engine state
+	sync    chan<- struct{}
+}
+
+// engineOutputs are the send queues the engine writes to.
+type engineOutputs struct {
+	connmgr chan<- zsock.Message // PUB towards connmgr
+	retry   chan<- zsock.Message // PUSH towards the proxy; nil without a retry spec
+}
+
+// engine owns the held sessions, the channel table and the sequencer.
+// Exactly one goroutine runs it (run); Publish, Recover, Refresh and
+// ConnCheck are safe from any goroutine.
+type engine struct {
+	cfg   Config
+	log   zerolog.Logger
+	id    []byte
+	clock clock
+	out   engineOutputs
+	stats *statsCollector // nil-safe
+
+	accepts chan *acceptJob
+	pubq    chan []grip.Item
+	cmds    chan engineCmd
+	connmgr <-chan zsock.Message
+
+	chanSet *channelSet
+	live    connSet
+
+	sessions map[string]*hsession
+	channels map[string]*channel
+	timers   timerHeap
+	kaDue    []*hsession
+	seq      sequencer
+	nextHK   time.Time
+}
+
+var _ engineAPI = (*engine)(nil)
+
+func newEngine(cfg Config, log zerolog.Logger, chans *channelSet, st *statsCollector) *engine {
+	cfg = cfg.withDefaults()
+	e := &engine{
+		cfg:      cfg,
+		log:      log,
+		id:       []byte(cfg.InstanceID),
+		clock:    cfg.clock,
+		stats:    st,
+		accepts:  make(chan *acceptJob, AcceptQueueLen),
+		pubq:     make(chan []grip.Item, PublishQueueLen),
+		cmds:     make(chan engineCmd, commandQueueLen),
+		chanSet:  chans,
+		live:     connSet{ids: map[string]struct{}{}},
+		sessions: map[string]*hsession{},
+		channels: map[string]*channel{},
+	}
+	e.seq = newSequencer(cfg.IDCacheTTL, cfg.MessageWait)
+	return e
+}
+
+// --- engineAPI ---
+
+// Publish queues items for delivery without blocking.
+func (e *engine) Publish(items []grip.Item) error {
+	if len(items) == 0 {
+		return nil
+	}
+	select {
+	case e.pubq <- items:
+		return nil
+	default:
+		return ErrQueueFull
+	}
+}
+
+// Recover forgets every last id and updates every held session.
+func (e *engine) Recover() error {
+	select {
+	case e.cmds <- engineCmd{recover: true}:
+		return nil
+	default:
+		return ErrQueueFull
+	}
+}
+
+// Refresh is for WebSocket sessions, which this engine does not hold yet.
+func (e *engine) Refresh(cid, channel string) error { return nil }
+
+// ConnCheck returns the ids (`<sender>:<id>`) of held connections.
+func (e *engine) ConnCheck(ids []string) []string { return e.live.filter(ids) }
+
+// connSet is the set of live connection ids, readable from any goroutine.
+type connSet struct {
+	mu  sync.Mutex // guards ids
+	ids map[string]struct{}
+}
+
+func (c *connSet) add(id string) {
+	c.mu.Lock()
+	c.ids[id] = struct{}{}
+	c.mu.Unlock()
+}
+
+func (c *connSet) remove(id string) {
+	c.mu.Lock()
+	delete(c.ids, id)
+	c.mu.Unlock()
+}
+
+func (c *connSet) filter(ids []string) []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := []string{}
+	for _, id := range ids {
+		if _, ok := c.ids[id]; ok {
+			out = append(out, id)
+		}
+	}
+	return out
+}
+
+// --- loop ---
+
+// run is the engine goroutine.
+func (e *engine) run(ctx context.Context) error {
+	timer := e.clock.NewTimer(time.Hour)
+	defer timer.Stop()
+	e.nextHK = e.clock.Now().Add(housekeepingInterval)
+	for {
+		now := e.clock.Now()
+		e.runTimers(now)
+		wait := e.nextHK.Sub(now)
+		if at, ok := e.timers.next(); ok && at.Sub(now) < wait {
+			wait = at.Sub(now)
+		}
+		timer.Reset(max(wait, 0))
+		select {
+		case <-ctx.Done():
+			e.shutdown(e.clock.Now())
+			return nil
+		case job := <-e.accepts:
+			e.accept(job.data, e.clock.Now())
+		case m, ok := <-e.connmgr:
+			if !ok {
+				return errSocketClosed("condure-out-stream")
+			}
+			e.handleConnmgr(m, e.clock.Now())
+		case items := <-e.pubq:
+			now := e.clock.Now()
+			e.stats.messagesReceived(len(items))
+			for i := range items {
+				e.publishItem(&items[i], now)
+			}
+		case c := <-e.cmds:
+			if c.recover {
+				e.recover(e.clock.Now())
+			}
+			if c.inspect != nil {
+				c.inspect(e)
+			}
+			if c.sync != nil {
+				e.runTimers(e.clock.Now())
+				close(c.sync)
+			}
+		case <-timer.C():
+		}
+	}
+}
+
+// runTimers fires every deadline due at now.
+func (e *engine) runTimers(now time.Time) {
+	for {
+		s, k, ok := e.timers.popDue(now)
+		if !ok {
+			break
+		}
+		e.fire(s, k, now)
+	}
+	e.flushKeepAlives(now)
+	if !now.Before(e.nextHK) {
+		e.housekeeping(now)
+		e.nextHK = now.Add(housekeepingInterval)
+	}
+}
+
+func (e *engine) fire(s *hsession, k timerKind, now time.Time) {
+	switch k {
+	case timerZhttpKeepAlive:
+		if s.state == statePausing {
+			e.armZhttpKeepAlive(s)
+			return
+		}
+		if now.Sub(s.z.LastOut) < e.cfg.Timers.ZhttpKeepAlive {
+			e.armZhttpKeepAlive(s)
+			return
+		}
+		e.kaDue = append(e.kaDue, s)
+	case timerExpire:
+		if now.Sub(s.z.LastIn) < e.cfg.Timers.ZhttpExpire {
+			e.timers.arm(s, timerExpire, s.z.LastIn.Add(e.cfg.Timers.ZhttpExpire))
+			return
+		}
+		e.log.Debug().Str(logging.FieldRID, string(s.z.ID)).Msg("session expired")
+		e.finish(s, now, false)
+	case timerHold:
+		if s.state == stateHolding {
+			r := &s.in.Response
+			e.respond(s, r.Code, r.Reason, r.Headers, r.Body, now)
+		}
+	case timerGripKeepAlive:
+		ka := s.in.KeepAlive
+		if s.state != stateHolding || ka == nil {
+			return
+		}
+		if len(s.pending) == 0 && len(s.queue) == 0 {
+			if !e.writeBody(s, ka.Data, now) {
+				return
+			}
+			e.stats.activity(s.acc.StatsRoute, 1)
+		}
+		e.timers.arm(s, timerGripKeepAlive, now.Add(gripKeepAliveDelay(ka)))
+	}
+}
+
+// armZhttpKeepAlive schedules the next zhttp keep-alive check, rounded up
+// to a whole second so that sessions due together leave in one batch.
+func (e *engine) armZhttpKeepAlive(s *hsession) {
+	at := s.z.LastOut.Add(e.cfg.Timers.ZhttpKeepAlive)
+	if r := at.Truncate(time.Second); r.Before(at) {
+		at = r.Add(time.Second)
+	}
+	e.timers.arm(s, timerZhttpKeepAlive, at)
+}
+
+// flushKeepAlives sends the due zhttp keep-alives, list-form per connmgr
+// for sessions whose peer announced ext.multi (zmq-wire.md §2.8).
+func (e *engine) flushKeepAlives(now time.Time) {
+	if len(e.kaDue) == 0 {
+		return
+	}
+	zs := make([]*zhttpsession.Session, 0, len(e.kaDue))
+	for _, s := range e.kaDue {
+		if s.state != stateDone {
+			zs = append(zs, &s.z)
+		}
+	}
+	for _, a := range zhttpsession.KeepAlives(e.id, zs, now) {
+		e.send(zsock.Message{zhttp.PubFrame(a.Peer, a.Packet)})
+	}
+	for _, s := range e.kaDue {
+		if s.state != stateDone {
+			e.armZhttpKeepAlive(s)
+		}
+	}
+	clear(e.kaDue)
+	e.kaDue = e.kaDue[:0]
+}
+
+// send queues a frame for connmgr without blocking; false when full.
+func (e *engine) send(m zsock.Message) bool {
+	select {
+	case e.out.connmgr <- m:
+		return true
+	default:
+		e.stats.dropped()
+		return false
+	}
+}
+
+// pub sends one frame of s. When the PUB queue is full the frame is lost,
+// which would break the session's sequence, so the session is dropped
+// (connmgr closes the client connection at the next gap or expiry).
+func (e *engine) pub(s *hsession, frame []byte) bool {
+	if e.send(zsock.Message{frame}) {
+		return true
+	}
+	e.log.Warn().Str(logging.FieldRID, string(s.z.ID)).Msg("connmgr queue full, dropping session")
+	e.finish(s, e.clock.Now(), false)
+	return false
+}
+
+// --- accept ---
+
+// accept takes over the sessions of one accepted hold (zmq-wire.md §4.3).
+func (e *engine) accept(a *acceptData, now time.Time) {
+	in := a.Instruct
+	if in.Hold == grip.HoldResponse {
+		// grip-reference §3.10 rule 1: a stale prev-id means retry now.
+		conflict := false
+		for _, c := range in.Channels {
+			if c.PrevID == "" {
+				continue
+			}
+			if last, ok := e.lastID(c.Name); ok && last != c.PrevID {
+				e.forgetLastID(c.Name)
+				conflict = true
+			}
+		}
+		if conflict {
+			e.sendRetry(retryFromAccept(a))
+			return
+		}
+	}
+	for _, rs := range a.Requests {
+		s := newSession(rs, a, now)
+		if _, dup := e.sessions[s.key]; dup {
+			e.log.Error().Str(logging.FieldRID, string(rs.ID)).Str(logging.FieldFrom, string(rs.Sender)).
+				Msg("accept for a session we already have, skipping")
+			continue
+		}
+		e.sessions[s.key] = s
+		e.live.add(s.conn)
+		e.stats.connAdd(s, now)
+		e.timers.arm(s, timerExpire, now.Add(e.cfg.Timers.ZhttpExpire))
+		// The takeover's first packet: a keep-alive at out-seq offering
+		// ext.multi (Captured, zmq-wire.md §2.10 step 4).
+		if !e.sendControl(s, zhttp.TypeKeepAlive, true, now) {
+			continue
+		}
+		e.armZhttpKeepAlive(s)
+		e.start(s, now)
+	}
+}
+
+// start begins the hold (Pushpin HttpSession::start and
+// prepareToSendQueueOrHold).
+func (e *engine) start(s *hsession, now time.Time) {
+	for _, name := range s.acc.ImplicitChannels {
+		e.subscribe(s, name, sessChannel{}, now)
+	}
+	if s.mode == grip.HoldStream && !e.startStream(s, now) {
+		return
+	}
+	if s.mode == grip.HoldStream && s.in.NextLink == nil {
+		for _, c := range s.in.Channels {
+			if c.PrevID != "" {
+				e.fail(s, "channel '"+c.BackendName+"' specifies prev-id, but no next link found", now)
+				return
+			}
+		}
+	}
+	for _, c := range s.in.Channels {
+		e.subscribe(s, c.Name, sessChannel{prevID: c.PrevID, hasPrev: c.PrevID != "", filters: c.Filters}, now)
+	}
+	if s.state != stateHolding {
+		return
+	}
+	switch s.mode {
+	case grip.HoldResponse:
+		e.timers.arm(s, timerHold, now.Add(s.in.Timeout))
+	case grip.HoldStream:
+		conflict := false
+		for _, c := range s.in.Channels {
+			if c.PrevID == "" {
+				continue
+			}
+			if last, ok := e.lastID(c.Name); ok && last != c.PrevID {
+				e.forgetLastID(c.Name)
+				conflict = true
+			}
+		}
+		if conflict {
+			e.update(s, now)
+			return
+		}
+		if ka := s.in.KeepAlive; ka != nil {
+			e.timers.arm(s, timerGripKeepAlive, now.Add(gripKeepAliveDelay(ka)))
+		}
+	}
+}
+
+// fail ends a session after an error (Pushpin HttpSession::doError):
+// response holds answer 502, streams end (with the message in debug mode).
+func (e *engine) fail(s *hsession, msg string, now time.Time) {
+	if s.state == stateDone {
+		return
+	}
+	e.log.Debug().Str(logging.FieldRID, string(s.z.ID)).Str("error", msg).Msg("session error")
+	if s.mode == grip.HoldResponse {
+		body := "Error while proxying to origin."
+		if s.rs.Debug {
+			body = msg
+		}
+		e.respond(s, 502, "Bad Gateway", []grip.Header{{Name: "Content-Type", Value: "text/plain"}}, []byte(body+"\n"), now)
+		return
+	}
+	e.prepareToClose(s)
+	s.finishAfter = true
+	if s.rs.Debug {
+		e.writeBody(s, []byte("\n\n"+msg+"\n"), now)
+		return
+	}
+	e.flush(s, now)
+}
+
+// update re-requests the backend for s (grip-reference §3.10): a response
+// hold is handed back to the proxy with a retry; a stream hold would fetch
+// its next link, which is not supported yet, so nothing happens.
+func (e *engine) update(s *hsession, now time.Time) {
+	if s.state != stateHolding || s.mode != grip.HoldResponse {
+		return
+	}
+	if e.out.retry == nil {
+		return
+	}
+	s.state = statePausing
+	e.timers.disarm(s, timerHold)
+	e.sendControl(s, zhttp.TypeHandoffStart, false, now)
+}
+
+// finish removes s from every table; with retry it hands the session back
+// to the proxy (after handoff-proceed).
+func (e *engine) finish(s *hsession, now time.Time, retry bool) {
+	if s.state == stateDone {
+		return
+	}
+	s.state = stateDone
+	var rp tnetstring.Dict
+	if retry {
+		rp = retryFromSession(s)
+	}
+	delete(e.sessions, s.key)
+	e.live.remove(s.conn)
+	for name := range s.chans {
+		e.unsubscribe(s, name, now)
+	}
+	e.stats.connRemove(s, now, retry)
+	if retry {
+		e.sendRetry(rp)
+	}
+	s.pending, s.queue = nil, nil
+}
+
+// shutdown cancels every held session so connmgr closes the clients at
+// once instead of after the 60 s expiry.
+func (e *engine) shutdown(now time.Time) {
+	for _, s := range e.sessions {
+		if s.state != stateDone {
+			e.sendControl(s, zhttp.TypeCancel, false, now)
+		}
+	}
+	for _, s := range e.sessions {
+		e.finish(s, now, false)
+	}
+}
+
+// recover forgets every last id and updates every held session
+// (grip-reference §3.10 rule 4).
+func (e *engine) recover(now time.Time) {
+	for _, c := range e.channels {
+		c.hasLastID, c.lastID = false, ""
+	}
+	for _, s := range e.sessions {
+		e.update(s, now)
+	}
+}
+
+// --- packets from connmgr ---
+
+// handleConnmgr processes one message from the connmgr ROUTER:
+// [connmgr-identity, "", T…].
+func (e *engine) handleConnmgr(m zsock.Message, now time.Time) {
+	if len(m) < 2 {
+		e.log.Warn().Int("parts", len(m)).Str(logging.FieldSocket, "condure-out-stream").Msg("dropping short message")
+		return
+	}
+	p, err := zhttp.Parse(m[len(m)-1])
+	if err != nil {
+		e.log.Warn().Err(err).Str(logging.FieldSocket, "condure-out-stream").Msg("dropping bad packet")
+		return
+	}
+	if p.IDs != nil {
+		for _, ids := range p.IDs {
+			if s := e.sessions[string(p.From)+"\x00"+string(ids.ID)]; s != nil {
+				e.handleIn(s, p, ids.Seq, now)
+			}
+		}
+		return
+	}
+	s := e.sessions[string(p.From)+"\x00"+string(p.ID)]
+	if s == nil {
+		if e := e.log.Debug(); e.Enabled() {
+			e.Str(logging.FieldRID, string(p.ID)).Str("type", p.Type).Msg("packet for unknown session, skipping")
+		}
+		return
+	}
+	e.handleIn(s, p, p.Seq, now)
+}
+
+func (e *engine) handleIn(s *hsession, p *zhttp.Packet, seq int64, now time.Time) {
+	if p.Type == zhttp.TypeCancel || p.Type == zhttp.TypeError {
+		if e := e.log.Debug(); e.Enabled() {
+			e.Str(logging.FieldRID, string(s.z.ID)).Str("type", p.Type).Msg("session ended by connmgr")
+		}
+		e.finish(s, now, false)
+		return
+	}
+	if err := s.z.ReceiveSeq(seq, p.From, now); err != nil {
+		e.log.Warn().Err(err).Str(logging.FieldRID, string(s.z.ID)).Msg("canceling session")
+		e.sendControl(s, zhttp.TypeCancel, false, now)
+		e.finish(s, now, false)
+		return
+	}
+	if p.Multi {
+		s.z.PeerMulti = true
+	}
+	if p.UserData != nil {
+		s.z.UserData = p.UserData
+		s.extra = appendField(nil, "user-data", p.UserData)
+	}
+	if p.Credits > 0 && p.IDs == nil {
+		s.z.Credits += p.Credits
+		e.creditsArrived(s, now)
+		if s.state == stateDone {
+			return
+		}
+	}
+	if p.Type == zhttp.TypeHandoffProceed && s.state == statePausing {
+		e.finish(s, now, true)
+	}
+}
+
+// --- retry ---
+
+// sendRetry writes a retry packet to the proxy (zmq-wire.md §4.4, 1.36
+// PUSH framing: one bare tnetstring frame).
+func (e *engine) sendRetry(d tnetstring.Dict) {
+	if e.out.retry == nil {
+		e.log.Error().Msg("retry: no socket")
+		return
+	}
+	select {
+	case e.out.retry <- zsock.Message{tnetstring.MustEncode(d)}:
+	default:
+		e.log.Warn().Msg("retry queue full, retry dropped")
+	}
+}
+
+func errSocketClosed(name string) error { return &socketClosedError{name} }
+
+type socketClosedError struct{ name string }
+
+func (e *socketClosedError) Error() string { return e.name + " socket closed" }

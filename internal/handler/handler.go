@@ -1,0 +1,206 @@
+package handler
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	zmq "github.com/pebbe/zmq4"
+	"github.com/rs/zerolog"
+	"golang.org/x/sync/errgroup"
+
+	"tack/internal/zsock"
+)
+
+// Socket bounds (zmq-wire.md §3.6: Pushpin's zhttp server ROUTER/PUB use
+// HWM 101000 and PUB linger 500 ms; the stats PUB uses HWM 200000).
+const (
+	hwmZRPC        = 1000
+	hwmStream      = 101000
+	hwmStats       = 200000
+	hwmRetry       = 1000
+	lingerStream   = 500 * time.Millisecond
+	connmgrOutQLen = 16384 // Go queue in front of the connmgr PUB
+	statsOutQLen   = 4096
+)
+
+// Service is one tack-handler instance.
+type Service struct {
+	cfg   Config
+	log   zerolog.Logger
+	chans *channelSet
+	st    *statsCollector // nil without stats_spec
+	eng   *engine
+}
+
+// New checks cfg and returns a handler ready to Run.
+func New(cfg Config, log zerolog.Logger) (*Service, error) {
+	if cfg.InstanceID == "" || strings.ContainsAny(cfg.InstanceID, " ") {
+		return nil, fmt.Errorf("invalid instance id %q", cfg.InstanceID)
+	}
+	if len(cfg.InspectSpecs) == 0 && len(cfg.AcceptSpecs) == 0 {
+		return nil, errors.New("neither inspect nor accept specs set")
+	}
+	cfg = cfg.withDefaults()
+	s := &Service{cfg: cfg, log: log, chans: newChannelSet()}
+	if cfg.StatsSpec != "" {
+		s.st = newStatsCollector(&s.cfg, log)
+	}
+	s.eng = newEngine(cfg, log.With().Str("component", "engine").Logger(), s.chans, s.st)
+	return s, nil
+}
+
+// API is the engine's interface for the publish inputs.
+func (s *Service) API() engineAPI { return s.eng }
+
+type sockets struct {
+	inspect, accept, connmgrOut, connmgrIn, retry, stats, proxyStats *zsock.Socket
+}
+
+func (ss *sockets) all() []*zsock.Socket {
+	var out []*zsock.Socket
+	for _, so := range []*zsock.Socket{ss.inspect, ss.accept, ss.connmgrOut, ss.connmgrIn, ss.retry, ss.stats, ss.proxyStats} {
+		if so != nil {
+			out = append(out, so)
+		}
+	}
+	return out
+}
+
+func (s *Service) openSockets(zctx *zsock.Context) (*sockets, error) {
+	var opened []*zsock.Socket
+	fail := func(err error) (*sockets, error) {
+		for _, so := range opened {
+			closeSocket(so)
+		}
+		return nil, err
+	}
+	open := func(o zsock.Options) (*zsock.Socket, error) {
+		o.IPCFileMode = s.cfg.IPCFileMode
+		so, err := zctx.Open(o, s.log)
+		if err == nil {
+			opened = append(opened, so)
+		}
+		return so, err
+	}
+	c := &s.cfg
+	ss := &sockets{}
+	var err error
+	if len(c.InspectSpecs) > 0 {
+		if ss.inspect, err = open(zsock.Options{Name: "inspect", Type: zmq.ROUTER, Direction: zsock.TwoWay,
+			Connect: c.InspectSpecs, SndHWM: hwmZRPC, RcvHWM: hwmZRPC}); err != nil {
+			return fail(err)
+		}
+	}
+	if len(c.AcceptSpecs) > 0 {
+		if ss.accept, err = open(zsock.Options{Name: "accept", Type: zmq.ROUTER, Direction: zsock.TwoWay,
+			Connect: c.AcceptSpecs, SndHWM: hwmZRPC, RcvHWM: hwmZRPC}); err != nil {
+			return fail(err)
+		}
+		if ss.connmgrOut, err = open(zsock.Options{Name: "condure-in", Type: zmq.PUB, Direction: zsock.SendOnly,
+			Connect: c.ConnmgrOutSpecs, SndHWM: hwmStream, Linger: lingerStream, QueueLen: connmgrOutQLen}); err != nil {
+			return fail(err)
+		}
+		if ss.connmgrIn, err = open(zsock.Options{Name: "condure-out-stream", Type: zmq.ROUTER, Direction: zsock.RecvOnly,
+			Connect: c.ConnmgrStreamSpecs, Identity: c.InstanceID, SndHWM: hwmStream, RcvHWM: hwmStream,
+			Linger: lingerStream}); err != nil {
+			return fail(err)
+		}
+	}
+	if len(c.RetryOutSpecs) > 0 {
+		if ss.retry, err = open(zsock.Options{Name: "retry", Type: zmq.PUSH, Direction: zsock.SendOnly,
+			Connect: c.RetryOutSpecs, SndHWM: hwmRetry, Linger: lingerStream}); err != nil {
+			return fail(err)
+		}
+	}
+	if c.StatsSpec != "" {
+		if ss.stats, err = open(zsock.Options{Name: "stats", Type: zmq.PUB, Direction: zsock.SendOnly,
+			Bind: []string{c.StatsSpec}, SndHWM: hwmStats, QueueLen: statsOutQLen}); err != nil {
+			return fail(err)
+		}
+	}
+	if len(c.ProxyStatsSpecs) > 0 {
+		if ss.proxyStats, err = open(zsock.Options{Name: "proxy-stats", Type: zmq.SUB, Direction: zsock.RecvOnly,
+			Connect: c.ProxyStatsSpecs, Subscribe: []string{""}, RcvHWM: hwmStats}); err != nil {
+			return fail(err)
+		}
+	}
+	return ss, nil
+}
+
+// Run serves until ctx is done. Every goroutine it starts has returned, and
+// every socket is closed, when it returns.
+func (s *Service) Run(ctx context.Context) error {
+	zctx, err := zsock.NewContext()
+	if err != nil {
+		return err
+	}
+	defer zctx.Close()
+	ss, err := s.openSockets(zctx)
+	if err != nil {
+		return err
+	}
+	chans, st, eng := s.chans, s.st, s.eng
+	if st != nil {
+		st.out = ss.stats.Send()
+	}
+	if ss.connmgrOut != nil {
+		eng.out.connmgr = ss.connmgrOut.Send()
+		eng.connmgr = ss.connmgrIn.Recv()
+	}
+	if ss.retry != nil {
+		eng.out.retry = ss.retry.Send()
+	}
+	in, err := newInputs(zctx, s.cfg.Inputs, eng, chans, s.log.With().Str("component", "publish").Logger())
+	if err != nil {
+		for _, so := range ss.all() {
+			closeSocket(so)
+		}
+		return err
+	}
+	met, err := newMetricsServer(&s.cfg, st, s.log)
+	if err != nil {
+		in.close()
+		for _, so := range ss.all() {
+			closeSocket(so)
+		}
+		return err
+	}
+
+	// Sockets outlive the workers so that what the engine queues while
+	// stopping (cancels to connmgr) is still written.
+	sockCtx, stopSockets := context.WithCancel(context.Background())
+	var sg errgroup.Group
+	for _, so := range ss.all() {
+		sg.Go(func() error { return so.Run(sockCtx) })
+	}
+
+	g, gctx := errgroup.WithContext(ctx)
+	if ss.inspect != nil {
+		g.Go(func() error { return serveInspect(gctx, ss.inspect, s.log) })
+	}
+	if ss.accept != nil {
+		g.Go(func() error { return serveAccept(gctx, ss.accept, eng.accepts, &s.cfg, s.log) })
+	}
+	g.Go(func() error { return eng.run(gctx) })
+	if ss.proxyStats != nil {
+		g.Go(func() error { return serveProxyStats(gctx, ss.proxyStats, st, s.log) })
+	}
+	if st != nil {
+		g.Go(func() error { return st.run(gctx) })
+	}
+	if met != nil {
+		g.Go(func() error { return met.run(gctx) })
+	}
+	g.Go(func() error { return in.Run(gctx) })
+	s.log.Info().Str("id", s.cfg.InstanceID).Msg("started")
+	err = g.Wait()
+	stopSockets()
+	if serr := sg.Wait(); err == nil {
+		err = serr
+	}
+	s.log.Info().Msg("stopped")
+	return err
+}

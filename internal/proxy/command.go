@@ -1,0 +1,60 @@
+package proxy
+
+import (
+	"github.com/spf13/cobra"
+
+	"tack/internal/cli"
+	"tack/internal/config"
+)
+
+// Command returns the tack-proxy command; its flags are pushpin-proxy's.
+func Command() *cobra.Command {
+	var (
+		lf         cli.LogFlags
+		configPath string
+		ipcPrefix  string
+		routeLines []string
+		quietCheck bool
+	)
+	cmd := &cobra.Command{
+		Use:   "tack-proxy",
+		Short: "Route client requests to backends over zhttp (pushpin-proxy)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			log, closer, err := lf.Logger("proxy")
+			if err != nil {
+				return err
+			}
+			defer closer.Close()
+			if configPath == "" {
+				if configPath, err = config.FindDefault(); err != nil {
+					return err
+				}
+			}
+			f, err := config.Load(configPath, config.Options{IPCPrefix: ipcPrefix})
+			if err != nil {
+				return err
+			}
+			for _, w := range f.Warnings() {
+				log.Warn().Msg(w)
+			}
+			cfg, err := ConfigFromFile(f, routeLines)
+			if err != nil {
+				return err
+			}
+			svc, err := New(cfg, log.With().Str("component", "proxy").Logger())
+			if err != nil {
+				return err
+			}
+			log.Info().Str("config", f.Path()).Msg("starting...")
+			return svc.Run(cmd.Context())
+		},
+	}
+	fs := cmd.Flags()
+	lf.Register(fs)
+	fs.StringVarP(&configPath, "config", "c", "", "config file (pushpin.conf format)")
+	fs.StringVar(&ipcPrefix, "ipc-prefix", "", "override ipc_prefix config option")
+	fs.StringArrayVar(&routeLines, "route", nil, "add route (overrides routes file)")
+	fs.BoolVar(&quietCheck, "quiet-check", false, "accepted for compatibility (update checks are never made)")
+	return cmd
+}

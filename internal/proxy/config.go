@@ -1,0 +1,160 @@
+package proxy
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"tack/internal/config"
+)
+
+// Defaults mirroring Pushpin 1.36.
+const (
+	// DefaultSigIss is Pushpin's default Grip-Sig issuer.
+	DefaultSigIss = "pushpin"
+	// DefaultMaxOpenRequests mirrors [runner] client_maxconn (50000).
+	DefaultMaxOpenRequests = 50000
+	// ServiceTimeout bounds how long we wait for the outbound zhttp service
+	// to acknowledge a request before answering 502 (Pushpin fails at once
+	// when no zurl is connected; a connected but silent one is bounded here).
+	ServiceTimeout = 10 * time.Second
+	// RequestBodyKeep is how much request body is kept for retrying another
+	// target (and, later, for GRIP hand-off: Pushpin's 100000-byte limit).
+	RequestBodyKeep = 100000
+	// TestBodyMax is the test handler's request body limit.
+	TestBodyMax = 100000
+)
+
+// XFFRule is one x_forwarded_for rule list.
+type XFFRule struct {
+	Truncate int // -1 = keep all
+	Append   bool
+}
+
+// Config is everything the proxy reads from pushpin.conf and flags.
+type Config struct {
+	InstanceID string
+
+	ConnmgrInSpecs       []string // PULL, connect: first packets from connmgr
+	ConnmgrInStreamSpecs []string // ROUTER, connect: follow-ups from connmgr
+	ConnmgrOutSpecs      []string // PUB, connect: replies to connmgr
+
+	ClientOutSpecs       []string // PUSH, connect: first packets to zurl/zhttp-client
+	ClientOutStreamSpecs []string // ROUTER, connect: follow-ups to zurl
+	ClientInSpecs        []string // SUB, connect: replies from zurl
+
+	RoutesFile string   // empty when Routes is set
+	Routes     []string // --route lines
+
+	Debug                    bool
+	AcceptXForwardedProtocol bool
+	SetXForwardedProtocol    string // "", "true", "proto-only"
+	XForwardedFor            XFFRule
+	AcceptPushpinRoute       bool
+	LogFrom, LogUserAgent    bool
+	SigIss, SigKey           string
+	ConfigDir                string // base for relative file: keys
+	MaxOpenRequests          int
+	AcceptSpecs              []string // DEALER, bind: accept calls to the handler
+	RetryInSpecs             []string // PULL, bind: retry packets from the handler (1.36 framing)
+	ServiceTimeout           time.Duration
+}
+
+// ConfigFromFile builds a Config from a loaded pushpin.conf.
+func ConfigFromFile(f *config.File, routeLines []string) (Config, error) {
+	c := Config{
+		InstanceID:     fmt.Sprintf("proxy_%d", os.Getpid()),
+		Routes:         routeLines,
+		ServiceTimeout: ServiceTimeout,
+	}
+	list := func(keys ...string) []string {
+		var out []string
+		for _, k := range keys {
+			out = append(out, f.List("proxy", k)...)
+		}
+		return out
+	}
+	// 1.41 renamed condure_* to connmgr_* and still reads both.
+	c.ConnmgrInSpecs = list("connmgr_in_specs", "condure_in_specs")
+	c.ConnmgrInStreamSpecs = list("connmgr_in_stream_specs", "condure_in_stream_specs")
+	c.ConnmgrOutSpecs = list("connmgr_out_specs", "condure_out_specs")
+	c.ClientOutSpecs = list("zurl_out_specs")
+	c.ClientOutStreamSpecs = list("zurl_out_stream_specs")
+	c.ClientInSpecs = list("zurl_in_specs")
+	if len(c.ConnmgrInSpecs) == 0 || len(c.ConnmgrInStreamSpecs) == 0 || len(c.ConnmgrOutSpecs) == 0 {
+		return c, fmt.Errorf("%s: [proxy] condure_in_specs, condure_in_stream_specs and condure_out_specs must all be set", f.Path())
+	}
+	if len(c.ClientOutSpecs) == 0 || len(c.ClientOutStreamSpecs) == 0 || len(c.ClientInSpecs) == 0 {
+		return c, fmt.Errorf("%s: [proxy] zurl_out_specs, zurl_out_stream_specs and zurl_in_specs must all be set", f.Path())
+	}
+	if len(routeLines) == 0 {
+		rf := f.String("proxy", "routesfile", "routes")
+		if !filepath.IsAbs(rf) {
+			rf = filepath.Join(f.Dir(), rf)
+		}
+		c.RoutesFile = rf
+	}
+	var err error
+	if c.Debug, err = f.Bool("proxy", "debug", false); err != nil {
+		return c, err
+	}
+	if c.AcceptXForwardedProtocol, err = f.Bool("proxy", "accept_x_forwarded_protocol", false); err != nil {
+		return c, err
+	}
+	switch v := f.String("proxy", "set_x_forwarded_protocol", ""); v {
+	case "true", "proto-only":
+		c.SetXForwardedProtocol = v
+	}
+	if c.XForwardedFor, err = parseXFF(f.List("proxy", "x_forwarded_for")); err != nil {
+		return c, fmt.Errorf("%s: [proxy] x_forwarded_for: %w", f.Path(), err)
+	}
+	if c.AcceptPushpinRoute, err = f.Bool("proxy", "accept_pushpin_route", false); err != nil {
+		return c, err
+	}
+	if c.LogFrom, err = f.Bool("proxy", "log_from", false); err != nil {
+		return c, err
+	}
+	if c.LogUserAgent, err = f.Bool("proxy", "log_user_agent", false); err != nil {
+		return c, err
+	}
+	c.SigIss = f.String("proxy", "sig_iss", DefaultSigIss)
+	c.SigKey = f.String("proxy", "sig_key", "")
+	c.ConfigDir = f.Dir()
+	c.AcceptSpecs = f.List("proxy", "handler_accept_spec")
+	c.RetryInSpecs = f.List("proxy", "handler_retry_in_spec")
+	maxconn, err := f.Int("runner", "client_maxconn", DefaultMaxOpenRequests)
+	if err != nil {
+		return c, err
+	}
+	if c.MaxOpenRequests, err = f.Int("proxy", "max_open_requests", maxconn); err != nil {
+		return c, err
+	}
+	if c.MaxOpenRequests > maxconn {
+		c.MaxOpenRequests = maxconn
+	}
+	return c, nil
+}
+
+func parseXFF(items []string) (XFFRule, error) {
+	r := XFFRule{Truncate: -1}
+	for _, it := range items {
+		it = strings.TrimSpace(it)
+		switch {
+		case it == "":
+		case it == "append":
+			r.Append = true
+		case strings.HasPrefix(it, "truncate:"):
+			n, err := strconv.Atoi(strings.TrimPrefix(it, "truncate:"))
+			if err != nil || n < 0 {
+				return r, fmt.Errorf("bad rule %q", it)
+			}
+			r.Truncate = n
+		default:
+			return r, fmt.Errorf("unknown rule %q", it)
+		}
+	}
+	return r, nil
+}

@@ -1,0 +1,341 @@
+package proxy
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"time"
+
+	"tack/internal/grip"
+	"tack/internal/logging"
+	"tack/internal/zsock"
+	"tack/pkg/tnetstring"
+	"tack/pkg/zhttp"
+)
+
+// GRIP hand-off bounds (grip-reference §3.1, zmq-wire.md §4.1).
+const (
+	// GripBodyMax is the largest backend body the proxy buffers for a GRIP
+	// response, and the largest client body a GRIP request may have.
+	GripBodyMax = 100000
+	// AcceptTimeout mirrors Pushpin's inspectTimeout, reused for accept.
+	AcceptTimeout = 8 * time.Second
+)
+
+const (
+	textAcceptUnavailable = "Accept service unavailable.\n"
+	textGripTooLarge      = "Request too large to accept GRIP instruct.\n"
+)
+
+// pendingAccept is an accept call waiting for the handler's reply.
+type pendingAccept struct {
+	s        *session
+	deadline time.Time
+}
+
+func toGripHeaders(hs []zhttp.Header) []grip.Header {
+	out := make([]grip.Header, len(hs))
+	for i, h := range hs {
+		out[i] = grip.Header{Name: h.Name, Value: h.Value}
+	}
+	return out
+}
+
+// isGRIPResponse reports whether a backend response head must go to the
+// handler instead of the client.
+func (e *engine) isGRIPResponse(s *session, p *zhttp.Packet) bool {
+	if s.route != nil && s.route.NoGrip {
+		return false
+	}
+	return grip.IsGRIP(toGripHeaders(p.Headers))
+}
+
+// startGRIP switches a session to collecting the backend's GRIP response.
+func (e *engine) startGRIP(s *session, p *zhttp.Packet, now time.Time) {
+	s.grip = true
+	s.respHead = &zhttp.Packet{Code: p.Code, Reason: p.Reason, Headers: p.Headers}
+	s.respBody = append(s.respBody[:0], p.Body...)
+	// Let the backend send the whole body (up to the limit) regardless of
+	// the client's window: the client never sees it.
+	if want := int64(GripBodyMax+1) - s.outGranted; want > 0 && p.More && s.outActive {
+		c := zhttp.New()
+		c.Type = zhttp.TypeCredit
+		c.Credits = want
+		s.outGranted += want
+		e.sendClient(s, c, now)
+	}
+	e.gripBody(s, nil, p.More, now)
+}
+
+// gripBody adds body to a collecting GRIP response.
+func (e *engine) gripBody(s *session, b []byte, more bool, now time.Time) {
+	s.respBody = append(s.respBody, b...)
+	if len(s.respBody) > GripBodyMax {
+		e.log.Warn().Str(logging.FieldRID, string(s.in.ID)).Msg("GRIP response body exceeds 100000 bytes")
+		e.cancelClient(s, now)
+		e.respondError(s, 502, "Bad Gateway", textProxyError, "Error: GRIP response too large.", now)
+		return
+	}
+	if more {
+		return
+	}
+	e.dropOut(s)
+	if s.bodyOverflow {
+		e.respond(s, 400, "Bad Request", "text/plain", textGripTooLarge, now)
+		return
+	}
+	// Pause the client session, then hand it over (zmq-wire.md §2.10, §4.3).
+	p := zhttp.New()
+	p.Type = zhttp.TypeHandoffStart
+	s.handoff = true
+	e.sendConnmgr(s, p, now)
+}
+
+// handoffProceed: connmgr has paused; call accept.
+func (e *engine) handoffProceed(s *session, now time.Time) {
+	if !s.handoff {
+		e.log.Warn().Str(logging.FieldRID, string(s.in.ID)).Msg("handoff-proceed without handoff-start")
+		return
+	}
+	s.handoff = false
+	id := newUUID()
+	req := tnetstring.Dict{
+		{Key: "id", Value: id},
+		{Key: "method", Value: "accept"},
+		{Key: "args", Value: e.acceptArgs(s)},
+	}
+	b, err := tnetstring.Encode(nil, req)
+	if err != nil {
+		e.log.Error().Err(err).Msg("encode accept")
+		e.resume(s, now)
+		e.respondError(s, 500, "Internal Server Error", textAcceptUnavailable, "", now)
+		return
+	}
+	e.accepts[id] = &pendingAccept{s: s, deadline: now.Add(AcceptTimeout)}
+	s.acceptID = id
+	if e.toAccept == nil {
+		e.acceptFailed(id, now)
+		return
+	}
+	select {
+	case e.toAccept <- zsock.Message{nil, b}:
+	default:
+		e.acceptFailed(id, now)
+	}
+}
+
+func headerList(hs []zhttp.Header) []any {
+	out := make([]any, len(hs))
+	for i, h := range hs {
+		out[i] = []any{h.Name, h.Value}
+	}
+	return out
+}
+
+func requestData(method, uri string, hs []zhttp.Header, body []byte) tnetstring.Dict {
+	if body == nil {
+		body = []byte{}
+	}
+	return tnetstring.Dict{
+		{Key: "method", Value: method},
+		{Key: "uri", Value: uri},
+		{Key: "headers", Value: headerList(hs)},
+		{Key: "body", Value: body},
+	}
+}
+
+// acceptArgs builds the accept arguments exactly as zmq-wire.md §4.3 lists them.
+func (e *engine) acceptArgs(s *session) tnetstring.Dict {
+	rq := tnetstring.Dict{
+		{Key: "rid", Value: tnetstring.Dict{{Key: "sender", Value: s.in.Peer}, {Key: "id", Value: s.in.ID}}},
+		{Key: "in-seq", Value: s.in.InSeq},
+		{Key: "out-seq", Value: s.in.OutSeq},
+		{Key: "out-credits", Value: max(s.in.Credits, 0)},
+	}
+	if s.ci.peer != "" {
+		rq = append(rq, tnetstring.Field{Key: "peer-address", Value: s.ci.peer},
+			tnetstring.Field{Key: "logical-peer-address", Value: e.logicalPeer(s)})
+	}
+	if s.ci.tls {
+		rq = append(rq, tnetstring.Field{Key: "https", Value: true})
+	}
+	if e.debug(s) {
+		rq = append(rq, tnetstring.Field{Key: "debug", Value: true})
+	}
+	if s.isRetry {
+		rq = append(rq, tnetstring.Field{Key: "is-retry", Value: true})
+	}
+	if s.in.UserData != nil {
+		rq = append(rq, tnetstring.Field{Key: "user-data", Value: s.in.UserData})
+	}
+	body := s.body
+	if s.test != nil {
+		body = s.test.body
+	}
+	args := tnetstring.Dict{
+		{Key: "requests", Value: []any{rq}},
+		{Key: "request-data", Value: requestData(s.method, s.req.uri, s.req.headers, body)},
+		{Key: "orig-request-data", Value: requestData(s.method, s.first.URI, s.first.Headers, body)},
+		{Key: "response", Value: tnetstring.Dict{
+			{Key: "code", Value: s.respHead.Code},
+			{Key: "reason", Value: s.respHead.Reason},
+			{Key: "headers", Value: headerList(s.respHead.Headers)},
+			{Key: "body", Value: append([]byte{}, s.respBody...)},
+		}},
+	}
+	insp := tnetstring.Dict{{Key: "no-proxy", Value: false}}
+	if len(s.lastIDs) > 0 {
+		insp = append(insp, tnetstring.Field{Key: "last-ids", Value: s.lastIDs})
+	}
+	args = append(args, tnetstring.Field{Key: "inspect", Value: insp})
+	if s.route != nil {
+		args = append(args, tnetstring.Field{Key: "route", Value: s.route.ID})
+		if s.route.IDExplicit {
+			args = append(args, tnetstring.Field{Key: "separate-stats", Value: true})
+		}
+		if s.route.Prefix != "" {
+			args = append(args, tnetstring.Field{Key: "channel-prefix", Value: s.route.Prefix})
+		}
+	}
+	trusted := true
+	if s.ti < len(s.targets) {
+		t := &s.targets[s.ti]
+		trusted = !t.Untrusted
+		if len(t.Subs) > 0 {
+			args = append(args, tnetstring.Field{Key: "channels", Value: t.Subs})
+		}
+	}
+	if trusted {
+		args = append(args, tnetstring.Field{Key: "trusted", Value: true})
+	}
+	return args
+}
+
+// logicalPeer is the first X-Forwarded-For entry unless the rule is
+// truncate:0 (grip-reference §2.1 step 5, quirk 24), else the TCP peer.
+func (e *engine) logicalPeer(s *session) string {
+	if v, ok := headerValue(s.first.Headers, "X-Forwarded-For"); ok && e0(v) != "" && e.cfg.XForwardedFor.Truncate != 0 {
+		return e0(v)
+	}
+	return s.ci.peer
+}
+
+// e0 returns the first comma-separated element of v, trimmed.
+func e0(v string) string {
+	for i := 0; i < len(v); i++ {
+		if v[i] == ',' {
+			v = v[:i]
+			break
+		}
+	}
+	for len(v) > 0 && v[0] == ' ' {
+		v = v[1:]
+	}
+	for len(v) > 0 && v[len(v)-1] == ' ' {
+		v = v[:len(v)-1]
+	}
+	return v
+}
+
+// resume makes the proxy the session owner again after a handoff-start
+// (the next packet it sends re-establishes its address at connmgr).
+func (e *engine) resume(s *session, now time.Time) {
+	ka := zhttp.New()
+	ka.Type = zhttp.TypeKeepAlive
+	e.sendConnmgr(s, ka, now)
+}
+
+// handleAcceptReply handles a DEALER message ["", reply].
+func (e *engine) handleAcceptReply(m zsock.Message, now time.Time) {
+	if len(m) != 2 || len(m[0]) != 0 {
+		e.log.Warn().Int("parts", len(m)).Str(logging.FieldSocket, "accept").Msg("dropping reply with bad envelope")
+		return
+	}
+	d, err := tnetstring.DecodeDict(m[1])
+	if err != nil {
+		e.log.Warn().Err(err).Str(logging.FieldSocket, "accept").Msg("dropping undecodable reply")
+		return
+	}
+	idb, _ := d.Bytes("id")
+	pa := e.accepts[string(idb)]
+	if pa == nil {
+		return
+	}
+	delete(e.accepts, string(idb))
+	s := pa.s
+	if e.byIn[s.key] != s {
+		return
+	}
+	if !d.Bool("success") {
+		cond, _ := d.Bytes("condition")
+		msg, _ := d.Bytes("value")
+		e.resume(s, now)
+		if string(cond) == "bad-format" {
+			e.respondError(s, 502, "Bad Gateway", textProxyError, "Failed to parse accept instructions: "+string(msg), now)
+			return
+		}
+		e.respondError(s, 502, "Bad Gateway", textProxyError, fmt.Sprintf("Accept failed: %s", cond), now)
+		return
+	}
+	v, _ := d.Dict("value")
+	if v.Bool("accepted") {
+		// The handler owns the client session now; forget it silently.
+		s.code = s.respHead.Code
+		e.finish(s, "accept")
+		return
+	}
+	if r, ok := v.Dict("response"); ok {
+		e.resume(s, now)
+		p := zhttp.New()
+		p.Code, _ = r.Int("code")
+		if p.Code <= 0 {
+			p.Code = 200
+		}
+		reason, _ := r.Bytes("reason")
+		p.Reason = string(reason)
+		if hl, ok := r.List("headers"); ok {
+			for _, h := range hl {
+				if pair, ok := h.([]any); ok && len(pair) == 2 {
+					n, _ := pair[0].([]byte)
+					val, _ := pair[1].([]byte)
+					p.Headers = append(p.Headers, zhttp.Header{Name: string(n), Value: string(val)})
+				}
+			}
+		}
+		body, _ := r.Bytes("body")
+		p.Body = append([]byte{}, body...)
+		if !hasHeader(p.Headers, "Content-Length") {
+			p.Headers = append(p.Headers, zhttp.Header{Name: "Content-Length", Value: fmt.Sprint(len(p.Body))})
+		}
+		s.code, s.respBytes = p.Code, int64(len(p.Body))
+		e.sendConnmgr(s, p, now)
+		e.finish(s, "")
+		return
+	}
+	e.resume(s, now)
+	e.respondError(s, 500, "Internal Server Error", textAcceptUnavailable, "", now)
+}
+
+// acceptFailed answers a session whose accept could not be delivered or
+// timed out.
+func (e *engine) acceptFailed(id string, now time.Time) {
+	pa := e.accepts[id]
+	if pa == nil {
+		return
+	}
+	delete(e.accepts, id)
+	if e.byIn[pa.s.key] != pa.s {
+		return
+	}
+	e.resume(pa.s, now)
+	e.respondError(pa.s, 500, "Internal Server Error", textAcceptUnavailable, "", now)
+}
+
+func newUUID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	b[6] = b[6]&0x0f | 0x40
+	b[8] = b[8]&0x3f | 0x80
+	h := hex.EncodeToString(b[:])
+	return h[0:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:32]
+}

@@ -1,0 +1,330 @@
+package proxy
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/rs/zerolog"
+	"golang.org/x/sync/errgroup"
+
+	zmq "github.com/pebbe/zmq4"
+
+	"tack/internal/routes"
+	"tack/internal/zsock"
+	"tack/pkg/tnetstring"
+	"tack/pkg/zhttp"
+)
+
+// Socket bounds (zmq-wire.md §3.6: Pushpin's C++ zhttp server uses PULL
+// HWM 100, ROUTER/PUB/SUB HWM 101000, PUB and ROUTER linger 500 ms).
+const (
+	hwmFirst        = 100
+	hwmStream       = 101000
+	lingerStream    = 500 * time.Millisecond
+	tickInterval    = time.Second
+	dropQueueLength = 1024
+	// acceptSendTimeout bounds how long an accept call waits for a handler
+	// to be connected before the client gets 500.
+	acceptSendTimeout = time.Second
+)
+
+// Service is one tack-proxy instance.
+type Service struct {
+	cfg Config
+	log zerolog.Logger
+}
+
+// New checks cfg and returns a proxy ready to Run.
+func New(cfg Config, log zerolog.Logger) (*Service, error) {
+	if cfg.InstanceID == "" || strings.ContainsAny(cfg.InstanceID, " ") {
+		return nil, fmt.Errorf("invalid instance id %q", cfg.InstanceID)
+	}
+	if cfg.ServiceTimeout <= 0 {
+		cfg.ServiceTimeout = ServiceTimeout
+	}
+	if cfg.MaxOpenRequests <= 0 {
+		cfg.MaxOpenRequests = DefaultMaxOpenRequests
+	}
+	return &Service{cfg: cfg, log: log}, nil
+}
+
+// Run serves until ctx is done.
+func (s *Service) Run(ctx context.Context) error {
+	watcher, err := s.loadRoutes()
+	if err != nil {
+		return err
+	}
+	zctx, err := zsock.NewContext()
+	if err != nil {
+		return err
+	}
+	drops := make(chan string, dropQueueLength)
+	acceptDrops := make(chan string, dropQueueLength)
+	socks, err := s.openSockets(zctx, drops, acceptDrops)
+	if err != nil {
+		zctx.Close()
+		return err
+	}
+	eng := newEngine(s.cfg, s.log, watcher.Current)
+	eng.toConnmgr = socks.connmgrOut.Send()
+	eng.toClient = socks.clientOut.Send()
+	eng.toClientStream = socks.clientOutStream.Send()
+	if socks.accept != nil {
+		eng.toAccept = socks.accept.Send()
+	}
+
+	sockCtx, stopSockets := context.WithCancel(context.Background())
+	var sg errgroup.Group
+	for _, so := range socks.all() {
+		sg.Go(func() error { return so.Run(sockCtx) })
+	}
+
+	g, gctx := errgroup.WithContext(ctx)
+	if watcher.Path() != "" {
+		g.Go(func() error { return watcher.Run(gctx) })
+	}
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	g.Go(func() error {
+		for {
+			select {
+			case <-gctx.Done():
+				return nil
+			case <-hup:
+				s.log.Info().Msg("reloading")
+				watcher.Reload()
+				logUnsupported(s.log, watcher.Current())
+			}
+		}
+	})
+	g.Go(func() error { return s.loop(gctx, eng, socks, drops, acceptDrops) })
+	s.log.Info().Str("id", s.cfg.InstanceID).Msg("started")
+	err = g.Wait()
+	stopSockets()
+	if serr := sg.Wait(); err == nil {
+		err = serr
+	}
+	zctx.Close()
+	s.log.Info().Msg("stopped")
+	return err
+}
+
+func (s *Service) loadRoutes() (*routes.Watcher, error) {
+	if len(s.cfg.Routes) > 0 {
+		t, diags := routes.ParseLines(s.cfg.Routes)
+		for _, d := range diags {
+			s.log.Warn().Msg(d.String())
+		}
+		s.log.Info().Int("entries", t.Len()).Msg("routes loaded")
+		logUnsupported(s.log, t)
+		return routes.NewStaticWatcher(t), nil
+	}
+	w, err := routes.NewWatcher(s.cfg.RoutesFile, s.log)
+	if err != nil {
+		return nil, err
+	}
+	logUnsupported(s.log, w.Current())
+	return w, nil
+}
+
+// unsupportedProps are route options parsed but not acted on yet; each
+// use is reported so that nothing is ignored silently.
+var unsupportedProps = []string{
+	"sockjs", "sockjs_as_path", "aco", "session", "orig_headers", "jsonp_mode", "jsonp_cb",
+	"jsonp_body", "jsonp_defcb", "jsonp_defmethod",
+}
+
+var unsupportedTargetProps = []string{"sub", "over_http", "one_event"}
+
+func logUnsupported(log zerolog.Logger, t *routes.Table) {
+	if t == nil {
+		return
+	}
+	for _, r := range t.Routes() {
+		for _, p := range unsupportedProps {
+			if _, ok := r.Props[p]; ok {
+				log.Warn().Str("route", r.Source).Str("option", p).Msg("route option not supported yet")
+			}
+		}
+		for _, tg := range r.Targets {
+			if tg.Kind == routes.TargetZHTTP || tg.Kind == routes.TargetZHTTPReq {
+				log.Warn().Str("route", r.Source).Str("target", tg.Spec).Msg("zhttp route targets not supported yet")
+			}
+			for _, p := range unsupportedTargetProps {
+				if _, ok := tg.Props[p]; ok {
+					log.Warn().Str("route", r.Source).Str("option", p).Msg("target option not supported yet")
+				}
+			}
+		}
+	}
+}
+
+type sockets struct {
+	connmgrIn, connmgrInStream, connmgrOut    *zsock.Socket
+	clientOut, clientOutStream, clientReplies *zsock.Socket
+	accept, retry                             *zsock.Socket // nil when not configured
+}
+
+func (ss *sockets) all() []*zsock.Socket {
+	out := []*zsock.Socket{ss.connmgrIn, ss.connmgrInStream, ss.connmgrOut, ss.clientOut, ss.clientOutStream, ss.clientReplies}
+	for _, so := range []*zsock.Socket{ss.accept, ss.retry} {
+		if so != nil {
+			out = append(out, so)
+		}
+	}
+	return out
+}
+
+// recvOf returns so's receive channel, or nil (blocks forever in select).
+func recvOf(so *zsock.Socket) <-chan zsock.Message {
+	if so == nil {
+		return nil
+	}
+	return so.Recv()
+}
+
+func (s *Service) openSockets(zctx *zsock.Context, drops, acceptDrops chan<- string) (*sockets, error) {
+	var opened []*zsock.Socket
+	fail := func(err error) (*sockets, error) {
+		// Sockets not yet running are closed by running them on a done context.
+		done, cancel := context.WithCancel(context.Background())
+		cancel()
+		for _, so := range opened {
+			_ = so.Run(done)
+		}
+		return nil, err
+	}
+	open := func(o zsock.Options) (*zsock.Socket, error) {
+		so, err := zctx.Open(o, s.log)
+		if err == nil {
+			opened = append(opened, so)
+		}
+		return so, err
+	}
+	id := s.cfg.InstanceID
+	ss := &sockets{}
+	var err error
+	if ss.connmgrIn, err = open(zsock.Options{Name: "condure-out", Type: zmq.PULL, Direction: zsock.RecvOnly,
+		Connect: s.cfg.ConnmgrInSpecs, RcvHWM: hwmFirst}); err != nil {
+		return fail(err)
+	}
+	if ss.connmgrInStream, err = open(zsock.Options{Name: "condure-out-stream", Type: zmq.ROUTER, Direction: zsock.RecvOnly,
+		Connect: s.cfg.ConnmgrInStreamSpecs, Identity: id, RcvHWM: hwmStream, SndHWM: hwmStream, Linger: lingerStream}); err != nil {
+		return fail(err)
+	}
+	if ss.connmgrOut, err = open(zsock.Options{Name: "condure-in", Type: zmq.PUB, Direction: zsock.SendOnly,
+		Connect: s.cfg.ConnmgrOutSpecs, SndHWM: hwmStream, Linger: lingerStream}); err != nil {
+		return fail(err)
+	}
+	if ss.clientOut, err = open(zsock.Options{Name: "zurl-in", Type: zmq.PUSH, Direction: zsock.SendOnly,
+		Connect: s.cfg.ClientOutSpecs, SndHWM: hwmFirst,
+		OnDrop: func(m zsock.Message, _ error) {
+			if len(m) != 1 {
+				return
+			}
+			if p, err := zhttp.Parse(m[0]); err == nil {
+				select {
+				case drops <- string(p.ID):
+				default: // the ack deadline catches it
+				}
+			}
+		}}); err != nil {
+		return fail(err)
+	}
+	if ss.clientOutStream, err = open(zsock.Options{Name: "zurl-in-stream", Type: zmq.ROUTER, Direction: zsock.SendOnly,
+		Connect: s.cfg.ClientOutStreamSpecs, Identity: id, SndHWM: hwmStream, Linger: lingerStream,
+		Immediate: true, RouterMandatory: true}); err != nil {
+		return fail(err)
+	}
+	if ss.clientReplies, err = open(zsock.Options{Name: "zurl-out", Type: zmq.SUB, Direction: zsock.RecvOnly,
+		Connect: s.cfg.ClientInSpecs, Subscribe: []string{id + " "}, RcvHWM: hwmStream}); err != nil {
+		return fail(err)
+	}
+	if len(s.cfg.AcceptSpecs) > 0 {
+		if ss.accept, err = open(zsock.Options{Name: "accept", Type: zmq.DEALER, Direction: zsock.TwoWay,
+			Bind: s.cfg.AcceptSpecs, SndHWM: hwmFirst, RcvHWM: hwmStream,
+			// A handler that is (re)starting gets a moment to connect;
+			// Pushpin fails at once.
+			SendTimeout: acceptSendTimeout,
+			OnDrop: func(m zsock.Message, _ error) {
+				if len(m) == 2 {
+					if d, err := tnetstring.DecodeDict(m[1]); err == nil {
+						if id, ok := d.Bytes("id"); ok {
+							select {
+							case acceptDrops <- string(id):
+							default: // the accept deadline catches it
+							}
+						}
+					}
+				}
+			}}); err != nil {
+			return fail(err)
+		}
+	}
+	if len(s.cfg.RetryInSpecs) > 0 {
+		if ss.retry, err = open(zsock.Options{Name: "retry", Type: zmq.PULL, Direction: zsock.RecvOnly,
+			Bind: s.cfg.RetryInSpecs, RcvHWM: hwmStream}); err != nil {
+			return fail(err)
+		}
+	}
+	return ss, nil
+}
+
+// loop is the engine goroutine: the only code that touches the session table.
+func (s *Service) loop(ctx context.Context, e *engine, ss *sockets, drops, acceptDrops <-chan string) error {
+	ticker := time.NewTicker(tickInterval)
+	defer ticker.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			e.shutdown(time.Now())
+			return nil
+		case m, ok := <-ss.connmgrIn.Recv():
+			if !ok {
+				return fmt.Errorf("condure-out socket closed")
+			}
+			if len(m) != 1 {
+				s.log.Warn().Int("parts", len(m)).Str("socket", "condure-out").Msg("dropping message with parts != 1")
+				continue
+			}
+			e.handleConnmgrFirst(m[0], time.Now())
+		case m, ok := <-ss.connmgrInStream.Recv():
+			if !ok {
+				return fmt.Errorf("condure-out-stream socket closed")
+			}
+			e.handleConnmgrStream(m, time.Now())
+		case m, ok := <-ss.clientReplies.Recv():
+			if !ok {
+				return fmt.Errorf("zurl-out socket closed")
+			}
+			if len(m) != 1 {
+				continue
+			}
+			e.handleClientReply(m[0], time.Now())
+		case id := <-drops:
+			e.clientDropped(id, time.Now())
+		case id := <-acceptDrops:
+			e.acceptFailed(id, time.Now())
+		case m, ok := <-recvOf(ss.accept):
+			if !ok {
+				return fmt.Errorf("accept socket closed")
+			}
+			e.handleAcceptReply(m, time.Now())
+		case m, ok := <-recvOf(ss.retry):
+			if !ok {
+				return fmt.Errorf("retry socket closed")
+			}
+			if len(m) == 1 {
+				e.handleRetry(m[0], time.Now())
+			}
+		case now := <-ticker.C:
+			e.tick(now)
+		}
+	}
+}

@@ -1,0 +1,156 @@
+package runner
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"sync"
+	"syscall"
+
+	"github.com/rs/zerolog"
+)
+
+// Runner starts and supervises the configured services.
+type Runner struct {
+	cfg    *Config
+	log    zerolog.Logger
+	out    io.Writer    // merged child output (the runner's log sink)
+	reopen func() error // reopens the runner's log file on SIGHUP; may be nil
+}
+
+// New returns a Runner. out receives child output under --merge-output;
+// reopen (optional) reopens the runner's log file on SIGHUP.
+func New(cfg *Config, log zerolog.Logger, out io.Writer, reopen func() error) *Runner {
+	return &Runner{cfg: cfg, log: log, out: out, reopen: reopen}
+}
+
+// Run starts the services in order and supervises them until ctx is done,
+// then stops them all and returns once every child and goroutine is gone.
+func (r *Runner) Run(ctx context.Context) error {
+	r.log.Info().Msg("starting...")
+	for _, w := range r.cfg.Warnings {
+		r.log.Warn().Msg(w)
+	}
+	if err := os.MkdirAll(r.cfg.RunDir, 0o755); err != nil {
+		return fmt.Errorf("create rundir: %w", err)
+	}
+	if !r.cfg.MergeOutput {
+		if err := os.MkdirAll(r.cfg.LogDir, 0o755); err != nil {
+			return fmt.Errorf("create logdir: %w", err)
+		}
+	}
+	if r.cfg.has(ServiceZurl) {
+		if err := r.cfg.renderZurlConf(); err != nil {
+			return err
+		}
+	}
+
+	// Signals seen while running: SIGHUP is forwarded; a second
+	// SIGINT/SIGTERM (the first one cancelled ctx, in cli.Main) kills
+	// the children at once.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	term := make(chan os.Signal, 2)
+	signal.Notify(term, syscall.SIGINT, syscall.SIGTERM)
+	defer signal.Stop(term)
+
+	// Children stop on their own context, cancelled after "stopping..."
+	// is logged, so the log reads in order.
+	childCtx, stopChildren := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopChildren()
+	kill := make(chan struct{})
+	var wg sync.WaitGroup
+	var children []*child
+	var files []*os.File
+	defer func() {
+		for _, f := range files {
+			f.Close()
+		}
+	}()
+	for _, kind := range r.cfg.Services {
+		c, f, err := r.newChild(kind)
+		if err == nil {
+			var run *running
+			if run, err = c.start(); err == nil {
+				children = append(children, c)
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					c.supervise(childCtx, run, kill)
+				}()
+			}
+		}
+		if f != nil {
+			files = append(files, f)
+		}
+		if err != nil {
+			// A failed start undoes itself: stop what is running.
+			r.log.Error().Err(err).Msg("Error running: " + services[kind].display)
+			stopChildren()
+			wg.Wait()
+			return err
+		}
+	}
+	r.log.Info().Msg("started")
+
+	for done := false; !done; {
+		select {
+		case <-hup:
+			r.log.Info().Msg("reloading")
+			if r.reopen != nil {
+				if err := r.reopen(); err != nil {
+					r.log.Error().Err(err).Msg("cannot reopen log file")
+				}
+			}
+			for _, c := range children {
+				if c.kind == ServiceProxy || c.kind == ServiceHandler {
+					c.signal(syscall.SIGHUP)
+				}
+			}
+		case <-ctx.Done():
+			done = true
+		}
+	}
+	r.log.Info().Msg("stopping...")
+	stopChildren()
+	stopped := make(chan struct{})
+	go func() { wg.Wait(); close(stopped) }()
+	signals := 0
+	for {
+		select {
+		case <-term:
+			// The first signal is the one that cancelled ctx.
+			if signals++; signals == 2 {
+				close(kill)
+			}
+		case <-stopped:
+			r.log.Info().Msg("stopped")
+			return nil
+		}
+	}
+}
+
+// newChild prepares the child for a service kind, opening its output
+// file when output is not merged.
+func (r *Runner) newChild(kind string) (*child, *os.File, error) {
+	si := services[kind]
+	c := &child{
+		kind: kind, name: si.display, bin: r.cfg.Bins[kind], args: r.cfg.Args(kind),
+		pid: r.cfg.PIDFile(kind), out: r.out, prefix: true, log: r.log,
+	}
+	if r.cfg.MergeOutput {
+		return c, nil, nil
+	}
+	// Pushpin writes condure's output to <logdir>/<fp>condure.log; the
+	// other services log to their own --logfile, and any stray output
+	// (a Go panic, say) is appended to that same file.
+	f, err := os.OpenFile(r.cfg.OutputFile(kind), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return nil, nil, fmt.Errorf("open %s output: %w", si.display, err)
+	}
+	c.out, c.prefix = f, false
+	return c, f, nil
+}

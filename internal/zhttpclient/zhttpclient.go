@@ -1,0 +1,172 @@
+package zhttpclient
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	zmq "github.com/pebbe/zmq4"
+	"github.com/rs/zerolog"
+	"golang.org/x/sync/errgroup"
+
+	"tack/internal/logging"
+	"tack/internal/zsock"
+)
+
+// Socket queue sizes (the Go channels in front of each socket).
+const (
+	// InputQueue is kept short so that, once max_open_requests is reached,
+	// waiting first packets stay in libzmq (bounded by in_hwm) where the
+	// peer's PUSH can see back-pressure, rather than in our memory.
+	InputQueue = 64
+	// StreamQueue buffers follow-up packets read from the DEALER.
+	StreamQueue = 1024
+	// OutQueue buffers replies waiting for the PUB/ROUTER owner.
+	OutQueue = 4096
+	// EventQueue buffers worker → engine events.
+	EventQueue = 4096
+)
+
+// Service is one zhttp-client instance: the zhttp server that performs
+// outbound HTTP requests (zurl's role). Create it with New, start it with Run.
+type Service struct {
+	cfg    Config
+	log    zerolog.Logger
+	policy *Policy
+	ts     *transports
+	pool   *bufPool
+	from   []byte
+	ready  chan struct{}
+	timers timers
+}
+
+// timers are the session timers; tests shorten them.
+type timers struct {
+	tick      time.Duration
+	keepAlive time.Duration
+	expire    time.Duration
+}
+
+// New checks cfg and returns a service; nothing is opened until Run.
+func New(cfg Config, log zerolog.Logger) (*Service, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	policy := newPolicy(cfg.DefPolicy, cfg.Allow, cfg.Deny)
+	return &Service{
+		cfg:    cfg,
+		log:    log,
+		policy: policy,
+		ts:     newTransports(&cfg, policy),
+		pool:   newBufPool(),
+		from:   []byte(cfg.InstanceID),
+		ready:  make(chan struct{}),
+		timers: timers{tick: TickInterval, keepAlive: KeepAliveInterval, expire: SessionExpire},
+	}, nil
+}
+
+// Ready is closed once every socket is bound.
+func (s *Service) Ready() <-chan struct{} { return s.ready }
+
+// InstanceID returns the `from` address of the service's replies.
+func (s *Service) InstanceID() string { return s.cfg.InstanceID }
+
+type sockets struct {
+	in       *zsock.Socket // PULL in_spec
+	inStream *zsock.Socket // DEALER in_stream_spec
+	out      *zsock.Socket // PUB out_spec
+	inReq    *zsock.Socket // ROUTER in_req_spec
+}
+
+func (ss *sockets) all() []*zsock.Socket {
+	var out []*zsock.Socket
+	for _, s := range []*zsock.Socket{ss.in, ss.inStream, ss.out, ss.inReq} {
+		if s != nil {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// Run binds the sockets, serves until ctx is done, and returns after every
+// goroutine it started has exited and every socket is closed.
+func (s *Service) Run(ctx context.Context) error {
+	s.log.Info().Msg("starting")
+	zctx, err := zsock.NewContext()
+	if err != nil {
+		return err
+	}
+	ss, err := s.open(zctx)
+	if err != nil {
+		if cerr := zctx.Close(); cerr != nil {
+			s.log.Warn().Err(cerr).Msg("close zmq context")
+		}
+		return err
+	}
+	e := newEngine(s, ss)
+	g, gctx := errgroup.WithContext(ctx)
+	for _, sock := range ss.all() {
+		g.Go(func() error { return sock.Run(gctx) })
+	}
+	g.Go(func() error { return e.run(gctx) })
+	s.log.Info().Str("instance_id", s.cfg.InstanceID).Msg("started")
+	close(s.ready)
+	err = g.Wait()
+	s.ts.closeIdle()
+	if cerr := zctx.Close(); cerr != nil {
+		s.log.Warn().Err(cerr).Msg("close zmq context")
+	}
+	s.log.Info().Msg("stopped")
+	return err
+}
+
+// open creates and binds the configured sockets; on failure it closes the
+// ones already bound.
+func (s *Service) open(zctx *zsock.Context) (*sockets, error) {
+	ss := &sockets{}
+	cfg := &s.cfg
+	log := s.log.With().Str(logging.FieldComponent, "zsock").Logger()
+	open := func(dst **zsock.Socket, name, spec string, o zsock.Options) error {
+		if spec == "" {
+			return nil
+		}
+		o.Name = name
+		o.Bind = []string{spec}
+		o.IPCFileMode = cfg.IPCFileMode
+		sock, err := zctx.Open(o, log)
+		if err != nil {
+			return fmt.Errorf("unable to bind to %s: %w", name, err)
+		}
+		*dst = sock
+		return nil
+	}
+	err := errors.Join(
+		open(&ss.in, "in_spec", cfg.InSpec, zsock.Options{
+			Type: zmq.PULL, Direction: zsock.RecvOnly,
+			RcvHWM: cfg.InHWM, SndHWM: cfg.InHWM, QueueLen: InputQueue,
+		}),
+		open(&ss.inStream, "in_stream_spec", cfg.InStreamSpec, zsock.Options{
+			Type: zmq.DEALER, Direction: zsock.RecvOnly, Identity: cfg.InstanceID,
+			RcvHWM: cfg.InHWM, SndHWM: cfg.InHWM, QueueLen: StreamQueue,
+		}),
+		open(&ss.out, "out_spec", cfg.OutSpec, zsock.Options{
+			Type: zmq.PUB, Direction: zsock.SendOnly,
+			SndHWM: cfg.OutHWM, RcvHWM: cfg.OutHWM, QueueLen: OutQueue,
+		}),
+		open(&ss.inReq, "in_req_spec", cfg.InReqSpec, zsock.Options{
+			Type: zmq.ROUTER, Direction: zsock.TwoWay,
+			RcvHWM: cfg.InHWM, SndHWM: cfg.InHWM, QueueLen: InputQueue,
+		}),
+	)
+	if err != nil {
+		// An owner loop run with a finished context closes its socket at once.
+		done, cancel := context.WithCancel(context.Background())
+		cancel()
+		for _, sock := range ss.all() {
+			_ = sock.Run(done)
+		}
+		return nil, err
+	}
+	return ss, nil
+}

@@ -1,0 +1,529 @@
+package zsock
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	zmq "github.com/pebbe/zmq4"
+	"github.com/rs/zerolog"
+)
+
+// Defaults and bounds.
+const (
+	// DefaultHWM is used when Options leaves a HWM at zero (Pushpin's zhttp
+	// ROUTER/PUB/SUB use 101000; its PUSH/PULL 100).
+	DefaultHWM = 1000
+	// DefaultQueue is the capacity of the Go channels in front of a socket.
+	DefaultQueue = 1024
+	// PollInterval bounds how long a receive-only owner waits before checking ctx.
+	PollInterval = 100 * time.Millisecond
+	// TwoWayPoll bounds how long a queued message waits on a two-way socket.
+	TwoWayPoll = 2 * time.Millisecond
+	// DefaultSendTimeout is how long a send waits for room before it is dropped.
+	DefaultSendTimeout = 100 * time.Millisecond
+	// retryWait bounds one wait between send attempts; a ROUTER retries on
+	// this timer because its POLLOUT is not per peer (see write).
+	retryWait = 10 * time.Millisecond
+	// batch bounds how many messages an owner reads, or a two-way owner
+	// writes, in one turn before it serves the other direction.
+	batch = 256
+)
+
+// ErrDropped is reported to OnDrop for a message that could not be sent.
+var ErrDropped = errors.New("zsock: message dropped")
+
+// Message is one multipart ZeroMQ message.
+type Message [][]byte
+
+// Direction says which channels a socket uses.
+type Direction int
+
+// Directions.
+const (
+	SendOnly Direction = iota + 1
+	RecvOnly
+	TwoWay
+)
+
+// Options configure one socket.
+type Options struct {
+	Name      string // for logs: "condure-out", "zurl-in-stream", ...
+	Type      zmq.Type
+	Direction Direction
+	Bind      []string // only the first is bound (Pushpin's setupSocket rule); callers may pass all
+	Connect   []string // all are connected
+	Identity  string   // ROUTER/DEALER routing id; must equal our `from` on zhttp ROUTERs
+	Subscribe []string // SUB topics
+	SndHWM    int
+	RcvHWM    int
+	Linger    time.Duration
+	Immediate bool // ZMQ_IMMEDIATE: queue only to completed connections
+	// RouterMandatory makes a ROUTER report unroutable sends instead of
+	// silently dropping them.
+	RouterMandatory bool
+	TCPKeepAlive    bool
+	IPCFileMode     os.FileMode // chmod applied to a bound ipc path when non-zero
+	QueueLen        int         // Go channel capacity (DefaultQueue when zero)
+	SendTimeout     time.Duration
+	// OnDrop is called in the owner goroutine for each message that could
+	// not be sent; it must not block.
+	OnDrop func(m Message, err error)
+	// Control enables Subscribe/Unsubscribe after Open (SUB sockets whose
+	// topics follow demand); the owner then polls in the two-way rhythm so
+	// a change waits at most TwoWayPoll.
+	Control bool
+}
+
+// Context wraps a libzmq context; one per process.
+type Context struct {
+	zctx *zmq.Context
+}
+
+// NewContext creates a libzmq context.
+func NewContext() (*Context, error) {
+	c, err := zmq.NewContext()
+	if err != nil {
+		return nil, fmt.Errorf("zmq context: %w", err)
+	}
+	return &Context{zctx: c}, nil
+}
+
+// Close terminates the context. Call it after every socket's Run returned.
+func (c *Context) Close() error {
+	return c.zctx.Term()
+}
+
+// Socket is one ZeroMQ socket plus its owner loop.
+type Socket struct {
+	opts Options
+	sock *zmq.Socket
+	send chan Message
+	recv chan Message
+	ctrl chan control
+	log  zerolog.Logger
+}
+
+// control is a topic change applied by the owner goroutine.
+type control struct {
+	topic     string
+	subscribe bool
+}
+
+// Open creates, configures and binds/connects a socket. On error nothing is
+// left open.
+func (c *Context) Open(opts Options, log zerolog.Logger) (*Socket, error) {
+	switch opts.Direction {
+	case SendOnly, RecvOnly, TwoWay:
+	default:
+		// A zero Direction used to run the two-way loop with no channels:
+		// input was read and then held forever.
+		return nil, fmt.Errorf("%s: invalid direction %d", opts.Name, opts.Direction)
+	}
+	if opts.QueueLen == 0 {
+		opts.QueueLen = DefaultQueue
+	}
+	if opts.SndHWM == 0 {
+		opts.SndHWM = DefaultHWM
+	}
+	if opts.RcvHWM == 0 {
+		opts.RcvHWM = DefaultHWM
+	}
+	if opts.SendTimeout == 0 {
+		opts.SendTimeout = DefaultSendTimeout
+	}
+	s, err := c.zctx.NewSocket(opts.Type)
+	if err != nil {
+		return nil, fmt.Errorf("%s: new socket: %w", opts.Name, err)
+	}
+	if err := configure(s, opts); err != nil {
+		s.Close()
+		return nil, fmt.Errorf("%s: %w", opts.Name, err)
+	}
+	if len(opts.Bind) > 0 {
+		spec := opts.Bind[0]
+		if err := prepareIPC(spec); err != nil {
+			s.Close()
+			return nil, fmt.Errorf("%s: bind %s: %w", opts.Name, spec, err)
+		}
+		if err := s.Bind(spec); err != nil {
+			s.Close()
+			return nil, fmt.Errorf("%s: bind %s: %w", opts.Name, spec, err)
+		}
+		if opts.IPCFileMode != 0 {
+			if path, ok := strings.CutPrefix(spec, "ipc://"); ok {
+				if err := os.Chmod(path, opts.IPCFileMode); err != nil {
+					s.Close()
+					return nil, fmt.Errorf("%s: chmod %s: %w", opts.Name, path, err)
+				}
+			}
+		}
+	}
+	for _, spec := range opts.Connect {
+		if err := s.Connect(spec); err != nil {
+			s.Close()
+			return nil, fmt.Errorf("%s: connect %s: %w", opts.Name, spec, err)
+		}
+	}
+	so := &Socket{opts: opts, sock: s, log: log.With().Str("socket", opts.Name).Logger()}
+	if opts.Direction == SendOnly || opts.Direction == TwoWay {
+		so.send = make(chan Message, opts.QueueLen)
+	}
+	if opts.Direction == RecvOnly || opts.Direction == TwoWay {
+		so.recv = make(chan Message, opts.QueueLen)
+	}
+	if opts.Control {
+		so.ctrl = make(chan control, opts.QueueLen)
+	}
+	return so, nil
+}
+
+func configure(s *zmq.Socket, o Options) error {
+	linger := o.Linger
+	if err := s.SetLinger(linger); err != nil {
+		return fmt.Errorf("set linger: %w", err)
+	}
+	if err := s.SetSndhwm(o.SndHWM); err != nil {
+		return fmt.Errorf("set sndhwm: %w", err)
+	}
+	if err := s.SetRcvhwm(o.RcvHWM); err != nil {
+		return fmt.Errorf("set rcvhwm: %w", err)
+	}
+	if o.Identity != "" {
+		if err := s.SetIdentity(o.Identity); err != nil {
+			return fmt.Errorf("set identity %q: %w", o.Identity, err)
+		}
+	}
+	if o.Immediate {
+		if err := s.SetImmediate(true); err != nil {
+			return fmt.Errorf("set immediate: %w", err)
+		}
+	}
+	if o.RouterMandatory {
+		if err := s.SetRouterMandatory(1); err != nil {
+			return fmt.Errorf("set router mandatory: %w", err)
+		}
+	}
+	if o.TCPKeepAlive {
+		if err := s.SetTcpKeepalive(1); err != nil {
+			return fmt.Errorf("set tcp keepalive: %w", err)
+		}
+	}
+	for _, t := range o.Subscribe {
+		if err := s.SetSubscribe(t); err != nil {
+			return fmt.Errorf("subscribe %q: %w", t, err)
+		}
+	}
+	return nil
+}
+
+// prepareIPC creates the directory of an ipc path.
+func prepareIPC(spec string) error {
+	path, ok := strings.CutPrefix(spec, "ipc://")
+	if !ok {
+		return nil
+	}
+	if len(path) > 107 {
+		return fmt.Errorf("ipc path longer than 107 bytes")
+	}
+	return os.MkdirAll(filepath.Dir(path), 0o755)
+}
+
+// Name returns the socket's configured name.
+func (s *Socket) Name() string { return s.opts.Name }
+
+// Send returns the channel of messages to write (nil for receive-only sockets).
+func (s *Socket) Send() chan<- Message { return s.send }
+
+// Recv returns the channel of messages read (nil for send-only sockets).
+func (s *Socket) Recv() <-chan Message { return s.recv }
+
+// TrySend queues m without blocking and reports whether it was queued.
+func (s *Socket) TrySend(m Message) bool {
+	select {
+	case s.send <- m:
+		return true
+	default:
+		return false
+	}
+}
+
+// Subscribe asks the owner to add a SUB topic; false when the control
+// queue is full (the caller retries later).
+func (s *Socket) Subscribe(topic string) bool { return s.queueControl(control{topic, true}) }
+
+// Unsubscribe asks the owner to remove a SUB topic.
+func (s *Socket) Unsubscribe(topic string) bool { return s.queueControl(control{topic, false}) }
+
+func (s *Socket) queueControl(c control) bool {
+	if s.ctrl == nil {
+		return false
+	}
+	select {
+	case s.ctrl <- c:
+		return true
+	default:
+		return false
+	}
+}
+
+func (s *Socket) applyControl() {
+	for {
+		select {
+		case c := <-s.ctrl:
+			s.apply(c)
+		default:
+			return
+		}
+	}
+}
+
+func (s *Socket) apply(c control) {
+	var err error
+	if c.subscribe {
+		err = s.sock.SetSubscribe(c.topic)
+	} else {
+		err = s.sock.SetUnsubscribe(c.topic)
+	}
+	if err != nil {
+		s.log.Warn().Err(err).Str("topic", c.topic).Bool("subscribe", c.subscribe).Msg("topic change")
+	}
+}
+
+// Run is the owner loop; it returns when ctx is done (nil) or on a fatal
+// socket error, and always closes the socket before returning. The receive
+// channel is closed on return.
+func (s *Socket) Run(ctx context.Context) error {
+	defer func() {
+		if err := s.sock.Close(); err != nil {
+			s.log.Warn().Err(err).Msg("close socket")
+		}
+		if s.recv != nil {
+			close(s.recv)
+		}
+	}()
+	switch s.opts.Direction {
+	case SendOnly:
+		return s.runSend(ctx)
+	case RecvOnly:
+		if s.ctrl != nil {
+			return s.runTwoWay(ctx)
+		}
+		return s.runRecv(ctx, PollInterval)
+	default:
+		return s.runTwoWay(ctx)
+	}
+}
+
+func (s *Socket) runSend(ctx context.Context) error {
+	for {
+		select {
+		case <-ctx.Done():
+			s.drainOnce()
+			return nil
+		case m := <-s.send:
+			s.write(ctx, m)
+		}
+	}
+}
+
+func (s *Socket) runRecv(ctx context.Context, interval time.Duration) error {
+	poller := zmq.NewPoller()
+	poller.Add(s.sock, zmq.POLLIN)
+	for {
+		if ctx.Err() != nil {
+			return nil
+		}
+		polled, err := poller.Poll(interval)
+		if err != nil {
+			if isInterrupted(err) {
+				continue
+			}
+			return fmt.Errorf("%s: poll: %w", s.opts.Name, err)
+		}
+		if len(polled) == 0 {
+			continue
+		}
+		if !s.readAll(ctx) {
+			return nil
+		}
+	}
+}
+
+func (s *Socket) runTwoWay(ctx context.Context) error {
+	poller := zmq.NewPoller()
+	poller.Add(s.sock, zmq.POLLIN)
+	for {
+		if s.ctrl != nil {
+			s.applyControl()
+		}
+		// Flush what is queued (at most a batch, so that a steady stream
+		// of sends cannot starve input) before waiting for input.
+		wait := TwoWayPoll
+	flush:
+		for n := 0; ; n++ {
+			if n == batch {
+				wait = 0 // more to send: only look at input, do not wait
+				break
+			}
+			select {
+			case <-ctx.Done():
+				s.drainOnce()
+				return nil
+			case m := <-s.send:
+				s.write(ctx, m)
+			default:
+				break flush
+			}
+		}
+		polled, err := poller.Poll(wait)
+		if err != nil {
+			if isInterrupted(err) {
+				continue
+			}
+			return fmt.Errorf("%s: poll: %w", s.opts.Name, err)
+		}
+		if len(polled) > 0 && !s.readAll(ctx) {
+			s.drainOnce() // ctx ended while input was waiting for the consumer
+			return nil
+		}
+	}
+}
+
+// readAll reads until EAGAIN or for at most a batch; it returns false when
+// ctx ended.
+func (s *Socket) readAll(ctx context.Context) bool {
+	for range batch {
+		parts, err := s.sock.RecvMessageBytes(zmq.DONTWAIT)
+		if err != nil {
+			if !isAgain(err) && !isInterrupted(err) {
+				s.log.Warn().Err(err).Msg("receive")
+			}
+			return true
+		}
+		if !s.deliver(ctx, parts) {
+			return false
+		}
+	}
+	return true
+}
+
+// deliver hands parts to the receive channel. While the consumer is slow a
+// two-way owner keeps writing and applying topic changes: the consumer may
+// itself be waiting for room on the send channel (a request handler
+// replying), and an owner blocked only on the receive channel would then
+// deadlock with it. s.send and s.ctrl are nil (never ready) when unused.
+func (s *Socket) deliver(ctx context.Context, parts Message) bool {
+	for {
+		select {
+		case s.recv <- parts:
+			return true
+		case m := <-s.send:
+			s.write(ctx, m)
+		case c := <-s.ctrl:
+			s.apply(c)
+		case <-ctx.Done():
+			return false
+		}
+	}
+}
+
+// drainOnce writes, without waiting, what is still queued at shutdown
+// (final cancels, for instance); LINGER bounds how long libzmq keeps them.
+func (s *Socket) drainOnce() {
+	for {
+		select {
+		case m := <-s.send:
+			if _, err := s.sock.SendMessageDontwait(toAny(m)...); err != nil {
+				s.drop(m, fmt.Errorf("%w: %w", ErrDropped, err))
+			}
+		default:
+			return
+		}
+	}
+}
+
+// write sends m, waiting up to SendTimeout for room.
+func (s *Socket) write(ctx context.Context, m Message) {
+	parts := toAny(m)
+	var deadline time.Time
+	var poller *zmq.Poller
+	for {
+		_, err := s.sock.SendMessageDontwait(parts...)
+		if err == nil {
+			return
+		}
+		if !isAgain(err) && !isInterrupted(err) && !isUnreachable(err) {
+			s.drop(m, fmt.Errorf("%w: %w", ErrDropped, err))
+			return
+		}
+		if deadline.IsZero() {
+			deadline = time.Now().Add(s.opts.SendTimeout)
+		}
+		left := time.Until(deadline)
+		if left <= 0 || ctx.Err() != nil {
+			s.drop(m, fmt.Errorf("%w: %w", ErrDropped, err))
+			return
+		}
+		wait := min(left, retryWait)
+		if s.opts.Type == zmq.ROUTER || isUnreachable(err) {
+			// A ROUTER's POLLOUT says whether *some* peer has room (with
+			// ROUTER_MANDATORY) or is always set, never whether this
+			// message's peer is routable, so polling for it spun the CPU
+			// for the whole SendTimeout once any other peer was connected.
+			// Retry on a timer instead (connmgr retries its ROUTERs the
+			// same way).
+			t := time.NewTimer(wait)
+			select {
+			case <-t.C:
+			case <-ctx.Done():
+				t.Stop()
+			}
+			continue
+		}
+		if poller == nil {
+			poller = zmq.NewPoller()
+			poller.Add(s.sock, zmq.POLLOUT)
+		}
+		if _, err := poller.Poll(wait); err != nil && !isInterrupted(err) {
+			s.drop(m, fmt.Errorf("%w: %w", ErrDropped, err))
+			return
+		}
+	}
+}
+
+func (s *Socket) drop(m Message, err error) {
+	if e := s.log.Debug(); e.Enabled() {
+		e.Err(err).Int("parts", len(m)).Msg("send dropped")
+	}
+	if s.opts.OnDrop != nil {
+		s.opts.OnDrop(m, err)
+	}
+}
+
+func toAny(m Message) []any {
+	out := make([]any, len(m))
+	for i, p := range m {
+		out[i] = p
+	}
+	return out
+}
+
+func isAgain(err error) bool {
+	return zmq.AsErrno(err) == zmq.Errno(11) // EAGAIN
+}
+
+// isUnreachable: a ROUTER_MANDATORY peer that is not (yet) connected; a
+// freshly connected peer becomes routable after its handshake, so it is
+// retried like EAGAIN until the send timeout.
+func isUnreachable(err error) bool {
+	return zmq.AsErrno(err) == zmq.Errno(113) // EHOSTUNREACH
+}
+
+func isInterrupted(err error) bool {
+	return zmq.AsErrno(err) == zmq.Errno(4) // EINTR
+}

@@ -1,0 +1,147 @@
+package e2e
+
+import (
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"tack/internal/testutil"
+)
+
+var binDir string
+
+func TestMain(m *testing.M) {
+	dir, err := testutil.BuildAll()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	binDir = dir
+	code := m.Run()
+	testutil.CleanupBuild()
+	os.Exit(code)
+}
+
+// suite is one running tack deployment.
+type suite struct {
+	dir        string
+	httpPort   int
+	portOffset int
+	runner     *testutil.Process
+}
+
+// suiteOptions adjust the generated pushpin.conf.
+type suiteOptions struct {
+	routes string            // routes file content
+	proxy  map[string]string // extra [proxy] keys
+	runner map[string]string // extra [runner] keys
+}
+
+func (s *suite) url(path string) string {
+	return fmt.Sprintf("http://127.0.0.1:%d%s", s.httpPort, path)
+}
+
+func (s *suite) publishURL() string {
+	return fmt.Sprintf("http://127.0.0.1:%d/publish/", 5561+s.portOffset)
+}
+
+// writeConfig writes a pushpin.conf in the Pushpin 1.36 upstream layout
+// (include of internal.conf, relative routes file) into dir.
+func writeConfig(t *testing.T, dir string, httpPort, portOffset int, o suiteOptions) string {
+	t.Helper()
+	runner := map[string]string{
+		"services":           "condure,zurl,pushpin-proxy,pushpin-handler",
+		"http_port":          fmt.Sprint(httpPort),
+		"logdir":             filepath.Join(dir, "log"),
+		"log_level":          "2",
+		"client_buffer_size": "8192",
+		"client_maxconn":     "50000",
+	}
+	for k, v := range o.runner {
+		runner[k] = v
+	}
+	proxy := map[string]string{
+		"routesfile":               "routes",
+		"debug":                    "false",
+		"set_x_forwarded_protocol": "proto-only",
+		"sig_iss":                  "pushpin",
+		"sig_key":                  "changeme",
+	}
+	for k, v := range o.proxy {
+		proxy[k] = v
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "[global]\ninclude={libdir}/internal.conf\nrundir=%s\nipc_prefix=pushpin-\nport_offset=%d\nstats_connection_ttl=120\n\n", filepath.Join(dir, "run"), portOffset)
+	section := func(name string, kv map[string]string) {
+		fmt.Fprintf(&b, "[%s]\n", name)
+		for k, v := range kv {
+			fmt.Fprintf(&b, "%s=%s\n", k, v)
+		}
+		b.WriteString("\n")
+	}
+	section("runner", runner)
+	section("proxy", proxy)
+	b.WriteString(`[handler]
+push_in_spec=tcp://127.0.0.1:5560
+push_in_sub_specs=tcp://127.0.0.1:5562
+push_in_sub_connect=false
+push_in_http_addr=127.0.0.1
+push_in_http_port=5561
+stats_spec=ipc://{rundir}/{ipc_prefix}stats
+command_spec=tcp://127.0.0.1:5563
+message_rate=2500
+message_hwm=25000
+message_wait=5000
+id_cache_ttl=60
+connection_subscription_max=20
+subscription_linger=60
+`)
+	conf := filepath.Join(dir, "pushpin.conf")
+	if err := os.WriteFile(conf, []byte(b.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	routes := o.routes
+	if routes == "" {
+		routes = "* test\n"
+	}
+	if err := os.WriteFile(filepath.Join(dir, "routes"), []byte(routes), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return conf
+}
+
+// startSuite starts `tack --config <generated pushpin.conf> --merge-output`
+// and waits until a request through the whole path succeeds.
+func startSuite(t *testing.T, o suiteOptions) *suite {
+	t.Helper()
+	dir := testutil.ShortTempDir(t)
+	base := testutil.FreePortBlock(t, 4)
+	s := &suite{dir: dir, httpPort: testutil.FreePort(t), portOffset: base - 5560}
+	conf := writeConfig(t, dir, s.httpPort, s.portOffset, o)
+	s.runner = testutil.Start(t, dir, nil, filepath.Join(binDir, "tack"), "--config", conf, "--merge-output")
+	s.waitReady(t)
+	return s
+}
+
+// waitReady polls until the listener answers (any complete HTTP response).
+func (s *suite) waitReady(t *testing.T) {
+	t.Helper()
+	c := &http.Client{Timeout: 2 * time.Second}
+	testutil.Eventually(t, 20*time.Second, func() error {
+		resp, err := c.Get(s.url("/"))
+		if err != nil {
+			return err
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode >= 500 {
+			return fmt.Errorf("status %d", resp.StatusCode)
+		}
+		return nil
+	})
+}
