@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime/pprof"
 	"syscall"
 
 	"github.com/rs/zerolog"
@@ -39,6 +40,19 @@ func Main(cmd *cobra.Command) int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	// TACK_CPUPROFILE=<dir> writes <dir>/<binary>.<pid>.pprof while the
+	// process runs: a benchmarking aid, off unless set.
+	if dir := os.Getenv("TACK_CPUPROFILE"); dir != "" {
+		path := filepath.Join(dir, fmt.Sprintf("%s.%d.pprof", filepath.Base(os.Args[0]), os.Getpid()))
+		if f, err := os.Create(path); err == nil {
+			if pprof.StartCPUProfile(f) == nil {
+				defer func() {
+					pprof.StopCPUProfile()
+					f.Close()
+				}()
+			}
+		}
+	}
 	err := cmd.ExecuteContext(ctx)
 	if err == nil {
 		return 0

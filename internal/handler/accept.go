@@ -433,8 +433,7 @@ func handleAccept(req *zrpcRequest, cfg *Config, room bool, log zerolog.Logger) 
 	if req.method != "accept" {
 		return req.failure(condMethodNotFound, nil), nil
 	}
-	var from []byte
-	a, err := parseAccept(req.args, from, cfg)
+	a, err := parseAccept(req.args, req.from, cfg)
 	if err != nil {
 		var fe *grip.FormatError
 		if errors.As(err, &fe) {

@@ -60,6 +60,9 @@ func (e *engine) subscribe(s *hsession, name string, sc sessChannel, now time.Ti
 		}
 		if e.cfg.UpdateOnFirstSubscription {
 			c.firstSubAt = now.Add(FirstSubscriptionDelay)
+			if c.firstSubAt.Before(e.nextHK) {
+				e.nextHK = c.firstSubAt // on time, not up to a tick late
+			}
 		}
 	}
 	if ev := e.log.Info(); ev.Enabled() {
@@ -127,7 +130,7 @@ func (e *engine) forgetLastID(name string) {
 }
 
 // housekeeping runs once per second: lingers, first-subscription
-// updates, parked items, the id cache and stats refreshes.
+// updates and parked items (the id cache expires as items arrive).
 func (e *engine) housekeeping(now time.Time) {
 	var update []*channel
 	for _, c := range e.channels {
@@ -157,5 +160,4 @@ func (e *engine) housekeeping(now time.Time) {
 	for _, it := range e.seq.expire(now) {
 		e.deliverSequenced(it, now)
 	}
-	e.stats.refresh(e, now)
 }

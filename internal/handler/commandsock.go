@@ -63,7 +63,7 @@ func newCommandInput(zctx *zsock.Context, cfg InputsConfig, uris zmqURIs, api en
 	if err != nil {
 		return nil, fmt.Errorf("command: %w", err)
 	}
-	log = log.With().Str("component", "command").Logger()
+	log = log.With().Str("input", "command").Logger()
 	sock, err := zctx.Open(zsock.Options{
 		Name: "command", Type: zmq.ROUTER, Direction: zsock.TwoWay,
 		Bind: []string{spec}, SndHWM: commandHWM, RcvHWM: commandHWM, IPCFileMode: cfg.IPCFileMode,

@@ -145,7 +145,7 @@ func (e *engine) deliverResponse(c *channel, it *grip.Item, f *grip.HTTPResponse
 			builds[s.in] = b
 		}
 		e.stats.messageSent(s.acc.StatsRoute, "http-response")
-		if !s.headSent && s.z.Credits >= int64(len(b.body)) {
+		if !s.headSent && !s.rs.AutoCrossOrigin && s.z.Credits >= int64(len(b.body)) {
 			if b.frag == nil {
 				b.frag = headFragment(f.Code, f.Reason, b.headers, b.body, false)
 			}

@@ -1,17 +1,67 @@
-// Package handler is tack-handler: the process that will own GRIP
-// subscriptions, held sessions and the publish inputs.
+// Package handler is tack-handler (Pushpin's pushpin-handler): it takes
+// held GRIP requests over from the proxy, keeps the channel subscriptions
+// and delivers published items to the held clients through the
+// connection manager. The publish inputs (HTTP :5561, PULL, SUB, command
+// socket) live here too, in publishhttp.go, publishzmq.go, commandsock.go
+// and inputs_config.go; they reach the engine only through engineAPI.
 //
-// Today it serves the proxy's inspect calls (ZRPC, zmq-wire.md §4.1–§4.2),
-// answering `no-proxy: false` as Pushpin's handler does, so that a real
-// pushpin-proxy paired with tack-handler proxies without waiting for the
-// 8 s inspect timeout.
+// It does not proxy (internal/proxy does), parse GRIP (internal/grip does),
+// or speak HTTP to clients (internal/connmgr does).
 //
-// Sockets:
+// # Sockets
 //
-//	name     type    bind/connect  key                          HWM   when full
-//	inspect  ROUTER  connect       [handler] proxy_inspect_spec  1000  reply dropped (proxy times out and proxies)
+//	name                type    bind/connect  key ([section])                               HWM     when full
+//	inspect             ROUTER  connect       [handler] proxy_inspect_spec(s)               1000    reply dropped; the proxy times out and proxies
+//	accept              ROUTER  connect       [handler] proxy_accept_spec(s)                1000    reply dropped; engine queue full → reply {} (proxy: 500)
+//	condure-in          PUB     connect       [proxy] condure_out_specs / connmgr_out_specs 101000  Go queue 16384; full → the session is dropped (its seq would break)
+//	condure-out-stream  ROUTER  connect       [proxy] condure_in_stream_specs, identity=id  101000  read side; libzmq holds/drops at RCVHWM
+//	retry               PUSH    connect       [handler] proxy_retry_out_spec(s)             1000    dropped after 100 ms, logged (the client then expires)
+//	stats               PUB     bind          [handler] stats_spec                          200000  dropped and counted (stats are best effort)
+//	proxy-stats         SUB ""  connect       [handler] proxy_stats_spec(s)                 200000  read side
 //
-// Not yet (the GRIP issue): accept, retry, ws-control, stats, the proxy
-// command client, intreq, and every publish input (HTTP :5561, PULL :5560,
-// SUB :5562, command :5563).
+// The connmgr keys are read from [proxy] as Pushpin 1.36/1.41 do, falling
+// back to [handler] (tack's internal.conf repeats them there). Not opened
+// yet: proxy-command (DEALER, report/conncheck), intreq (next links),
+// ws-control, state.
+//
+// # Goroutines and queues
+//
+// One goroutine per socket (internal/zsock), plus:
+//
+//	accept   parses accept calls (grip.Parse), answers them, and hands holds
+//	         to the engine through a queue of AcceptQueueLen
+//	inspect  answers inspect calls with no-proxy: false
+//	engine   owns sessions, channels, the sequencer and every timer; fed by
+//	         the accept queue, the connmgr ROUTER, the publish queue
+//	         (PublishQueueLen batches; Publish returns ErrQueueFull beyond)
+//	         and a command queue; sleeps on one timer set to its earliest
+//	         deadline (a heap, one current entry per session and kind)
+//	stats    flushes activity every 100 ms, refreshes conn/sub packets,
+//	         sends reports; proxy-stats merges into it
+//
+// No goroutine per subscriber: a publish is encoded once per channel and
+// item (frames.go), and each session's packet is its small envelope
+// (from/id/seq/user-data) in front of that shared payload.
+//
+// # Flow control and drop policy
+//
+// A session never sends more body bytes than connmgr granted. While a
+// stream client has no credits, at most one item's bytes wait in its
+// output buffer and SessionQueueMax (100, Pushpin's PUBLISH_QUEUE_MAX)
+// more items in its queue; further items are dropped for that session
+// only, newest first, and counted. Other sessions on the channel never
+// wait for it. Grip-Keep-Alive data is skipped while a session is
+// backlogged.
+//
+// # Timers
+//
+// zhttp keep-alives go to connmgr after 45 s of silence, batched per
+// connmgr in list form for peers that sent ext.multi; a session that hears
+// nothing from connmgr for 60 s is dropped. Response holds time out after
+// Grip-Timeout (default 55 s, min 5 s); stream keep-alives follow
+// Grip-Keep-Alive (idle or interval, with Pushpin's 0–999 ms jitter).
+// Channels of response holds stay subscribed subscription_linger after the
+// last poller. A channel's first subscriber triggers, 1 s later, an update
+// of its sessions (response holds are handed back with a retry), as 1.36
+// always does and 1.41 does with update_on_first_subscription.
 package handler

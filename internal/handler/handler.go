@@ -45,7 +45,7 @@ func New(cfg Config, log zerolog.Logger) (*Service, error) {
 	}
 	cfg = cfg.withDefaults()
 	s := &Service{cfg: cfg, log: log, chans: newChannelSet()}
-	if cfg.StatsSpec != "" {
+	if cfg.StatsSpec != "" || cfg.PrometheusPort != "" {
 		s.st = newStatsCollector(&s.cfg, log)
 	}
 	s.eng = newEngine(cfg, log.With().Str("component", "engine").Logger(), s.chans, s.st)
@@ -143,7 +143,7 @@ func (s *Service) Run(ctx context.Context) error {
 		return err
 	}
 	chans, st, eng := s.chans, s.st, s.eng
-	if st != nil {
+	if st != nil && ss.stats != nil {
 		st.out = ss.stats.Send()
 	}
 	if ss.connmgrOut != nil {

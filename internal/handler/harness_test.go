@@ -138,13 +138,14 @@ func startHarness(t *testing.T, mod func(*Config)) *harness {
 	h.retry = sock(zmq.PULL, "retry")
 
 	cfg := Config{
-		InstanceID:         h.id,
-		AcceptSpecs:        []string{spec("accept")},
-		ConnmgrOutSpecs:    []string{spec("condure-in")},
-		ConnmgrStreamSpecs: []string{spec("condure-out-stream")},
-		RetryOutSpecs:      []string{spec("retry")},
-		SubscriptionLinger: 60 * time.Second,
-		clock:              h.clock,
+		InstanceID:                h.id,
+		AcceptSpecs:               []string{spec("accept")},
+		ConnmgrOutSpecs:           []string{spec("condure-in")},
+		ConnmgrStreamSpecs:        []string{spec("condure-out-stream")},
+		RetryOutSpecs:             []string{spec("retry")},
+		SubscriptionLinger:        60 * time.Second,
+		UpdateOnFirstSubscription: true,
+		clock:                     h.clock,
 	}
 	if mod != nil {
 		mod(&cfg)
@@ -185,8 +186,11 @@ func (h *harness) warmUp() {
 		h.sendAccept(acceptArgs(rid, 0, 100, response(200, "OK", []string{"Grip-Hold", "response"}, "")))
 		h.expectAccepted()
 		if p := h.recvPacket(200 * time.Millisecond); p != nil {
-			h.sendStream(zhttpIn(rid, 0, zhttp.TypeCancel))
-			h.waitGone("condure:" + rid)
+			for i := 0; i <= n; i++ {
+				rid := fmt.Sprintf("warm-%d", i)
+				h.sendStream(zhttpIn(rid, 0, zhttp.TypeCancel))
+				h.waitGone("condure:" + rid)
+			}
 			// Drain anything else the warm-up left.
 			for h.recvPacket(50*time.Millisecond) != nil {
 			}
@@ -458,4 +462,41 @@ func (h *harness) inEngine(f func(e *engine)) {
 	done := make(chan struct{})
 	h.svc.eng.cmds <- engineCmd{inspect: f, sync: done}
 	<-done
+}
+
+// drainBody collects the bodies of the packets that arrive until a short
+// silence.
+func (h *harness) drainBody() []byte {
+	h.t.Helper()
+	var out []byte
+	for p := h.recvPacket(hWait); p != nil; p = h.recvPacket(100 * time.Millisecond) {
+		out = append(out, p.Body...)
+	}
+	return out
+}
+
+// waitEngine polls, in the engine goroutine, until cond holds.
+func (h *harness) waitEngine(what string, cond func(e *engine) bool) {
+	h.t.Helper()
+	deadline := time.Now().Add(hWait)
+	for {
+		ok := false
+		h.inEngine(func(e *engine) { ok = cond(e) })
+		if ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			h.t.Fatalf("engine never reached: %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// waitInSeq waits until the engine has read condure's packets up to seq.
+func (h *harness) waitInSeq(rid string, next int64) {
+	h.t.Helper()
+	h.waitEngine(rid+" in-seq", func(e *engine) bool {
+		s := e.sessions["condure\x00"+rid]
+		return s != nil && s.z.InSeq >= next
+	})
 }

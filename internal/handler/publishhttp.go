@@ -85,7 +85,7 @@ func newHTTPInput(cfg InputsConfig, api engineAPI, log zerolog.Logger) (*httpInp
 	if err != nil {
 		return nil, fmt.Errorf("publish api: listen: %w", err)
 	}
-	log = log.With().Str("component", "publish-http").Logger()
+	log = log.With().Str("input", "http").Logger()
 	h := &httpInput{cfg: cfg, api: api, log: log, ln: ln, full: newRateLog(log, rateLogInterval)}
 	h.srv = &http.Server{
 		Handler: h,
@@ -222,7 +222,7 @@ func (h *httpInput) publish(w http.ResponseWriter, r *http.Request, asJSON bool)
 // engineError answers an error from the engine: 503 when its queue is full.
 func (h *httpInput) engineError(w http.ResponseWriter, err error) (int, string) {
 	if errors.Is(err, ErrQueueFull) {
-		h.full.Warn(time.Now()).Str("input", "http").Msg("publish queue full, request refused with 503")
+		h.full.Warn(time.Now()).Msg("publish queue full, request refused with 503")
 		w.Header().Set("Retry-After", "1")
 		return writeReply(w, http.StatusServiceUnavailable, textQueueFull, contentText, false)
 	}

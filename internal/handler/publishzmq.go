@@ -73,14 +73,13 @@ func (r *rateLog) Warn(now time.Time) *zerolog.Event {
 
 // dropper counts and reports the items a ZeroMQ input could not take.
 type dropper struct {
-	input   string
 	dropped atomic.Uint64
 	invalid *rateLog // undecodable or malformed messages
 	full    *rateLog // ErrQueueFull
 }
 
-func newDropper(input string, log zerolog.Logger) *dropper {
-	return &dropper{input: input, invalid: newRateLog(log, rateLogInterval), full: newRateLog(log, rateLogInterval)}
+func newDropper(log zerolog.Logger) *dropper {
+	return &dropper{invalid: newRateLog(log, rateLogInterval), full: newRateLog(log, rateLogInterval)}
 }
 
 // bad drops an invalid message with the reason and the start of the frame.
@@ -89,7 +88,7 @@ func (d *dropper) bad(frame []byte, err error) {
 	if len(frame) > frameLogPrefix {
 		frame = frame[:frameLogPrefix]
 	}
-	d.invalid.Warn(time.Now()).Str("input", d.input).Err(err).Int("len", len(frame)).
+	d.invalid.Warn(time.Now()).Err(err).Int("len", len(frame)).
 		Bytes("start", frame).Msg("dropping invalid publish message")
 }
 
@@ -101,11 +100,11 @@ func (d *dropper) publish(api engineAPI, it grip.Item) {
 	}
 	d.dropped.Add(1)
 	if errors.Is(err, ErrQueueFull) {
-		d.full.Warn(time.Now()).Str("input", d.input).Uint64("dropped", d.dropped.Load()).
+		d.full.Warn(time.Now()).Uint64("dropped", d.dropped.Load()).
 			Msg("publish queue full, item dropped")
 		return
 	}
-	d.invalid.Warn(time.Now()).Str("input", d.input).Err(err).Msg("engine refused item, dropped")
+	d.invalid.Warn(time.Now()).Err(err).Msg("engine refused item, dropped")
 }
 
 // parseItemFrame decodes a PULL message or a SUB payload frame ('J' + JSON,
@@ -144,7 +143,7 @@ func newPullInput(zctx *zsock.Context, cfg InputsConfig, api engineAPI, log zero
 	if err != nil {
 		return nil, fmt.Errorf("in pull: %w", err)
 	}
-	log = log.With().Str("component", "publish-pull").Logger()
+	log = log.With().Str("input", "pull").Logger()
 	sock, err := zctx.Open(zsock.Options{
 		Name: "publish-pull", Type: zmq.PULL, Direction: zsock.RecvOnly,
 		Bind: []string{spec}, RcvHWM: pullRcvHWM, IPCFileMode: cfg.IPCFileMode,
@@ -153,7 +152,7 @@ func newPullInput(zctx *zsock.Context, cfg InputsConfig, api engineAPI, log zero
 		return nil, err
 	}
 	log.Info().Str("spec", spec).Msg("in pull bound")
-	return &pullInput{sock: sock, api: api, spec: spec, drop: newDropper("pull", log)}, nil
+	return &pullInput{sock: sock, api: api, spec: spec, drop: newDropper(log)}, nil
 }
 
 // Spec is the spec the socket is bound to.
@@ -209,12 +208,12 @@ func newSubInput(zctx *zsock.Context, cfg InputsConfig, api engineAPI, chans *ch
 	if len(cfg.SubSpecs) == 0 {
 		return nil, errors.New("in sub: no spec")
 	}
-	log = log.With().Str("component", "publish-sub").Logger()
+	log = log.With().Str("input", "sub").Logger()
 	opts := zsock.Options{
 		Name: "publish-sub", Type: zmq.SUB, Direction: zsock.RecvOnly, Control: true,
 		SndHWM: subSndHWM, RcvHWM: subRcvHWM, IPCFileMode: cfg.IPCFileMode,
 	}
-	s := &subInput{api: api, chans: chans, log: log, drop: newDropper("sub", log)}
+	s := &subInput{api: api, chans: chans, log: log, drop: newDropper(log)}
 	if cfg.SubConnect {
 		opts.Connect = cfg.SubSpecs
 		opts.TCPKeepAlive = true

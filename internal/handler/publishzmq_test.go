@@ -318,7 +318,7 @@ func TestSubInputQueueFull(t *testing.T) {
 	})
 }
 
-func TestRateLog(t *testing.T) {
+func TestInputsRateLog(t *testing.T) {
 	r := newRateLog(testLogger(t), time.Second)
 	t0 := time.Unix(1000, 0)
 	if r.Warn(t0) == nil {
@@ -334,7 +334,7 @@ func TestRateLog(t *testing.T) {
 	}
 }
 
-func TestParseItemFrameErrors(t *testing.T) {
+func TestPullParseItemFrameErrors(t *testing.T) {
 	for _, f := range []string{"J{}", "Jx", "T1:x", "x"} {
 		if _, err := parseItemFrame([]byte(f), ""); err == nil {
 			t.Errorf("parseItemFrame(%q): no error", f)

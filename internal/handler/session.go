@@ -143,13 +143,18 @@ func (e *engine) startStream(s *hsession, now time.Time) bool {
 	if n < len(r.Body) {
 		s.pending = append(s.pending, r.Body[n:]...)
 	}
-	return e.sendFrag(s, headFragment(r.Code, r.Reason, r.Headers, r.Body[:n], true), now)
+	headers := r.Headers
+	if s.rs.AutoCrossOrigin {
+		headers = applyCORS(s.acc.Request.Headers, headers)
+	}
+	return e.sendFrag(s, headFragment(r.Code, r.Reason, headers, r.Body[:n], true), now)
 }
 
 // respond sends a complete response (response hold: publish, timeout or
 // error) and ends the session once the body is written.
 func (e *engine) respond(s *hsession, code int, reason string, headers []grip.Header, body []byte, now time.Time) {
 	e.prepareToClose(s)
+	code, reason, headers, body = crossOrigin(s, code, reason, headers, body)
 	if s.headSent {
 		s.finishAfter = true
 		e.writeBody(s, body, now)

@@ -23,6 +23,7 @@ const (
 type zrpcRequest struct {
 	envelope [][]byte // frames up to and including the empty delimiter
 	id       []byte
+	from     []byte // 1.41 clients with an instance id set it
 	method   string
 	args     tnetstring.Dict
 }
@@ -45,6 +46,7 @@ func parseZRPC(m zsock.Message) (*zrpcRequest, error) {
 	}
 	r := &zrpcRequest{envelope: m[:at+1]}
 	r.id, _ = d.Bytes("id")
+	r.from, _ = d.Bytes("from")
 	method, ok := d.Bytes("method")
 	if !ok {
 		return nil, errors.New("request without method")

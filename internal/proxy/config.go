@@ -61,6 +61,11 @@ type Config struct {
 	AcceptSpecs              []string // DEALER, bind: accept calls to the handler
 	RetryInSpecs             []string // PULL, bind: retry packets from the handler (1.36 framing)
 	ServiceTimeout           time.Duration
+
+	// Now and Tick let tests drive the engine's timers (keep-alives at 45 s,
+	// expiry at 60 s); nil/zero mean time.Now and one tick per second.
+	Now  func() time.Time
+	Tick time.Duration
 }
 
 // ConfigFromFile builds a Config from a loaded pushpin.conf.

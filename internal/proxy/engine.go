@@ -60,6 +60,9 @@ type session struct {
 
 	test *testRequest // built-in test handler state
 
+	completing bool   // a locally generated response is being sent
+	outBody    []byte // its body not yet covered by credits
+
 	// GRIP hand-off (handoff.go).
 	grip       bool          // the response is GRIP: collect it, do not relay
 	respHead   *zhttp.Packet // code, reason, headers of the GRIP response
@@ -82,7 +85,7 @@ type engine struct {
 	toClient       chan<- zsock.Message // PUSH
 	toClientStream chan<- zsock.Message // ROUTER
 
-	toAccept chan<- zsock.Message // DEALER to the handler's accept service (nil: none)
+	toAccept func(zsock.Message) bool // DEALER to the handler's accept service (nil: none)
 
 	byIn    map[string]*session
 	byOut   map[string]*session
@@ -148,8 +151,41 @@ func (e *engine) respond(s *session, code int, reason, ctype, body string, now t
 	p.Body = []byte(body)
 	s.code = int64(code)
 	s.respBytes = int64(len(body))
+	e.sendComplete(s, p, now)
+}
+
+// sendComplete sends a response generated here (or by the handler's accept
+// reply) within connmgr's credits: what does not fit waits in s.outBody for
+// credit packets (zmq-wire.md §2.7), and the session ends with the last byte.
+func (e *engine) sendComplete(s *session, p *zhttp.Packet, now time.Time) {
+	body := p.Body
+	n := s.in.Spend(len(body))
+	p.Body = body[:n]
+	if n < len(body) {
+		p.More = true
+		s.outBody = body[n:]
+		s.completing = true
+		e.sendConnmgr(s, p, now)
+		return
+	}
 	e.sendConnmgr(s, p, now)
 	e.finish(s, "")
+}
+
+// flushComplete continues a response that was waiting for credits.
+func (e *engine) flushComplete(s *session, now time.Time) {
+	n := s.in.Spend(len(s.outBody))
+	if n == 0 {
+		return
+	}
+	p := zhttp.New()
+	p.Body = s.outBody[:n]
+	s.outBody = s.outBody[n:]
+	p.More = len(s.outBody) > 0
+	e.sendConnmgr(s, p, now)
+	if !p.More {
+		e.finish(s, "")
+	}
 }
 
 func (e *engine) respondError(s *session, code int, reason, text, debugText string, now time.Time) {
@@ -356,8 +392,18 @@ func (e *engine) connmgrPacket(s *session, p *zhttp.Packet, now time.Time) {
 		e.finish(s, "cancelled")
 	case zhttp.TypeKeepAlive:
 	case zhttp.TypeCredit:
+		if s.completing {
+			e.flushComplete(s, now)
+			return
+		}
 		e.forwardCredit(s, p.Credits, now)
 	case zhttp.TypeData:
+		if s.completing {
+			if p.Credits > 0 {
+				e.flushComplete(s, now)
+			}
+			return
+		}
 		if p.Credits > 0 {
 			e.forwardCredit(s, p.Credits, now)
 		}
@@ -551,6 +597,16 @@ func (e *engine) handleClientReply(frame []byte, now time.Time) {
 	}
 	s := e.byOut[string(p.ID)]
 	if s == nil {
+		// Unknown session (its client left): tell the zhttp client to stop,
+		// as Pushpin's zhttp client does.
+		if p.Type != zhttp.TypeCancel && p.Type != zhttp.TypeError && len(p.From) > 0 {
+			c := zhttp.New()
+			c.From, c.ID, c.Type = e.id, p.ID, zhttp.TypeCancel
+			select {
+			case e.toClientStream <- zsock.Message{p.From, nil, c.Encode()}:
+			default:
+			}
+		}
 		return
 	}
 	if err := s.out.Receive(p, now); err != nil {

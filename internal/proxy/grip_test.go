@@ -278,3 +278,64 @@ func TestProxyRetry(t *testing.T) {
 		t.Errorf("headers %v", r.Headers)
 	}
 }
+
+// TestProxyGRIPRequestTooLarge: the proxy keeps at most 100000 bytes of
+// request body, so a GRIP answer to a bigger request is refused
+// (grip-reference §3.1).
+func TestProxyGRIPRequestTooLarge(t *testing.T) {
+	h := startProxy(t, harnessOpts{routes: []string{"* 127.0.0.1:9"}})
+	p := h.newRequest("POST", "http://example.com/", nil)
+	p.More = true
+	id, z := h.proxied(p)
+	zc := zp(z.ID, 0, zhttp.TypeCredit)
+	zc.Credits = 200000
+	h.zurlSend(zc)
+	if g := h.expectType(id, 1, zhttp.TypeCredit); g.Credits != 200000 {
+		t.Fatalf("credit %d", g.Credits)
+	}
+	for i, n := range []int{60000, 40001} {
+		b := cmPacket(id, int64(i+1), zhttp.TypeData)
+		b.Body, b.More = []byte(strings.Repeat("x", n)), i == 0
+		h.sendStream(b)
+		if f := h.zurlStream(z.ID, int64(i+1)); len(f.Body) != n {
+			t.Fatalf("zurl got %s", describe(f))
+		}
+	}
+	h.zurlSend(captureHold(z.ID, 1, "Sun, 22 Nov 2026 10:48:12 GMT"))
+	h.expectResponse(id, 2, 400, "Bad Request", "Request too large to accept GRIP instruct.\n")
+}
+
+// TestProxyGRIPResponseCredits: a response the handler returns in its
+// accept reply is written within connmgr's credits, as the C++ zhttp
+// server does (zmq-wire.md §2.7): condure granted 8192 bytes.
+func TestProxyGRIPResponseCredits(t *testing.T) {
+	h := startProxy(t, harnessOpts{routes: []string{"* test"}})
+	p := h.newRequest("GET", "http://example.com/response", nil)
+	p.Credits = 8192
+	id := h.start(p)
+	c := h.handoff(id, 1, 1)
+	body := strings.Repeat("z", 20000)
+	h.reply(c, tnetstring.Dict{{Key: "response", Value: tnetstring.Dict{
+		{Key: "code", Value: int64(200)}, {Key: "reason", Value: "OK"},
+		{Key: "headers", Value: []any{}}, {Key: "body", Value: body},
+	}}})
+	h.expectType(id, 2, zhttp.TypeKeepAlive)
+	got, seqIn := 0, int64(2)
+	for seq := int64(3); ; seq++ {
+		r := h.fromProxy(id, seq)
+		if len(r.Body) > 8192 {
+			t.Fatalf("packet with %d body bytes, over the 8192 credits", len(r.Body))
+		}
+		got += len(r.Body)
+		if !r.More {
+			break
+		}
+		c := cmPacket(id, seqIn, zhttp.TypeCredit)
+		c.Credits = int64(len(r.Body))
+		h.sendStream(c)
+		seqIn++
+	}
+	if got != len(body) {
+		t.Errorf("body %d bytes, want %d", got, len(body))
+	}
+}

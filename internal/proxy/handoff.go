@@ -117,9 +117,7 @@ func (e *engine) handoffProceed(s *session, now time.Time) {
 		e.acceptFailed(id, now)
 		return
 	}
-	select {
-	case e.toAccept <- zsock.Message{nil, b}:
-	default:
+	if !e.toAccept(zsock.Message{nil, b}) {
 		e.acceptFailed(id, now)
 	}
 }
@@ -308,8 +306,7 @@ func (e *engine) handleAcceptReply(m zsock.Message, now time.Time) {
 			p.Headers = append(p.Headers, zhttp.Header{Name: "Content-Length", Value: fmt.Sprint(len(p.Body))})
 		}
 		s.code, s.respBytes = p.Code, int64(len(p.Body))
-		e.sendConnmgr(s, p, now)
-		e.finish(s, "")
+		e.sendComplete(s, p, now)
 		return
 	}
 	e.resume(s, now)

@@ -50,6 +50,12 @@ func New(cfg Config, log zerolog.Logger) (*Service, error) {
 	if cfg.MaxOpenRequests <= 0 {
 		cfg.MaxOpenRequests = DefaultMaxOpenRequests
 	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Tick <= 0 {
+		cfg.Tick = tickInterval
+	}
 	return &Service{cfg: cfg, log: log}, nil
 }
 
@@ -75,7 +81,7 @@ func (s *Service) Run(ctx context.Context) error {
 	eng.toClient = socks.clientOut.Send()
 	eng.toClientStream = socks.clientOutStream.Send()
 	if socks.accept != nil {
-		eng.toAccept = socks.accept.Send()
+		eng.toAccept = socks.accept.TrySend
 	}
 
 	sockCtx, stopSockets := context.WithCancel(context.Background())
@@ -278,12 +284,12 @@ func (s *Service) openSockets(zctx *zsock.Context, drops, acceptDrops chan<- str
 
 // loop is the engine goroutine: the only code that touches the session table.
 func (s *Service) loop(ctx context.Context, e *engine, ss *sockets, drops, acceptDrops <-chan string) error {
-	ticker := time.NewTicker(tickInterval)
+	ticker := time.NewTicker(s.cfg.Tick)
 	defer ticker.Stop()
 	for {
 		select {
 		case <-ctx.Done():
-			e.shutdown(time.Now())
+			e.shutdown(s.cfg.Now())
 			return nil
 		case m, ok := <-ss.connmgrIn.Recv():
 			if !ok {
@@ -293,12 +299,12 @@ func (s *Service) loop(ctx context.Context, e *engine, ss *sockets, drops, accep
 				s.log.Warn().Int("parts", len(m)).Str("socket", "condure-out").Msg("dropping message with parts != 1")
 				continue
 			}
-			e.handleConnmgrFirst(m[0], time.Now())
+			e.handleConnmgrFirst(m[0], s.cfg.Now())
 		case m, ok := <-ss.connmgrInStream.Recv():
 			if !ok {
 				return fmt.Errorf("condure-out-stream socket closed")
 			}
-			e.handleConnmgrStream(m, time.Now())
+			e.handleConnmgrStream(m, s.cfg.Now())
 		case m, ok := <-ss.clientReplies.Recv():
 			if !ok {
 				return fmt.Errorf("zurl-out socket closed")
@@ -306,25 +312,25 @@ func (s *Service) loop(ctx context.Context, e *engine, ss *sockets, drops, accep
 			if len(m) != 1 {
 				continue
 			}
-			e.handleClientReply(m[0], time.Now())
+			e.handleClientReply(m[0], s.cfg.Now())
 		case id := <-drops:
-			e.clientDropped(id, time.Now())
+			e.clientDropped(id, s.cfg.Now())
 		case id := <-acceptDrops:
-			e.acceptFailed(id, time.Now())
+			e.acceptFailed(id, s.cfg.Now())
 		case m, ok := <-recvOf(ss.accept):
 			if !ok {
 				return fmt.Errorf("accept socket closed")
 			}
-			e.handleAcceptReply(m, time.Now())
+			e.handleAcceptReply(m, s.cfg.Now())
 		case m, ok := <-recvOf(ss.retry):
 			if !ok {
 				return fmt.Errorf("retry socket closed")
 			}
 			if len(m) == 1 {
-				e.handleRetry(m[0], time.Now())
+				e.handleRetry(m[0], s.cfg.Now())
 			}
-		case now := <-ticker.C:
-			e.tick(now)
+		case <-ticker.C:
+			e.tick(s.cfg.Now())
 		}
 	}
 }

@@ -243,7 +243,6 @@ func TestProxyResponseRelay(t *testing.T) {
 // relayed response (proxysession.cpp startResponse removes Connection,
 // Keep-Alive, Content-Encoding and Transfer-Encoding; grip-reference §3.13).
 func TestProxyResponseContentEncoding(t *testing.T) {
-	t.Skip("BUG: rewrite.go responseHopHeaders keeps Content-Encoding (Pushpin removes it) and removes Proxy-Connection, TE, Trailer, Upgrade (Pushpin keeps them)")
 	h := startProxy(t, harnessOpts{routes: []string{"* 127.0.0.1:9"}})
 	id, z := h.proxied(h.newRequest("GET", "http://example.com/", nil))
 	h.zurlSend(zurlResponse(z.ID, 0, 200, "OK", []zhttp.Header{
@@ -465,5 +464,71 @@ func TestProxyNoZurl(t *testing.T) {
 				t.Errorf("502 after %v, before the service timeout %v", d, h.cfg.ServiceTimeout)
 			}
 		})
+	}
+}
+
+// TestProxyUnknownIDFromZurl: a zurl packet for a session the proxy no
+// longer has is answered with cancel, as Pushpin's zhttp client does
+// (zhttpmanager.cpp: "received message for unknown request id, canceling");
+// otherwise zurl keeps the backend request open until it expires.
+func TestProxyUnknownIDFromZurl(t *testing.T) {
+	h := startProxy(t, harnessOpts{routes: []string{"* 127.0.0.1:9"}})
+	id, z := h.proxied(h.newRequest("GET", "http://example.com/", nil))
+	// The client goes away before zurl has answered: the proxy cannot
+	// address zurl yet.
+	h.sendStream(cmPacket(id, 1, zhttp.TypeCancel))
+	h.noneToZurlStream()
+	h.zurlSend(zp(z.ID, 0, zhttp.TypeKeepAlive))
+	if g := h.zurlStream(z.ID, -1); g.Type != zhttp.TypeCancel {
+		t.Fatalf("zurl got %s, want cancel", describe(g))
+	}
+}
+
+// TestProxyBatchedCancel: condure cancels several sessions with one
+// list-form packet (zmq-wire.md §2.2, §2.11 step 7); each reaches zurl.
+func TestProxyBatchedCancel(t *testing.T) {
+	h := startProxy(t, harnessOpts{routes: []string{"* 127.0.0.1:9"}})
+	var ids, outs [][]byte
+	for range 2 {
+		id, z := h.proxied(h.newRequest("GET", "http://example.com/", nil))
+		h.zurlSend(zp(z.ID, 0, zhttp.TypeKeepAlive))
+		c := cmPacket(id, 1, zhttp.TypeCredit)
+		c.Credits = 1
+		h.sendStream(c)
+		h.zurlStream(z.ID, 1) // proves the ack was taken
+		ids, outs = append(ids, id), append(outs, z.ID)
+	}
+	c := cmPacket(nil, -1, zhttp.TypeCancel)
+	c.IDs = []zhttp.IDSeq{{ID: ids[0], Seq: 2}, {ID: ids[1], Seq: 2}}
+	h.sendStream(c)
+	got := map[string]bool{}
+	for range 2 {
+		select {
+		case m := <-h.zDealer.Recv():
+			p, err := zhttp.Parse(m[len(m)-1])
+			if err != nil || p.Type != zhttp.TypeCancel || p.Seq != 2 {
+				t.Fatalf("zurl got %q (%v)", m, err)
+			}
+			got[string(p.ID)] = true
+		case <-time.After(waitFor):
+			t.Fatal("missing cancel to zurl")
+		}
+	}
+	if !got[string(outs[0])] || !got[string(outs[1])] {
+		t.Errorf("cancelled %v, want %q and %q", got, outs[0], outs[1])
+	}
+}
+
+// TestProxyShutdownCancels: on shutdown every live session is cancelled
+// on both sides.
+func TestProxyShutdownCancels(t *testing.T) {
+	h := startProxy(t, harnessOpts{routes: []string{"* 127.0.0.1:9"}})
+	id, z := h.proxied(h.newRequest("GET", "http://example.com/", nil))
+	h.zurlSend(zurlResponse(z.ID, 0, 200, "OK", nil, "a", true))
+	h.fromProxy(id, 1)
+	h.stop()
+	h.expectType(id, 2, zhttp.TypeCancel)
+	if g := h.zurlStream(z.ID, 1); g.Type != zhttp.TypeCancel {
+		t.Errorf("zurl got %s", describe(g))
 	}
 }

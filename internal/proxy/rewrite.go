@@ -5,7 +5,6 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
-	"time"
 
 	"tack/internal/routes"
 	"tack/pkg/zhttp"
@@ -18,9 +17,11 @@ var requestHopHeaders = []string{
 }
 
 // responseHopHeaders are removed from a backend response before it is
-// relayed; connmgr frames the response itself (§11.4).
+// relayed, exactly as Pushpin does: connmgr frames the response itself
+// (§11.4), and the outbound client has already decoded any
+// Content-Encoding it asked for (quirk 19).
 var responseHopHeaders = []string{
-	"Connection", "Keep-Alive", "Proxy-Connection", "Transfer-Encoding", "TE", "Trailer", "Upgrade",
+	"Connection", "Keep-Alive", "Content-Encoding", "Transfer-Encoding",
 }
 
 // clientInfo is what the proxy knows about the requesting client.
@@ -196,7 +197,7 @@ func (e *engine) rewriteRequest(p *zhttp.Packet, ci clientInfo, r *routes.Route,
 		if r.HasSigKey {
 			key = r.SigKey
 		}
-		tok, err := e.sig.token(iss, key, e.cfg.ConfigDir, time.Now())
+		tok, err := e.sig.token(iss, key, e.cfg.ConfigDir, e.cfg.Now())
 		if err != nil {
 			e.log.Warn().Err(err).Str("route", r.Source).Msg("cannot sign Grip-Sig")
 		} else if tok != "" {

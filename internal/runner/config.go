@@ -161,6 +161,26 @@ func parseLevels(s string) (levels, error) {
 	return l, nil
 }
 
+// zurlInRunDir reports whether every proxy zurl spec is an ipc path inside
+// the runner's rundir.
+func zurlInRunDir(f *config.File) bool {
+	specs := f.List("proxy", "zurl_out_specs")
+	if len(specs) == 0 {
+		return false
+	}
+	for _, s := range specs {
+		path, ok := strings.CutPrefix(s, "ipc://")
+		if !ok {
+			return false
+		}
+		abs, err := filepath.Abs(path)
+		if err != nil || !strings.HasPrefix(abs, f.RunDir()+string(filepath.Separator)) {
+			return false
+		}
+	}
+	return true
+}
+
 // BuildConfig resolves the runner Config. exeDir is where tack-* binaries
 // are looked for first ("" = only PATH).
 func BuildConfig(fl Flags, exeDir string) (*Config, error) {
@@ -204,6 +224,15 @@ func BuildConfig(fl Flags, exeDir string) (*Config, error) {
 			continue
 		}
 		seen[kind] = true
+	}
+	// Pushpin 1.36 leaves outbound requests to a zurl it may not manage
+	// (Debian runs a system zurl); 1.41 serves them from connmgr itself.
+	// tack has no outbound mode in connmgr, so when the proxy runs, zurl is
+	// not listed, and the proxy's zurl specs live in our rundir (as our
+	// internal.conf puts them), the runner starts tack-zhttp-client too.
+	if seen[ServiceProxy] && !seen[ServiceZurl] && zurlInRunDir(f) {
+		seen[ServiceZurl] = true
+		c.Warnings = append(c.Warnings, fmt.Sprintf("%s: zurl not listed; starting the zhttp client for the proxy's outbound requests", f.Pos("runner", "services")))
 	}
 	for _, k := range startOrder {
 		if seen[k] {

@@ -58,6 +58,7 @@ func BenchmarkZHTTPClientProxy(b *testing.B) {
 			b.ResetTimer()
 			start := time.Now()
 			sent, done := 0, 0
+			seqs := map[string]int64{}
 			send := func() {
 				p := c.newRequest(strconv.Itoa(sent), "GET", srv.URL+"/x")
 				c.request(p)
@@ -72,6 +73,15 @@ func BenchmarkZHTTPClientProxy(b *testing.B) {
 				p, err := zhttp.Parse(payload)
 				if err != nil {
 					b.Fatal(err)
+				}
+				if p.Type == zhttp.TypeData && p.More && len(p.Body) > 0 {
+					// Hand the credits back as a proxy does once it has
+					// written the body to its client.
+					id := string(p.ID)
+					seqs[id]++
+					cp := zhttp.New()
+					cp.ID, cp.Seq, cp.Type, cp.Credits = p.ID, seqs[id], zhttp.TypeCredit, int64(len(p.Body))
+					c.follow(cp)
 				}
 				if p.Type == zhttp.TypeData && !p.More || p.Type == zhttp.TypeError {
 					if p.Type == zhttp.TypeError {

@@ -94,6 +94,8 @@ func run(ctx context.Context, configFile string, lf *cli.LogFlags) error {
 				if file != nil {
 					if err := file.reopen(); err != nil {
 						log.Error().Err(err).Msg("reopen log file")
+					} else {
+						log.Info().Msg("log file reopened")
 					}
 				}
 			}

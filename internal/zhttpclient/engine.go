@@ -55,7 +55,6 @@ type session struct {
 	inSeqOK  bool // the first packet had a seq, so follow-ups can be checked
 	bodyDone bool // the client has sent its whole request body
 	done     bool // the zhttp exchange is over; waiting for the worker to exit
-	quietLog bool
 	w        *worker
 }
 
@@ -213,12 +212,12 @@ func (e *engine) answerBadPacket(ctx context.Context, d tnetstring.Dict, isJSON 
 	if len(id) == 0 || string(typ) == zhttp.TypeError || string(typ) == zhttp.TypeCancel {
 		return
 	}
-	p := zhttp.New()
-	p.ID, p.Type, p.Condition = id, zhttp.TypeError, zhttp.CondBadRequest
+	r := newReply(zhttp.TypeError)
+	r.id, r.cond = id, zhttp.CondBadRequest
 	if env != nil {
-		e.reply(ctx, env, encodePacket(nil, p, isJSON))
+		e.reply(ctx, env, r.encode(nil, isJSON))
 	} else if len(from) > 0 {
-		e.publish(ctx, encodePacket(from, p, isJSON))
+		e.publish(ctx, r.encode(from, isJSON))
 	}
 }
 
@@ -272,7 +271,7 @@ func (e *engine) start(ctx context.Context, p *zhttp.Packet, isJSON bool, env []
 		e.log.Debug().Str(logging.FieldRID, string(p.ID)).Str("type", p.Type).Msg("non-data first packet, skipping")
 		return
 	}
-	s := &session{json: isJSON, quietLog: p.ExtQuiet}
+	s := &session{json: isJSON}
 	switch {
 	case env != nil:
 		s.mode, s.env = modeReq, env
@@ -319,15 +318,14 @@ func (e *engine) start(ctx context.Context, p *zhttp.Packet, isJSON bool, env []
 		s.bodyDone = true
 	}
 	if s.mode == modeStream {
-		ack := zhttp.New()
+		ack := newReply(zhttp.TypeKeepAlive)
 		if p.More {
 			// Clear to send: the whole buffer (zurl sends buffer_size).
-			ack.Type = zhttp.TypeCredit
-			ack.Credits = int64(e.s.cfg.BufferSize)
-		} else {
-			ack.Type = zhttp.TypeKeepAlive
+			ack.typ = zhttp.TypeCredit
+			ack.credits = int64(e.s.cfg.BufferSize)
 		}
-		e.send(ctx, s, ack, p.Multi, now)
+		ack.multi = p.Multi // only the ack echoes ext.multi (zurl)
+		e.send(ctx, s, ack, now)
 	}
 	if le := e.log.Debug(); le.Enabled() {
 		le.Str(logging.FieldRID, string(p.ID)).Str(logging.FieldFrom, string(p.From)).
@@ -415,9 +413,9 @@ func (e *engine) follow(ctx context.Context, p *zhttp.Packet, id []byte, seq int
 	if s == nil {
 		// Unknown session: a bare cancel without from or seq (Captured §A.9).
 		if p.Type != zhttp.TypeError && p.Type != zhttp.TypeCancel && len(p.From) > 0 {
-			c := zhttp.New()
-			c.ID, c.Type = id, zhttp.TypeCancel
-			e.publish(ctx, encodePacket(p.From, c, isJSON))
+			c := newReply(zhttp.TypeCancel)
+			c.id = id
+			e.publish(ctx, c.encode(p.From, isJSON))
 		}
 		return
 	}
@@ -429,9 +427,7 @@ func (e *engine) follow(ctx context.Context, p *zhttp.Packet, id []byte, seq int
 		if le := e.log.Debug(); le.Enabled() {
 			le.Str(logging.FieldRID, string(id)).Int64("expected", s.zs.InSeq).Int64("got", seq).Msg("bad seq, canceling")
 		}
-		c := zhttp.New()
-		c.Type = zhttp.TypeCancel
-		e.send(ctx, s, c, false, now)
+		e.send(ctx, s, newReply(zhttp.TypeCancel), now)
 		e.finish(s)
 		return
 	}
@@ -487,24 +483,22 @@ func (e *engine) onEvent(ctx context.Context, ev event) {
 	case evConsumed:
 		n := s.w.pipe.takeConsumed()
 		if n > 0 && !s.done && !s.bodyDone && s.mode == modeStream {
-			c := zhttp.New()
-			c.Type = zhttp.TypeCredit
-			c.Credits = n
-			e.send(ctx, s, c, false, now)
+			c := newReply(zhttp.TypeCredit)
+			c.credits = n
+			e.send(ctx, s, c, now)
 		}
 	case evData:
 		if !s.done {
-			p := zhttp.New()
+			r := newReply(zhttp.TypeData)
 			if ev.head != nil {
-				p.Code, p.Reason, p.Headers = ev.head.code, ev.head.reason, ev.head.headers
-				p.HasHeaders = true
+				r.code, r.reason, r.headers = ev.head.code, ev.head.reason, ev.head.headers
 				if le := e.log.Debug(); le.Enabled() {
 					le.Str(logging.FieldRID, string(s.zs.ID)).Int64("code", ev.head.code).Msg("OUT")
 				}
 			}
-			p.Body = ev.body
-			p.More = ev.more
-			e.send(ctx, s, p, false, now)
+			r.body = ev.body
+			r.more = ev.more
+			e.send(ctx, s, r, now)
 			if !ev.more {
 				s.done = true
 				if s.key != "" {
@@ -530,8 +524,14 @@ func (e *engine) onEvent(ctx context.Context, ev event) {
 	}
 }
 
-// onTick sends keep-alives and expires silent sessions (zmq-wire.md §2.8).
+// onTick sends keep-alives, expires silent sessions (zmq-wire.md §2.8)
+// and applies the activity timeout (zurl's `timeout`, §5.2).
 func (e *engine) onTick(ctx context.Context, now time.Time) {
+	for _, s := range e.sessions {
+		if !s.done && s.w.idleFor(now) >= e.s.cfg.Timeout {
+			s.w.cancel(ErrSessionTimeout) // the worker reports session-timeout
+		}
+	}
 	for _, s := range e.byKey {
 		if now.Sub(s.zs.LastIn) >= e.s.timers.expire {
 			if le := e.log.Debug(); le.Enabled() {
@@ -541,9 +541,7 @@ func (e *engine) onTick(ctx context.Context, now time.Time) {
 			continue
 		}
 		if now.Sub(s.zs.LastOut) >= e.s.timers.keepAlive {
-			ka := zhttp.New()
-			ka.Type = zhttp.TypeKeepAlive
-			e.send(ctx, s, ka, false, now)
+			e.send(ctx, s, newReply(zhttp.TypeKeepAlive), now)
 		}
 	}
 }
@@ -552,43 +550,26 @@ func (e *engine) sendError(ctx context.Context, s *session, cond string, now tim
 	if le := e.log.Debug(); le.Enabled() {
 		le.Str(logging.FieldRID, string(s.zs.ID)).Str("condition", cond).Msg("OUT ERR")
 	}
-	p := zhttp.New()
-	p.Type = zhttp.TypeError
-	p.Condition = cond
-	e.send(ctx, s, p, false, now)
+	r := newReply(zhttp.TypeError)
+	r.cond = cond
+	e.send(ctx, s, r, now)
 }
 
-// send stamps p with the session's id, seq and user-data and writes it.
+// send stamps r with the session's id, seq and user-data and writes it.
 // Stream replies carry our `from`; req-mode replies carry none (zurl).
-func (e *engine) send(ctx context.Context, s *session, p *zhttp.Packet, multi bool, now time.Time) {
-	switch s.mode {
-	case modeQuiet:
+func (e *engine) send(ctx context.Context, s *session, r *reply, now time.Time) {
+	if s.mode == modeQuiet {
 		return
-	case modeStream:
-		s.zs.Stamp(p, e.s.from, multi, now)
-		e.publish(ctx, encodePacket(s.to, p, s.json))
-	case modeReq:
-		s.zs.Stamp(p, nil, multi, now)
-		e.reply(ctx, s.env, encodePacket(nil, p, s.json))
 	}
-}
-
-// encodePacket renders p as "<to> T…" / "<to> J…" for PUB, or as a bare
-// payload when to is nil.
-func encodePacket(to []byte, p *zhttp.Packet, isJSON bool) []byte {
-	if !isJSON {
-		if to == nil {
-			return p.Encode()
-		}
-		return zhttp.PubFrame(to, p)
+	r.id, r.seq, r.userData = s.zs.ID, s.zs.OutSeq, s.zs.UserData
+	s.zs.OutSeq++
+	s.zs.LastOut = now
+	if s.mode == modeStream {
+		r.from = e.s.from
+		e.publish(ctx, r.encode(s.to, s.json))
+		return
 	}
-	b := make([]byte, 0, len(to)+2+256+len(p.Body)*2)
-	if to != nil {
-		b = append(b, to...)
-		b = append(b, ' ')
-	}
-	b = append(b, 'J')
-	return appendJSON(b, p.Dict())
+	e.reply(ctx, s.env, r.encode(nil, s.json))
 }
 
 // publish writes one PUB frame. The PUB owner never blocks (libzmq drops
@@ -603,16 +584,15 @@ func (e *engine) publish(ctx context.Context, frame []byte) {
 	}
 }
 
-// reply writes a req-mode response on the ROUTER. It never blocks: the
-// ROUTER owner may itself be waiting for us to read its input.
-func (e *engine) reply(_ context.Context, env [][]byte, payload []byte) {
+// reply writes a req-mode response on the ROUTER, waiting for room: the
+// ROUTER owner keeps writing while it waits for us to take its input
+// (zsock deliver), so this cannot deadlock.
+func (e *engine) reply(ctx context.Context, env [][]byte, payload []byte) {
 	if e.ss.inReq == nil {
 		return
 	}
 	m := make(zsock.Message, 0, len(env)+1)
 	m = append(m, env...)
 	m = append(m, payload)
-	if !e.ss.inReq.TrySend(m) {
-		e.log.Warn().Msg("req reply dropped: router queue full")
-	}
+	e.ss.inReq.SendWait(ctx, m)
 }

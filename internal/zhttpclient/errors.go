@@ -19,9 +19,4 @@ var (
 	// ErrCanceled is the cancel cause when the engine ends a session (client
 	// cancel, bad seq, expiry, shutdown).
 	ErrCanceled = errors.New("session canceled")
-	// ErrBodyOverflow reports a client that sent far more request body than
-	// it was granted credits for.
-	ErrBodyOverflow = errors.New("request body exceeds granted credits")
-	// ErrTooLarge reports a non-streamed response larger than MaxBufferedBody.
-	ErrTooLarge = errors.New("response body too large to buffer")
 )

@@ -73,6 +73,9 @@ func testLogger(t testing.TB) zerolog.Logger {
 // mod may change the config (and, in-process, the service's timers).
 func startTarget(t testing.TB, mod func(*Config), svcMod ...func(*Service)) *target {
 	t.Helper()
+	if testing.Short() {
+		t.Skip("service test (sockets, backends); -short runs unit tests only")
+	}
 	dir, err := os.MkdirTemp("", "tk")
 	if err != nil {
 		t.Fatal(err)
@@ -389,9 +392,9 @@ func (c *fakeClient) expectSilence(id string, d time.Duration) {
 // reply payload.
 func (c *fakeClient) reqMode(payload []byte) []byte {
 	c.t.Helper()
-	select {
-	case c.dealer.Send() <- zsock.Message{{}, payload}:
-	case <-time.After(waitFor):
+	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
+	defer cancel()
+	if !c.dealer.SendWait(ctx, zsock.Message{{}, payload}) {
 		c.t.Fatal("dealer queue full")
 	}
 	select {

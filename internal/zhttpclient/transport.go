@@ -123,7 +123,7 @@ func (ts *transports) build(p profile) *http.Transport {
 		TLSClientConfig:       ts.tlsConfig(p),
 		TLSHandshakeTimeout:   TLSHandshakeTimeout,
 		TLSNextProto:          map[string]func(string, *tls.Conn) http.RoundTripper{}, // HTTP/1.1 only
-		DisableCompression:    true,                                                   // bodies and Content-Encoding pass through untouched
+		DisableCompression:    false,                                                  // ask for gzip and decode it, as zurl does (the proxy strips Content-Encoding)
 		MaxIdleConns:          0,                                                      // no global cap; per host below
 		MaxIdleConnsPerHost:   MaxIdleConnsPerHost,
 		IdleConnTimeout:       idle,
@@ -143,7 +143,8 @@ func (e *dialError) Unwrap() error { return e.err }
 // dialer resolves the host itself so that every resolved address can be
 // checked against the policy before connecting (zurl blocks each denied
 // address in curl's open-socket callback and fails with policy-violation
-// when all were denied). IPv6 addresses are skipped unless allow_ipv6.
+// when all were denied). Names resolve to IPv4 only unless allow_ipv6, as
+// curl's IPRESOLVE_V4 in zurl.
 func (ts *transports) dialer(p profile) func(ctx context.Context, network, addr string) (net.Conn, error) {
 	d := &net.Dialer{Timeout: DialTimeout, KeepAlive: 30 * time.Second}
 	return func(ctx context.Context, network, addr string) (net.Conn, error) {
@@ -172,6 +173,8 @@ func (ts *transports) dialer(p profile) func(ctx context.Context, network, addr 
 		for _, a := range addrs {
 			a = a.Unmap()
 			if !ts.allowIPv6 && !a.Is4() {
+				// curl's IPRESOLVE_V4 never offers it: not a policy matter
+				// (zurl answers remote-connection-failed, checked).
 				continue
 			}
 			tried++

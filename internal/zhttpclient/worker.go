@@ -71,6 +71,7 @@ func newWorker(e *engine, s *session, p *zhttp.Packet, u *url.URL) *worker {
 	// cancels each worker explicitly (and all of them on shutdown), so that
 	// the final event can still be delivered after the cancel.
 	w.ctx, w.cancel = context.WithCancelCause(context.Background())
+	w.touch() // before the engine's next tick can look at it
 	return w
 }
 
@@ -106,32 +107,20 @@ func (w *worker) run(runCtx context.Context) {
 	}
 }
 
-// armTimers starts the request timeout (`timeout`, ms) and the activity
-// timeout (config `timeout`, s); either cancels with ErrSessionTimeout.
+// armTimers starts the request timeout (`timeout`, ms), which cancels
+// with ErrSessionTimeout. The activity timeout (config `timeout`) is checked
+// by the engine's tick against last, which saves a timer per request.
 func (w *worker) armTimers() func() {
-	var reqTimer *time.Timer
-	if w.req.Timeout > 0 {
-		reqTimer = time.AfterFunc(time.Duration(w.req.Timeout)*time.Millisecond, func() { w.cancel(ErrSessionTimeout) })
+	if w.req.Timeout <= 0 {
+		return func() {}
 	}
-	idle := w.svc.cfg.Timeout
-	w.touch()
-	var act atomic.Pointer[time.Timer]
-	act.Store(time.AfterFunc(idle, func() {
-		quiet := time.Since(time.Unix(0, w.last.Load()))
-		if quiet >= idle {
-			w.cancel(ErrSessionTimeout)
-			return
-		}
-		if t := act.Load(); t != nil {
-			t.Reset(idle - quiet)
-		}
-	}))
-	return func() {
-		if reqTimer != nil {
-			reqTimer.Stop()
-		}
-		act.Load().Stop()
-	}
+	t := time.AfterFunc(time.Duration(w.req.Timeout)*time.Millisecond, func() { w.cancel(ErrSessionTimeout) })
+	return func() { t.Stop() }
+}
+
+// idleFor reports how long the exchange has seen no HTTP activity.
+func (w *worker) idleFor(now time.Time) time.Duration {
+	return now.Sub(time.Unix(0, w.last.Load()))
 }
 
 // emit sends a non-final event; false when the worker was cancelled.

@@ -3,7 +3,6 @@ package zhttpclient
 import (
 	"context"
 	"errors"
-	"fmt"
 	"time"
 
 	zmq "github.com/pebbe/zmq4"
@@ -134,9 +133,9 @@ func (s *Service) open(zctx *zsock.Context) (*sockets, error) {
 		o.Name = name
 		o.Bind = []string{spec}
 		o.IPCFileMode = cfg.IPCFileMode
-		sock, err := zctx.Open(o, log)
+		sock, err := zctx.Open(o, log) // errors name the key and the spec
 		if err != nil {
-			return fmt.Errorf("unable to bind to %s: %w", name, err)
+			return err
 		}
 		*dst = sock
 		return nil

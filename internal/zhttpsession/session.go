@@ -1,8 +1,10 @@
 package zhttpsession
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
+	"math"
 	"time"
 
 	"tack/pkg/zhttp"
@@ -38,22 +40,27 @@ type Session struct {
 
 // Receive checks p's sequence number and folds its session fields (peer,
 // credits, ext.multi, user-data) into s. Cancel and error packets are
-// accepted whatever their seq, as Pushpin checks them first (§2.6).
+// accepted whatever their seq, as Pushpin checks them first (§2.6); an
+// out-of-order one leaves InSeq alone (InSeq never goes back).
 func (s *Session) Receive(p *zhttp.Packet, now time.Time) error {
 	s.LastIn = now
-	if p.Type != zhttp.TypeCancel && p.Type != zhttp.TypeError && p.Seq >= 0 {
-		if p.Seq != s.InSeq {
+	if p.Seq >= 0 {
+		switch {
+		case p.Seq == s.InSeq:
+			s.InSeq++
+		case p.Type != zhttp.TypeCancel && p.Type != zhttp.TypeError:
 			return fmt.Errorf("%w (expected %d, got %d)", ErrBadSeq, s.InSeq, p.Seq)
 		}
 	}
-	if p.Seq >= 0 {
-		s.InSeq = p.Seq + 1
-	}
-	if len(p.From) > 0 {
-		s.Peer = p.From
-	}
+	s.setPeer(p.From)
 	if p.Credits > 0 {
-		s.Credits += p.Credits
+		// Saturate: two huge grants must not wrap to a negative balance
+		// that would starve the session forever.
+		if s.Credits > math.MaxInt64-p.Credits {
+			s.Credits = math.MaxInt64
+		} else {
+			s.Credits += p.Credits
+		}
 	}
 	if p.Multi {
 		s.PeerMulti = true
@@ -73,10 +80,18 @@ func (s *Session) ReceiveSeq(seq int64, from []byte, now time.Time) error {
 		}
 		s.InSeq = seq + 1
 	}
-	if len(from) > 0 {
-		s.Peer = from
-	}
+	s.setPeer(from)
 	return nil
+}
+
+// setPeer records a packet's `from`. Decoded bytes alias the whole received
+// frame (body included), so Peer keeps a copy rather than pinning the last
+// packet's buffer for the life of the session; it is copied only when it
+// changes.
+func (s *Session) setPeer(from []byte) {
+	if len(from) > 0 && !bytes.Equal(s.Peer, from) {
+		s.Peer = bytes.Clone(from)
+	}
 }
 
 // Stamp fills the session fields of an outgoing packet (from, id, seq,

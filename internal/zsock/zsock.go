@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	zmq "github.com/pebbe/zmq4"
@@ -22,7 +23,8 @@ const (
 	DefaultQueue = 1024
 	// PollInterval bounds how long a receive-only owner waits before checking ctx.
 	PollInterval = 100 * time.Millisecond
-	// TwoWayPoll bounds how long a queued message waits on a two-way socket.
+	// TwoWayPoll bounded a queued message's wait on two-way sockets before
+	// they were woken by an inproc PAIR; kept for callers' timeouts.
 	TwoWayPoll = 2 * time.Millisecond
 	// DefaultSendTimeout is how long a send waits for room before it is dropped.
 	DefaultSendTimeout = 100 * time.Millisecond
@@ -106,7 +108,20 @@ type Socket struct {
 	recv chan Message
 	ctrl chan control
 	log  zerolog.Logger
+
+	// Two-way and Control sockets are woken by a message on an inproc PAIR:
+	// wakeIn belongs to the owner (polled beside sock), wakeOut to the
+	// waker goroutine, which forwards signals from the wake channel. Each
+	// ZeroMQ socket thus still has exactly one goroutine using it.
+	wakeIn, wakeOut *zmq.Socket
+	wake            chan struct{}
+	// queue is what the owner reads: send itself on send-only sockets; on
+	// two-way sockets the waker moves messages from send to queue and
+	// wakes the owner, so a plain channel send is never left waiting.
+	queue chan Message
 }
+
+var wakeSeq atomic.Uint64
 
 // control is a topic change applied by the owner goroutine.
 type control struct {
@@ -179,7 +194,88 @@ func (c *Context) Open(opts Options, log zerolog.Logger) (*Socket, error) {
 	if opts.Control {
 		so.ctrl = make(chan control, opts.QueueLen)
 	}
+	so.queue = so.send
+	if opts.Direction == TwoWay || opts.Control {
+		if err := c.openWake(so); err != nil {
+			s.Close()
+			return nil, fmt.Errorf("%s: %w", opts.Name, err)
+		}
+		if so.send != nil {
+			so.queue = make(chan Message, opts.QueueLen)
+		}
+	}
 	return so, nil
+}
+
+// openWake creates the inproc PAIR that wakes a two-way owner.
+func (c *Context) openWake(so *Socket) error {
+	endpoint := fmt.Sprintf("inproc://zsock-wake-%d", wakeSeq.Add(1))
+	in, err := c.zctx.NewSocket(zmq.PAIR)
+	if err != nil {
+		return fmt.Errorf("wake socket: %w", err)
+	}
+	out, err := c.zctx.NewSocket(zmq.PAIR)
+	if err != nil {
+		in.Close()
+		return fmt.Errorf("wake socket: %w", err)
+	}
+	// The waker writes at most one byte per message it moves plus one per
+	// signal, so the pipe is bounded by the queue; a small HWM lost
+	// wake-ups, because the writer learns of the reader's progress only
+	// when libzmq gets round to processing its commands.
+	hwm := 2*so.opts.QueueLen + 16
+	for _, ws := range []*zmq.Socket{in, out} {
+		ws.SetLinger(0)
+		ws.SetSndhwm(hwm)
+		ws.SetRcvhwm(hwm)
+	}
+	if err := in.Bind(endpoint); err != nil {
+		in.Close()
+		out.Close()
+		return fmt.Errorf("wake bind: %w", err)
+	}
+	if err := out.Connect(endpoint); err != nil {
+		in.Close()
+		out.Close()
+		return fmt.Errorf("wake connect: %w", err)
+	}
+	so.wakeIn, so.wakeOut, so.wake = in, out, make(chan struct{}, 1)
+	return nil
+}
+
+// signal wakes the owner of a two-way socket; a no-op otherwise.
+func (s *Socket) signal() {
+	if s.wake == nil {
+		return
+	}
+	select {
+	case s.wake <- struct{}{}:
+	default: // a wake-up is already pending
+	}
+}
+
+// runWaker moves queued messages to the owner and wakes it, until done is
+// closed. On send-only sockets send is nil and only wake-ups flow.
+func (s *Socket) runWaker(done <-chan struct{}) {
+	defer s.wakeOut.Close()
+	var in chan Message
+	if s.queue != s.send {
+		in = s.send
+	}
+	for {
+		select {
+		case <-done:
+			return
+		case m := <-in:
+			select {
+			case s.queue <- m:
+			case <-done:
+				return
+			}
+		case <-s.wake:
+		}
+		s.wakeOut.SendBytes([]byte{0}, zmq.DONTWAIT) // full = a wake-up is pending
+	}
 }
 
 func configure(s *zmq.Socket, o Options) error {
@@ -246,8 +342,22 @@ func (s *Socket) Recv() <-chan Message { return s.recv }
 func (s *Socket) TrySend(m Message) bool {
 	select {
 	case s.send <- m:
+		s.signal()
 		return true
 	default:
+		return false
+	}
+}
+
+// SendWait queues m, waiting for room until ctx ends; it reports whether m
+// was queued. On two-way sockets use TrySend or SendWait rather than the
+// raw Send channel: they also wake the owner.
+func (s *Socket) SendWait(ctx context.Context, m Message) bool {
+	select {
+	case s.send <- m:
+		s.signal()
+		return true
+	case <-ctx.Done():
 		return false
 	}
 }
@@ -265,6 +375,7 @@ func (s *Socket) queueControl(c control) bool {
 	}
 	select {
 	case s.ctrl <- c:
+		s.signal()
 		return true
 	default:
 		return false
@@ -298,7 +409,21 @@ func (s *Socket) apply(c control) {
 // socket error, and always closes the socket before returning. The receive
 // channel is closed on return.
 func (s *Socket) Run(ctx context.Context) error {
+	var wakerDone chan struct{}
+	var wakerExited chan struct{}
+	if s.wakeIn != nil {
+		wakerDone, wakerExited = make(chan struct{}), make(chan struct{})
+		go func() {
+			defer close(wakerExited)
+			s.runWaker(wakerDone)
+		}()
+	}
 	defer func() {
+		if wakerDone != nil {
+			close(wakerDone)
+			<-wakerExited
+			s.wakeIn.Close()
+		}
 		if err := s.sock.Close(); err != nil {
 			s.log.Warn().Err(err).Msg("close socket")
 		}
@@ -325,7 +450,7 @@ func (s *Socket) runSend(ctx context.Context) error {
 		case <-ctx.Done():
 			s.drainOnce()
 			return nil
-		case m := <-s.send:
+		case m := <-s.queue:
 			s.write(ctx, m)
 		}
 	}
@@ -357,13 +482,16 @@ func (s *Socket) runRecv(ctx context.Context, interval time.Duration) error {
 func (s *Socket) runTwoWay(ctx context.Context) error {
 	poller := zmq.NewPoller()
 	poller.Add(s.sock, zmq.POLLIN)
+	poller.Add(s.wakeIn, zmq.POLLIN)
 	for {
 		if s.ctrl != nil {
 			s.applyControl()
 		}
 		// Flush what is queued (at most a batch, so that a steady stream
-		// of sends cannot starve input) before waiting for input.
-		wait := TwoWayPoll
+		// of sends cannot starve input) before waiting for input. Senders
+		// wake the poll through wakeIn; the interval only bounds how long
+		// a message sent on the raw channel, or ctx's end, waits.
+		wait := PollInterval
 	flush:
 		for n := 0; ; n++ {
 			if n == batch {
@@ -374,7 +502,7 @@ func (s *Socket) runTwoWay(ctx context.Context) error {
 			case <-ctx.Done():
 				s.drainOnce()
 				return nil
-			case m := <-s.send:
+			case m := <-s.queue:
 				s.write(ctx, m)
 			default:
 				break flush
@@ -387,7 +515,19 @@ func (s *Socket) runTwoWay(ctx context.Context) error {
 			}
 			return fmt.Errorf("%s: poll: %w", s.opts.Name, err)
 		}
-		if len(polled) > 0 && !s.readAll(ctx) {
+		sockReady := false
+		for _, p := range polled {
+			if p.Socket == s.wakeIn {
+				for {
+					if _, err := s.wakeIn.RecvBytes(zmq.DONTWAIT); err != nil {
+						break
+					}
+				}
+			} else {
+				sockReady = true
+			}
+		}
+		if sockReady && !s.readAll(ctx) {
 			s.drainOnce() // ctx ended while input was waiting for the consumer
 			return nil
 		}
@@ -422,7 +562,7 @@ func (s *Socket) deliver(ctx context.Context, parts Message) bool {
 		select {
 		case s.recv <- parts:
 			return true
-		case m := <-s.send:
+		case m := <-s.queue:
 			s.write(ctx, m)
 		case c := <-s.ctrl:
 			s.apply(c)
@@ -435,14 +575,16 @@ func (s *Socket) deliver(ctx context.Context, parts Message) bool {
 // drainOnce writes, without waiting, what is still queued at shutdown
 // (final cancels, for instance); LINGER bounds how long libzmq keeps them.
 func (s *Socket) drainOnce() {
-	for {
-		select {
-		case m := <-s.send:
-			if _, err := s.sock.SendMessageDontwait(toAny(m)...); err != nil {
-				s.drop(m, fmt.Errorf("%w: %w", ErrDropped, err))
+	for _, ch := range []chan Message{s.queue, s.send} {
+		for done := false; !done; {
+			select {
+			case m := <-ch:
+				if _, err := s.sock.SendMessageDontwait(toAny(m)...); err != nil {
+					s.drop(m, fmt.Errorf("%w: %w", ErrDropped, err))
+				}
+			default:
+				done = true
 			}
-		default:
-			return
 		}
 	}
 }

@@ -223,14 +223,19 @@ func TestRouterMandatory(t *testing.T) {
 func echoServer(t testing.TB, c *Context, ep string, queue int) *running {
 	t.Helper()
 	srv := start(t, open(t, c, Options{Name: "srv", Type: zmq.ROUTER, Direction: TwoWay, Bind: []string{ep}, QueueLen: queue}))
-	done := make(chan struct{})
+	done, quit := make(chan struct{}), make(chan struct{})
 	go func() {
 		defer close(done)
 		for m := range srv.s.Recv() { // closed when Run returns
-			srv.s.Send() <- m
+			select {
+			case srv.s.Send() <- m:
+			case <-quit:
+				return
+			}
 		}
 	}()
 	t.Cleanup(func() {
+		close(quit)
 		srv.stop(t)
 		select {
 		case <-done:
@@ -520,6 +525,10 @@ func TestShutdown(t *testing.T) {
 	}{
 		{name: "send-only idle", opts: func() Options {
 			return Options{Type: zmq.PUSH, Direction: SendOnly, Bind: []string{ep()}}
+		}, setup: func(t *testing.T, c *Context, r *running) {
+			pull := start(t, open(t, c, Options{Name: "peer", Type: zmq.PULL, Direction: RecvOnly, Connect: r.s.opts.Bind}))
+			sendWithin(t, r.s.Send(), msg("one"), waitFor)
+			recvWithin(t, pull.s.Recv(), waitFor)
 		}},
 		{name: "send-only waiting for room", drops: true, opts: func() Options {
 			return Options{Type: zmq.PUSH, Direction: SendOnly, Bind: []string{ep()}, SendTimeout: time.Hour}
@@ -545,6 +554,9 @@ func TestShutdown(t *testing.T) {
 		}},
 		{name: "recv-only idle", opts: func() Options {
 			return Options{Type: zmq.PULL, Direction: RecvOnly, Bind: []string{ep()}}
+		}, setup: func(t *testing.T, c *Context, r *running) {
+			fill(t, c, r.s.opts.Bind[0], 1)
+			recvWithin(t, r.s.Recv(), waitFor) // the owner is back in its PollInterval wait
 		}},
 		{name: "recv-only with a full recv channel", opts: func() Options {
 			return Options{Type: zmq.PULL, Direction: RecvOnly, Bind: []string{ep()}, QueueLen: 1}
@@ -559,9 +571,23 @@ func TestShutdown(t *testing.T) {
 		}},
 		{name: "recv-only SUB with Control", opts: func() Options {
 			return Options{Type: zmq.SUB, Direction: RecvOnly, Bind: []string{ep()}, Control: true}
+		}, setup: func(t *testing.T, c *Context, r *running) {
+			r.s.Subscribe("x")
+			eventually(t, waitFor, func() error { // the owner took it
+				if len(r.s.ctrl) != 0 {
+					return errNotYet
+				}
+				return nil
+			})
 		}},
 		{name: "two-way idle", opts: func() Options {
 			return Options{Type: zmq.DEALER, Direction: TwoWay, Bind: []string{ep()}}
+		}, setup: func(t *testing.T, c *Context, r *running) {
+			peer := start(t, open(t, c, Options{Name: "peer", Type: zmq.DEALER, Direction: TwoWay, Connect: r.s.opts.Bind}))
+			sendWithin(t, peer.s.Send(), msg("", "ping"), waitFor)
+			recvWithin(t, r.s.Recv(), waitFor)
+			sendWithin(t, r.s.Send(), msg("", "pong"), waitFor)
+			recvWithin(t, peer.s.Recv(), waitFor)
 		}},
 		{name: "two-way with a full recv channel", opts: func() Options {
 			return Options{Type: zmq.PULL, Direction: TwoWay, Bind: []string{ep()}, QueueLen: 1}

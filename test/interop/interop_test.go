@@ -59,3 +59,32 @@ func TestInteropHandlerUnderPushpin(t *testing.T) {
 	d.waitReady(t, "/ready")
 	d.checkPlain(t)
 }
+
+// Our runner with the real condure and zurl as its children.
+func TestInteropRunnerWithPushpinConnmgrAndZurl(t *testing.T) {
+	requirePushpin(t)
+	be := newBackend(t)
+	d := newDeployment(t)
+	conf := debianConfig(t, d.dir, d.httpPort, d.portOffset, map[string]string{
+		"runner.condure_bin": "/usr/bin/condure",
+		"runner.zurl_bin":    "/usr/bin/zurl",
+	})
+	writeRoutes(t, d.dir, "* "+be+"\n")
+	d.startTack(t, conf)
+	d.waitReady(t, "/ready")
+	d.checkPlain(t)
+}
+
+// Our runner with the real pushpin-proxy in place of tack-proxy.
+func TestInteropRunnerWithPushpinProxy(t *testing.T) {
+	requirePushpin(t)
+	be := newBackend(t)
+	d := newDeployment(t)
+	conf := debianConfig(t, d.dir, d.httpPort, d.portOffset, map[string]string{
+		"runner.proxy_bin": "pushpin-proxy",
+	})
+	writeRoutes(t, d.dir, "* "+be+"\n")
+	d.startTack(t, conf)
+	d.waitReady(t, "/ready")
+	d.checkPlain(t)
+}

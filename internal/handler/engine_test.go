@@ -1,0 +1,437 @@
+package handler
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+	"time"
+
+	"tack/internal/grip"
+	"tack/pkg/tnetstring"
+	"tack/pkg/zhttp"
+)
+
+func streamResponse(extra ...string) tnetstring.Dict {
+	hs := append([]string{
+		"Server", "BaseHTTP/0.6 Python/3.11.2",
+		"Content-Type", "text/plain",
+		"Grip-Hold", "stream",
+		"Grip-Channel", "test",
+		"Content-Length", "7",
+	}, extra...)
+	return response(200, "OK", hs, "[open]\n")
+}
+
+// expectKeepAliveTakeover checks the first packet after an accept: a
+// keep-alive at out-seq announcing ext.multi (Captured, zmq-wire §2.10).
+func expectKeepAliveTakeover(t *testing.T, h *harness, rid string, seq int64) {
+	t.Helper()
+	p := h.expectPacket()
+	if p.Type != zhttp.TypeKeepAlive || string(p.ID) != rid || p.Seq != seq || !p.Multi {
+		t.Fatalf("first packet %+v, want keep-alive seq %d with ext.multi", p, seq)
+	}
+}
+
+func TestEngineStreamHoldAndPublish(t *testing.T) {
+	h := startHarness(t, nil)
+	h.sendAccept(acceptArgs("1-0-1", 2, 200000, streamResponse()))
+	h.expectAccepted()
+	expectKeepAliveTakeover(t, h, "1-0-1", 2)
+
+	p := h.expectPacket()
+	if p.Seq != 3 || p.Code != 200 || p.Reason != "OK" || string(p.Body) != "[open]\n" || !p.More {
+		t.Fatalf("initial response %+v", p)
+	}
+	for _, hd := range p.Headers {
+		if strings.HasPrefix(strings.ToLower(hd.Name), "grip-") || strings.EqualFold(hd.Name, "Content-Length") {
+			t.Fatalf("header %s relayed", hd.Name)
+		}
+	}
+	if v, _ := p.Header("Content-Type"); v != "text/plain" {
+		t.Fatalf("Content-Type %q", v)
+	}
+	if h.svc.chans.Snapshot()["test"] != struct{}{} {
+		t.Fatalf("channel set %v", h.svc.chans.Snapshot())
+	}
+
+	h.publish(pubStream("test", "hello stream\n"))
+	p = h.expectPacket()
+	if p.Seq != 4 || string(p.Body) != "hello stream\n" || !p.More || p.Code >= 0 {
+		t.Fatalf("published packet %+v", p)
+	}
+
+	// Another channel's item is not delivered.
+	h.publish(pubStream("other", "nope\n"))
+	h.expectNoPacket()
+
+	// action close ends the response.
+	h.publish(grip.Item{Channel: "test", Size: -1, HTTPStream: &grip.HTTPStreamFormat{Action: grip.ActionClose}})
+	p = h.expectPacket()
+	if p.Seq != 5 || p.More || len(p.Body) != 0 {
+		t.Fatalf("close packet %+v", p)
+	}
+	h.waitGone("condure:1-0-1")
+	if _, ok := h.svc.chans.Snapshot()["test"]; ok {
+		t.Fatal("stream channel still subscribed")
+	}
+}
+
+func TestEngineStreamCredits(t *testing.T) {
+	h := startHarness(t, nil)
+	h.sendAccept(acceptArgs("c-1", 2, 4, streamResponse()))
+	h.expectAccepted()
+	expectKeepAliveTakeover(t, h, "c-1", 2)
+	p := h.expectPacket()
+	if string(p.Body) != "[ope" || !p.More {
+		t.Fatalf("initial response beyond credits: %q", p.Body)
+	}
+	h.publish(pubStream("test", "one\n"), pubStream("test", "two\n"))
+	h.expectNoPacket()
+
+	in := zhttpIn("c-1", 2, zhttp.TypeCredit)
+	in.Credits = 5
+	h.sendStream(in)
+	got := h.drainBody()
+	if len(got) != 5 {
+		t.Fatalf("sent %q with 5 credits", got)
+	}
+	in = zhttpIn("c-1", 3, zhttp.TypeCredit)
+	in.Credits = 100
+	h.sendStream(in)
+	got = append(got, h.drainBody()...)
+	if string(got) != "n]\none\ntwo\n" {
+		t.Fatalf("body after credits %q", got)
+	}
+}
+
+func TestEngineSlowSessionQueueBounded(t *testing.T) {
+	h := startHarness(t, nil)
+	h.sendAccept(acceptArgs("slow", 2, 7, streamResponse()))
+	h.expectAccepted()
+	expectKeepAliveTakeover(t, h, "slow", 2)
+	h.expectPacket() // initial response used every credit
+	h.sendAccept(acceptArgs("fast", 2, 200000, streamResponse()))
+	h.expectAccepted()
+	expectKeepAliveTakeover(t, h, "fast", 2)
+	h.expectPacket()
+
+	var items []grip.Item
+	for i := 0; i < SessionQueueMax+20; i++ {
+		items = append(items, pubStream("test", "x"))
+	}
+	h.publish(items...)
+	// The fast session gets everything; the slow one nothing, and it keeps
+	// at most SessionQueueMax items.
+	for i := 0; i < len(items); i++ {
+		p := h.expectPacket()
+		if string(p.ID) != "fast" {
+			t.Fatalf("packet for %s", p.ID)
+		}
+	}
+	h.expectNoPacket()
+	var queued, pending, dropped int
+	h.inEngine(func(e *engine) {
+		s := e.sessions["condure\x00slow"]
+		queued, pending, dropped = len(s.queue), len(s.pending), s.dropped
+	})
+	// One item waits for credits in the output buffer, SessionQueueMax more
+	// in the queue; the rest were dropped for this session only.
+	if pending != 1 || queued != SessionQueueMax || dropped != 19 {
+		t.Fatalf("slow session pending %d queued %d dropped %d", pending, queued, dropped)
+	}
+}
+
+func TestEngineResponseHoldPublish(t *testing.T) {
+	h := startHarness(t, func(c *Config) { c.UpdateOnFirstSubscription = false })
+	resp := response(200, "OK", []string{"Content-Type", "text/plain", "Grip-Hold", "response", "Grip-Channel", "lp", "X-Keep", "1"}, "timeout body\n")
+	h.sendAccept(acceptArgs("r-1", 2, 8192, resp))
+	h.expectAccepted()
+	h.sendAccept(acceptArgs("r-2", 2, 8192, resp))
+	h.expectAccepted()
+	expectKeepAliveTakeover(t, h, "r-1", 2)
+	expectKeepAliveTakeover(t, h, "r-2", 2)
+	h.expectNoPacket()
+
+	h.publish(pubResponse("lp", 200, "published\n", grip.Header{Name: "X-Keep", Value: "2"}, grip.Header{Name: "Grip-Foo", Value: "x"}))
+	seen := map[string]bool{}
+	for i := 0; i < 2; i++ {
+		p := h.expectPacket()
+		if p.Seq != 3 || p.Code != 200 || string(p.Body) != "published\n" || p.More {
+			t.Fatalf("published response %+v", p)
+		}
+		if v, _ := p.Header("Content-Type"); v != "text/plain" {
+			t.Fatalf("inherited Content-Type %q", v)
+		}
+		if v, _ := p.Header("X-Keep"); v != "2" {
+			t.Fatalf("X-Keep %q", v)
+		}
+		if _, ok := p.Header("Grip-Foo"); ok {
+			t.Fatal("Grip- header relayed")
+		}
+		seen[string(p.ID)] = true
+	}
+	if !seen["r-1"] || !seen["r-2"] {
+		t.Fatalf("answered %v", seen)
+	}
+	h.waitGone("condure:r-1")
+	h.waitGone("condure:r-2")
+	// The channel lingers 60 s after its last poller.
+	if _, ok := h.svc.chans.Snapshot()["lp"]; !ok {
+		t.Fatal("response channel did not linger")
+	}
+	h.advance(61 * time.Second)
+	h.advance(time.Second)
+	if _, ok := h.svc.chans.Snapshot()["lp"]; ok {
+		t.Fatal("response channel still subscribed after the linger")
+	}
+}
+
+func TestEngineResponseHoldTimeout(t *testing.T) {
+	h := startHarness(t, func(c *Config) { c.UpdateOnFirstSubscription = false })
+	resp := response(200, "OK", []string{"Content-Type", "text/plain", "Grip-Hold", "response", "Grip-Channel", "lp",
+		"Grip-Timeout", "6", "Grip-Status", "203"}, "timed out\n")
+	h.sendAccept(acceptArgs("t-1", 2, 8192, resp))
+	h.expectAccepted()
+	expectKeepAliveTakeover(t, h, "t-1", 2)
+	h.advance(5 * time.Second)
+	h.expectNoPacket()
+	h.advance(time.Second)
+	p := h.expectPacket()
+	if p.Seq != 3 || p.Code != 203 || p.Reason != "Non-Authoritative Information" || string(p.Body) != "timed out\n" || p.More {
+		t.Fatalf("timeout response %+v", p)
+	}
+	if _, ok := p.Header("Content-Length"); ok {
+		t.Fatal("Content-Length kept (connmgr computes it)")
+	}
+	h.waitGone("condure:t-1")
+}
+
+func TestEngineResponseBeyondCredits(t *testing.T) {
+	h := startHarness(t, func(c *Config) { c.UpdateOnFirstSubscription = false })
+	resp := response(200, "OK", []string{"Grip-Hold", "response", "Grip-Channel", "lp"}, "")
+	h.sendAccept(acceptArgs("b-1", 2, 3, resp))
+	h.expectAccepted()
+	expectKeepAliveTakeover(t, h, "b-1", 2)
+	h.publish(pubResponse("lp", 200, "0123456789"))
+	p := h.expectPacket()
+	if p.Code != 200 || string(p.Body) != "012" || !p.More {
+		t.Fatalf("head %+v", p)
+	}
+	in := zhttpIn("b-1", 2, zhttp.TypeCredit)
+	in.Credits = 100
+	h.sendStream(in)
+	p = h.expectPacket()
+	if string(p.Body) != "3456789" || p.More {
+		t.Fatalf("rest %+v", p)
+	}
+	h.waitGone("condure:b-1")
+}
+
+func TestEngineFirstSubscriptionRetry(t *testing.T) {
+	h := startHarness(t, nil)
+	resp := response(200, "OK", []string{"Grip-Hold", "response", "Grip-Channel", "fs"}, "")
+	h.sendAccept(acceptArgs("f-1", 2, 8192, resp))
+	h.expectAccepted()
+	expectKeepAliveTakeover(t, h, "f-1", 2)
+	h.advance(time.Second)
+	p := h.expectPacket()
+	if p.Type != zhttp.TypeHandoffStart || p.Seq != 3 {
+		t.Fatalf("handoff-start %+v", p)
+	}
+	h.sendStream(zhttpIn("f-1", 2, zhttp.TypeHandoffProceed))
+	d := h.recvRetry()
+	reqs, _ := d.List("requests")
+	if len(reqs) != 1 {
+		t.Fatalf("retry %v", d)
+	}
+	r := reqs[0].(tnetstring.Dict)
+	rid, _ := r.Dict("rid")
+	id, _ := rid.Bytes("id")
+	sender, _ := rid.Bytes("sender")
+	inSeq, _ := r.Int("in-seq")
+	outSeq, _ := r.Int("out-seq")
+	credits, _ := r.Int("out-credits")
+	peer, _ := r.Bytes("peer-address")
+	if string(id) != "f-1" || string(sender) != "condure" || inSeq != 3 || outSeq != 4 || credits != 8192 || string(peer) != "127.0.0.1" {
+		t.Fatalf("retry request %v", r)
+	}
+	rd, _ := d.Dict("request-data")
+	hs, _ := rd.List("headers")
+	if len(hs) != 3 {
+		t.Fatalf("retry carries orig-request-data, got headers %v", hs)
+	}
+	if route, _ := d.Bytes("route"); string(route) != "*,*,*,*" {
+		t.Fatalf("route %q", route)
+	}
+	h.waitGone("condure:f-1")
+	// A second poll on the lingering channel is not updated again.
+	h.sendAccept(acceptArgs("f-2", 5, 8192, resp))
+	h.expectAccepted()
+	expectKeepAliveTakeover(t, h, "f-2", 5)
+	h.advance(2 * time.Second)
+	h.expectNoPacket()
+}
+
+func TestEnginePrevIDConflictRetry(t *testing.T) {
+	h := startHarness(t, func(c *Config) { c.UpdateOnFirstSubscription = false })
+	// Establish last id "a" on channel c1.
+	resp := response(200, "OK", []string{"Grip-Hold", "response", "Grip-Channel", "c1"}, "")
+	h.sendAccept(acceptArgs("p-1", 2, 8192, resp))
+	h.expectAccepted()
+	expectKeepAliveTakeover(t, h, "p-1", 2)
+	it := pubResponse("c1", 200, "x")
+	it.ID = "a"
+	h.publish(it)
+	h.expectPacket()
+	// A hold whose prev-id differs from "a" is retried at once.
+	resp = response(200, "OK", []string{"Grip-Hold", "response", "Grip-Channel", "c1; prev-id=zzz"}, "")
+	h.sendAccept(acceptArgs("p-2", 2, 8192, resp))
+	h.expectAccepted()
+	d := h.recvRetry()
+	in, _ := d.Dict("inspect")
+	last, _ := in.Dict("last-ids")
+	if v, _ := last.Bytes("c1"); string(v) != "zzz" || in.Bool("no-proxy") {
+		t.Fatalf("retry inspect %v", in)
+	}
+	h.expectNoPacket()
+}
+
+func TestEngineSequencing(t *testing.T) {
+	h := startHarness(t, func(c *Config) { c.IDCacheTTL = time.Minute; c.MessageWait = 5 * time.Second })
+	h.sendAccept(acceptArgs("q-1", 2, 200000, streamResponse()))
+	h.expectAccepted()
+	expectKeepAliveTakeover(t, h, "q-1", 2)
+	h.expectPacket()
+	item := func(id, prev, content string) grip.Item {
+		it := pubStream("test", content)
+		it.ID, it.PrevID = id, prev
+		return it
+	}
+	h.publish(item("1", "", "one\n"))
+	// Out of order: 3 waits for 2; duplicate 1 is dropped.
+	h.publish(item("3", "2", "three\n"), item("1", "", "dup\n"))
+	if p := h.expectPacket(); string(p.Body) != "one\n" {
+		t.Fatalf("got %q", p.Body)
+	}
+	h.expectNoPacket()
+	h.publish(item("2", "1", "two\n"))
+	for _, want := range []string{"two\n", "three\n"} {
+		if p := h.expectPacket(); string(p.Body) != want {
+			t.Fatalf("got %q, want %q", p.Body, want)
+		}
+	}
+	// A parked item whose predecessor never comes is released after the wait.
+	h.publish(item("9", "8", "nine\n"))
+	h.expectNoPacket()
+	h.advance(6 * time.Second)
+	if p := h.expectPacket(); string(p.Body) != "nine\n" {
+		t.Fatalf("got %q", p.Body)
+	}
+}
+
+func TestEngineCancelCleansUp(t *testing.T) {
+	h := startHarness(t, nil)
+	h.sendAccept(acceptArgs("x-1", 2, 200000, streamResponse()))
+	h.expectAccepted()
+	expectKeepAliveTakeover(t, h, "x-1", 2)
+	h.expectPacket()
+	h.waitHeld("condure:x-1")
+	h.sendStream(zhttpIn("x-1", 2, zhttp.TypeCancel))
+	h.waitGone("condure:x-1")
+	if _, ok := h.svc.chans.Snapshot()["test"]; ok {
+		t.Fatal("channel still subscribed after cancel")
+	}
+	h.publish(pubStream("test", "late\n"))
+	h.expectNoPacket()
+}
+
+func TestEngineKeepAliveAndExpiry(t *testing.T) {
+	h := startHarness(t, nil)
+	for _, rid := range []string{"k-1", "k-2"} {
+		h.sendAccept(acceptArgs(rid, 2, 200000, streamResponse()))
+		h.expectAccepted()
+		expectKeepAliveTakeover(t, h, rid, 2)
+		h.expectPacket()
+		// condure announces ext.multi on every packet.
+		in := zhttpIn(rid, 2, zhttp.TypeKeepAlive)
+		h.sendStream(in)
+		h.waitInSeq(rid, 3)
+	}
+	h.advance(46 * time.Second)
+	p := h.expectPacket()
+	if p.Type != zhttp.TypeKeepAlive || len(p.IDs) != 2 {
+		t.Fatalf("batched keep-alive %+v", p)
+	}
+	for _, e := range p.IDs {
+		if e.Seq != 4 {
+			t.Fatalf("keep-alive entry %s seq %d", e.ID, e.Seq)
+		}
+	}
+	// k-1 keeps talking; k-2 goes silent and expires 60 s after its last packet.
+	h.sendStream(zhttpIn("k-1", 3, zhttp.TypeKeepAlive))
+	h.waitInSeq("k-1", 4)
+	h.advance(15 * time.Second)
+	h.waitGone("condure:k-2")
+	h.waitHeld("condure:k-1")
+}
+
+func TestEngineStreamKeepAliveData(t *testing.T) {
+	h := startHarness(t, nil)
+	h.sendAccept(acceptArgs("g-1", 2, 200000, streamResponse("Grip-Keep-Alive", `ka\n; format=cstring; timeout=10`)))
+	h.expectAccepted()
+	expectKeepAliveTakeover(t, h, "g-1", 2)
+	h.expectPacket()
+	h.advance(10 * time.Second)
+	p := h.expectPacket()
+	if string(p.Body) != "ka\n" || !p.More {
+		t.Fatalf("keep-alive data %+v", p)
+	}
+	// idle mode: a publish restarts the timer.
+	h.advance(8 * time.Second)
+	h.publish(pubStream("test", "data\n"))
+	h.expectPacket()
+	h.advance(8 * time.Second)
+	h.expectNoPacket()
+	h.advance(3 * time.Second)
+	if p := h.expectPacket(); !bytes.Equal(p.Body, []byte("ka\n")) {
+		t.Fatalf("keep-alive data %+v", p)
+	}
+}
+
+func TestEngineNonHoldAndErrors(t *testing.T) {
+	h := startHarness(t, nil)
+	h.sendAccept(acceptArgs("n-1", 2, 100, response(200, "OK", []string{"Grip-Status", "299 Weird", "X-A", "1", "Content-Length", "3"}, "abc")))
+	d := h.acceptReply()
+	v, _ := d.Dict("value")
+	r, ok := v.Dict("response")
+	if !d.Bool("success") || !ok {
+		t.Fatalf("reply %v", d)
+	}
+	code, _ := r.Int("code")
+	reason, _ := r.Bytes("reason")
+	body, _ := r.Bytes("body")
+	if code != 299 || string(reason) != "Weird" || string(body) != "abc" {
+		t.Fatalf("response %v", r)
+	}
+	hs, _ := r.List("headers")
+	if len(hs) != 1 {
+		t.Fatalf("headers %v", hs)
+	}
+
+	h.sendAccept(acceptArgs("n-2", 2, 100, response(200, "OK", []string{"Grip-Hold", "bogus"}, "")))
+	d = h.acceptReply()
+	cond, _ := d.Bytes("condition")
+	val, _ := d.Bytes("value")
+	if d.Bool("success") || string(cond) != "bad-format" || string(val) != "Grip-Hold must be set to either 'response' or 'stream'" {
+		t.Fatalf("reply %v", d)
+	}
+
+	args := acceptArgs("n-3", 2, 100, response(200, "OK", nil, ""))
+	args = append(args[:0:0], args[1:]...) // no requests
+	h.sendAccept(args)
+	d = h.acceptReply()
+	if cond, _ := d.Bytes("condition"); d.Bool("success") || string(cond) != "bad-request" {
+		t.Fatalf("reply %v", d)
+	}
+	h.expectNoPacket()
+}

@@ -1,0 +1,69 @@
+// Package zhttpclient is tack-zhttp-client, a drop-in for zurl in a
+// Pushpin 1.36 deployment: the zhttp *server* that performs the outbound
+// HTTP requests the proxy (and the handler, through the proxy) asks for
+// (zmq-wire.md §5). It reads zurl.conf ([General] keys, §5.1), takes the
+// command line the Pushpin runner gives zurl, answers in the packet format
+// of each request (`T` tnetstring or `J` JSON) and honours zurl's allow/deny
+// policies (§5.3).
+//
+// It owns: the zurl.conf loader, the session table, the outbound HTTP/1.1
+// connection pools, the policy checks and the zhttp error conditions. It
+// does not own: packet (un)marshalling (pkg/zhttp, pkg/tnetstring), socket
+// ownership (internal/zsock), or WebSockets, which it refuses for now
+// (ws/wss → error undefined-condition, logged "websocket not supported yet").
+//
+// # Sockets
+//
+//	name            type    bind/connect  HWM     policy when full
+//	in_spec         PULL    bind          in_hwm  not read while max_open_requests
+//	                                              workers run: first packets wait in
+//	                                              libzmq (≤ in_hwm) and a Go queue of
+//	                                              InputQueue, then the peer's PUSH blocks
+//	in_stream_spec  DEALER  bind, identity in_hwm  always read (follow-ups must not
+//	                        = instance_id         stall); a session with more than
+//	                                              3×buffer_size of request body queued
+//	                                              (client ignoring credits) gets
+//	                                              bad-request
+//	out_spec        PUB     bind          out_hwm libzmq drops at out_hwm (PUB never
+//	                                              blocks); the engine waits for room in
+//	                                              the OutQueue channel in front of it
+//	in_req_spec     ROUTER  bind          in_hwm  like in_spec for input; replies wait
+//	                                              for room in the owner's queue, which
+//	                                              keeps writing while its input waits
+//
+// Every socket has LINGER 0 (zurl's PUB shutdown wait is 0). ipc binds get
+// ipc_file_mode.
+//
+// # Goroutines
+//
+// Each socket has its owner goroutine (zsock). One engine goroutine owns
+// the session table: it decodes input, checks and starts requests, sends
+// every reply (so sequence numbers and user-data live in one place), and
+// on a 1 s tick sends keep-alives (every 30 s of silence, as zurl), expires
+// sessions that heard nothing from their client for 60 s (silently), and
+// applies the activity timeout. Each request runs in one worker goroutine
+// that does the HTTP exchange with net/http and reports head/body/error
+// events to the engine over a bounded channel; net/http adds its own
+// per-connection goroutines. The engine never blocks on a worker: response
+// credits go to the worker through a mutex-guarded window, streamed request
+// bodies through a mutex-guarded pipe that net/http reads (and whose reads
+// become `credit` packets for the client, as zurl grants what it has handed
+// to the backend).
+//
+// # Request handling (zmq-wire.md §5.2)
+//
+// A stream request is acked at once: `credit` (buffer_size) when `more`
+// is set, otherwise `keep-alive`, with ext.multi when the request had it.
+// The response head goes out as soon as the backend sends it; a body of
+// known length that fits the granted credits (and buffer_size) travels in
+// the same packet, otherwise the body follows in packets that never exceed
+// the credits granted. stream=false and req mode collect the whole body into
+// one packet. Response headers and bodies are passed through untouched (no
+// decompression, Content-Length kept); Go canonicalises header names and
+// hides Transfer-Encoding, and the headers are sent sorted by name.
+//
+// Connections are pooled per "profile" (connect-host:port and the policy
+// and TLS flags) in shared http.Transports with up to MaxIdleConnsPerHost
+// idle connections per host; a transport older than connection_max_time is
+// replaced, as zurl rotates its curl pool.
+package zhttpclient
