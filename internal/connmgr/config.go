@@ -42,8 +42,10 @@ const (
 
 // Bounds and timers that condure has no flag for.
 const (
-	// InitHWM is the first-packet PUSH socket's SNDHWM (connmgr: 128).
-	InitHWM = 128
+	// InitHWM is the first-packet PUSH socket's SNDHWM. connmgr uses 128;
+	// tack takes a burst of 1024 new requests (about 300 KB) before
+	// answering 503, since 500 clients connecting at once got 503s at 128.
+	InitHWM = 1024
 	// MinOtherHWM is the lower bound of the ROUTER/SUB HWM, otherwise 5 % of
 	// the connection limit as in connmgr.
 	MinOtherHWM = 100

@@ -146,7 +146,9 @@ func New(cfg Config, log zerolog.Logger) (_ *Service, err error) {
 	b, c = endpoints(ins)
 	s.sub, err = zctx.Open(zsock.Options{
 		Name: "in", Type: zmq.SUB, Direction: zsock.RecvOnly, Bind: b, Connect: c,
-		Subscribe: []string{cfg.ID + " "}, SndHWM: other, RcvHWM: other,
+		// Unlimited: servers send within our credits, and a full SUB pipe
+		// would drop packets silently and break sequences.
+		Subscribe: []string{cfg.ID + " "}, SndHWM: other, RcvHWM: zsock.Unlimited,
 		IPCFileMode: cfg.IPCFileMode, QueueLen: subQueue,
 	}, zlog)
 	if err != nil {

@@ -117,7 +117,17 @@ func (e *engine) Recover() error {
 }
 
 // Refresh is for WebSocket sessions, which this engine does not hold yet.
-func (e *engine) Refresh(cid, channel string) error { return nil }
+// Refresh would ask WebSocket(-over-HTTP) connections to refresh; tack has
+// no WebSocket sessions yet, so no connection can match.
+func (e *engine) Refresh(cid, channel string) error { return errNoSuchConnection }
+
+// errNoSuchConnection answers refresh with Pushpin's item-not-found.
+var errNoSuchConnection = conditionError{cond: "item-not-found", msg: "no such WebSocket connection"}
+
+type conditionError struct{ cond, msg string }
+
+func (c conditionError) Error() string     { return c.msg }
+func (c conditionError) Condition() string { return c.cond }
 
 // ConnCheck returns the ids (`<sender>:<id>`) of held connections.
 func (e *engine) ConnCheck(ids []string) []string { return e.live.filter(ids) }

@@ -22,7 +22,7 @@ const (
 	hwmStats       = 200000
 	hwmRetry       = 1000
 	lingerStream   = 500 * time.Millisecond
-	connmgrOutQLen = 16384 // Go queue in front of the connmgr PUB
+	connmgrOutQLen = 65536 // Go queue in front of the connmgr PUB
 	statsOutQLen   = 4096
 )
 
@@ -100,7 +100,10 @@ func (s *Service) openSockets(zctx *zsock.Context) (*sockets, error) {
 			return fail(err)
 		}
 		if ss.connmgrOut, err = open(zsock.Options{Name: "condure-in", Type: zmq.PUB, Direction: zsock.SendOnly,
-			Connect: c.ConnmgrOutSpecs, SndHWM: hwmStream, Linger: lingerStream, QueueLen: connmgrOutQLen}); err != nil {
+			// Credits bound what goes to connmgr; a PUB at its HWM drops
+			// silently and breaks the sessions' sequence (seen at 10k
+			// streams × 50 items), so no count limit here.
+			Connect: c.ConnmgrOutSpecs, SndHWM: zsock.Unlimited, Linger: lingerStream, QueueLen: connmgrOutQLen}); err != nil {
 			return fail(err)
 		}
 		if ss.connmgrIn, err = open(zsock.Options{Name: "condure-out-stream", Type: zmq.ROUTER, Direction: zsock.RecvOnly,

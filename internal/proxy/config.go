@@ -24,6 +24,10 @@ const (
 	// RequestBodyKeep is how much request body is kept for retrying another
 	// target (and, later, for GRIP hand-off: Pushpin's 100000-byte limit).
 	RequestBodyKeep = 100000
+	// ResponseBuffer is how much backend response body the proxy may hold
+	// per session beyond connmgr's window, so that a download is not
+	// limited to one 8 KiB window per round trip through three processes.
+	ResponseBuffer = 65536
 	// TestBodyMax is the test handler's request body limit.
 	TestBodyMax = 100000
 )

@@ -18,8 +18,16 @@
 //	zurl-in              PUSH    connect       zurl_out_specs            100     502 "zhttp service unreachable"
 //	zurl-in-stream       ROUTER  connect       zurl_out_stream_specs     101000  packet dropped, logged
 //	zurl-out             SUB     connect       zurl_in_specs             101000  libzmq drops
+//	accept               DEALER  bind          handler_accept_spec       100     1 s wait, then 500 "Accept service unavailable."
+//	retry                PULL    bind          handler_retry_in_spec     101000  libzmq holds
 //
-// Not yet: GRIP hand-off to the handler (inspect/accept/retry and the other
-// handler-facing sockets), WebSocket proxying, zhttp/zhttpreq route targets,
-// Grip-Sig, CORS/JSON-P, orig_headers marking, request sharing.
+// GRIP: a backend response with a Grip-* header or the grip-instruct
+// content type (route not no_grip) is collected (≤ 100000 bytes), the
+// client session is paused with handoff-start, and an accept call hands it
+// to the handler (zmq-wire.md §4.3). Retry packets give sessions back; the
+// proxy re-requests the backend with Grip-Last headers.
+//
+// Not yet: inspect calls (request sharing, sessions), WebSocket proxying,
+// zhttp/zhttpreq route targets, CORS/JSON-P, orig_headers marking, the
+// proxy-stats and proxy-command sockets, intreq (next links).
 package proxy

@@ -51,7 +51,10 @@ type session struct {
 	pendingOut    []byte // body received but not yet forwarded (bounded by the window)
 	outMore       bool   // the outbound request body is still open
 	inOutstanding int64  // request-body credits granted to connmgr and unused
-	pendingCredit int64  // response credits to forward once zurl's address is known
+	respPending   []byte // response body received, not yet covered by connmgr's credits
+	respEnd       bool   // the zhttp client sent the last body packet
+	respEndSent   bool
+	grantOwed     int64 // body sent to connmgr, not yet granted back to the zhttp client
 
 	respStarted bool
 	code        int64
@@ -419,20 +422,13 @@ func (e *engine) connmgrPacket(s *session, p *zhttp.Packet, now time.Time) {
 	}
 }
 
-// forwardCredit passes response-body credit from connmgr on to zurl.
+// forwardCredit handles response-body credit from connmgr: it lets
+// buffered body go out (flushResp grants the zhttp client in turn).
 func (e *engine) forwardCredit(s *session, n int64, now time.Time) {
-	if n <= 0 || s.test != nil || s.grip {
+	if n <= 0 || s.test != nil || s.grip || !s.respStarted {
 		return
 	}
-	if !s.outActive || !s.outAcked {
-		s.pendingCredit += n
-		return
-	}
-	c := zhttp.New()
-	c.Type = zhttp.TypeCredit
-	c.Credits = n
-	s.outGranted += n
-	e.sendClient(s, c, now)
+	e.flushResp(s, nil, now)
 }
 
 func (e *engine) keepBody(s *session, b []byte) {
@@ -549,9 +545,9 @@ func (e *engine) startHost(s *session, t *routes.Target, now time.Time) {
 	p.URI = s.req.uri
 	p.Headers = s.req.headers
 	p.Stream = true
-	p.Credits = max(s.in.Credits, 0)
+	p.Credits = max(s.in.Credits, 0) + ResponseBuffer
 	s.outGranted = p.Credits
-	s.pendingCredit = 0
+	s.respPending, s.respEnd, s.grantOwed = nil, false, 0
 	p.ConnectHost = t.Host
 	p.ConnectPort = int64(t.Port)
 	p.IgnorePolicies = !t.Untrusted
@@ -615,11 +611,6 @@ func (e *engine) handleClientReply(frame []byte, now time.Time) {
 	}
 	if !s.outAcked {
 		s.outAcked = true
-		if s.pendingCredit > 0 && p.Type != zhttp.TypeError && p.Type != zhttp.TypeCancel {
-			n := s.pendingCredit
-			s.pendingCredit = 0
-			e.forwardCredit(s, n, now)
-		}
 	}
 	switch p.Type {
 	case zhttp.TypeKeepAlive:
@@ -674,20 +665,71 @@ func (e *engine) clientData(s *session, p *zhttp.Packet, now time.Time) {
 		out.Reason = p.Reason
 		out.Headers = filterResponseHeaders(p.Headers)
 	}
-	out.Body = p.Body
-	out.More = p.More
-	n := int64(len(p.Body))
-	if n > s.in.Credits {
-		e.log.Warn().Str(logging.FieldRID, string(s.in.ID)).Int64("over", n-s.in.Credits).Msg("zhttp client exceeded credits")
-	}
-	s.in.Credits -= n
-	s.respBytes += n
-	e.sendConnmgr(s, out, now)
 	if !p.More {
+		// The zhttp client is done with this session: it must hear
+		// nothing more (a credit would draw a cancel), and the rest of
+		// the body waits here for connmgr's credits.
+		s.respEnd = true
 		e.dropOut(s)
-		e.finish(s, "")
+	}
+	s.respPending = append(s.respPending, p.Body...)
+	if out.Code >= 0 {
+		e.flushResp(s, out, now)
+	} else {
+		e.flushResp(s, nil, now)
 	}
 }
+
+// flushResp sends buffered response body to connmgr within its credits
+// (head, if given, goes first whatever the credits: heads are free), and
+// grants the zhttp client what left the buffer. The zhttp client was
+// granted connmgr's window plus ResponseBuffer, so respPending never holds
+// more than that: the backend keeps streaming while connmgr's credits
+// make their round trip.
+func (e *engine) flushResp(s *session, head *zhttp.Packet, now time.Time) {
+	n := s.in.Spend(len(s.respPending))
+	last := s.respEnd && n == len(s.respPending)
+	if head == nil && n == 0 && !last {
+		return
+	}
+	if last && head == nil && n == 0 && s.respEndSent {
+		return
+	}
+	p := head
+	if p == nil {
+		p = zhttp.New()
+	}
+	p.Body = append([]byte(nil), s.respPending[:n]...)
+	s.respPending = s.respPending[n:]
+	if len(s.respPending) == 0 {
+		s.respPending = s.respPending[:0:0]
+	}
+	p.More = !last
+	s.respBytes += int64(n)
+	e.sendConnmgr(s, p, now)
+	if last {
+		s.respEndSent = true
+		e.dropOut(s)
+		e.finish(s, "")
+		return
+	}
+	// Grants are batched: the zhttp client still has at least
+	// ResponseBuffer-creditBatch of room, so it never waits on them, and
+	// short responses cost no credit packet at all.
+	s.grantOwed += int64(n)
+	if s.grantOwed >= creditBatch && s.outActive && s.outAcked {
+		c := zhttp.New()
+		c.Type = zhttp.TypeCredit
+		c.Credits = s.grantOwed
+		s.outGranted += s.grantOwed
+		s.grantOwed = 0
+		e.sendClient(s, c, now)
+	}
+}
+
+// creditBatch is how much relayed body is granted back to the zhttp client
+// in one credit packet.
+const creditBatch = ResponseBuffer / 4
 
 func (e *engine) clientError(s *session, cond string, now time.Time) {
 	e.dropOut(s)

@@ -244,7 +244,7 @@ func TestProxyRetry(t *testing.T) {
 	if last, _ := z2.Header("Grip-Last"); last != "test; last-id=prev-1" {
 		t.Errorf("Grip-Last %q", last)
 	}
-	if z2.URI != "http://127.0.0.1:7999/stream?x=1" || z2.ConnectPort != 9 || z2.Credits != 200000 {
+	if z2.URI != "http://127.0.0.1:7999/stream?x=1" || z2.ConnectPort != 9 || z2.Credits != 200000+ResponseBuffer {
 		t.Errorf("retried request %s %s port %d credits %d", z2.Method, z2.URI, z2.ConnectPort, z2.Credits)
 	}
 	h.zurlSend(captureHold(z2.ID, 0, "Sun, 22 Nov 2026 11:13:43 GMT"))

@@ -23,7 +23,10 @@ import (
 // Socket bounds (zmq-wire.md §3.6: Pushpin's C++ zhttp server uses PULL
 // HWM 100, ROUTER/PUB/SUB HWM 101000, PUB and ROUTER linger 500 ms).
 const (
-	hwmFirst        = 100
+	hwmFirst = 100
+	// hwmFirstIn: the first-packet PULL from connmgr takes bursts of new
+	// requests (Pushpin: 100).
+	hwmFirstIn      = 1024
 	hwmStream       = 101000
 	lingerStream    = 500 * time.Millisecond
 	tickInterval    = time.Second
@@ -217,7 +220,7 @@ func (s *Service) openSockets(zctx *zsock.Context, drops, acceptDrops chan<- str
 	ss := &sockets{}
 	var err error
 	if ss.connmgrIn, err = open(zsock.Options{Name: "condure-out", Type: zmq.PULL, Direction: zsock.RecvOnly,
-		Connect: s.cfg.ConnmgrInSpecs, RcvHWM: hwmFirst}); err != nil {
+		Connect: s.cfg.ConnmgrInSpecs, RcvHWM: hwmFirstIn}); err != nil {
 		return fail(err)
 	}
 	if ss.connmgrInStream, err = open(zsock.Options{Name: "condure-out-stream", Type: zmq.ROUTER, Direction: zsock.RecvOnly,
@@ -225,7 +228,7 @@ func (s *Service) openSockets(zctx *zsock.Context, drops, acceptDrops chan<- str
 		return fail(err)
 	}
 	if ss.connmgrOut, err = open(zsock.Options{Name: "condure-in", Type: zmq.PUB, Direction: zsock.SendOnly,
-		Connect: s.cfg.ConnmgrOutSpecs, SndHWM: hwmStream, Linger: lingerStream}); err != nil {
+		Connect: s.cfg.ConnmgrOutSpecs, SndHWM: zsock.Unlimited, Linger: lingerStream}); err != nil {
 		return fail(err)
 	}
 	if ss.clientOut, err = open(zsock.Options{Name: "zurl-in", Type: zmq.PUSH, Direction: zsock.SendOnly,

@@ -148,8 +148,8 @@ func TestProxyForwardRequest(t *testing.T) {
 	if !z.IgnorePolicies || !z.Stream || z.More || z.Body != nil {
 		t.Errorf("ignore-policies %v stream %v more %v body %q", z.IgnorePolicies, z.Stream, z.More, z.Body)
 	}
-	if z.Credits != 8192 {
-		t.Errorf("credits %d, want connmgr's 8192", z.Credits)
+	if z.Credits != 8192+ResponseBuffer {
+		t.Errorf("credits %d, want connmgr's 8192 plus the proxy's ResponseBuffer", z.Credits)
 	}
 	want := []string{"Host", "User-Agent", "X-Foo", "Accept", "Grip-Sig", "Grip-Feature"}
 	if got := headerNames(z.Headers); !slices.Equal(got, want) {
@@ -257,33 +257,52 @@ func TestProxyResponseContentEncoding(t *testing.T) {
 	}
 }
 
-// TestProxyResponseCredits: connmgr's credits reach zurl, whether they
-// arrive before or after zurl's ack.
+// TestProxyResponseCredits: zurl may send connmgr's window plus the
+// proxy's ResponseBuffer; the proxy holds the excess and releases it to
+// connmgr only as connmgr grants credits, and grants zurl back in batches.
 func TestProxyResponseCredits(t *testing.T) {
 	h := startProxy(t, harnessOpts{routes: []string{"* 127.0.0.1:9"}})
 	p := h.newRequest("GET", "http://example.com/", nil)
 	p.Credits = 10
 	id, z := h.proxied(p)
-	if z.Credits != 10 {
+	if z.Credits != 10+ResponseBuffer {
 		t.Fatalf("first packet credits %d", z.Credits)
+	}
+	h.zurlSend(zp(z.ID, 0, zhttp.TypeKeepAlive))
+	h.zurlSend(zurlResponse(z.ID, 1, 200, "OK", nil, strings.Repeat("y", 67), false))
+	if r := h.fromProxy(id, 1); r.Code != 200 || len(r.Body) != 10 || !r.More {
+		t.Fatalf("head %s, want 10 bytes (connmgr's credits) and more", describe(r))
 	}
 	c := cmPacket(id, 1, zhttp.TypeCredit)
 	c.Credits = 50
 	h.sendStream(c)
-	h.zurlSend(zp(z.ID, 0, zhttp.TypeKeepAlive))
-	if g := h.zurlStream(z.ID, 1); g.Type != zhttp.TypeCredit || g.Credits != 50 {
-		t.Fatalf("zurl got %s, want credit 50", describe(g))
+	if r := h.fromProxy(id, 2); len(r.Body) != 50 || !r.More {
+		t.Fatalf("second packet %s, want 50 bytes and more", describe(r))
 	}
 	c = cmPacket(id, 2, zhttp.TypeCredit)
-	c.Credits = 7
+	c.Credits = 100
 	h.sendStream(c)
-	if g := h.zurlStream(z.ID, 2); g.Type != zhttp.TypeCredit || g.Credits != 7 {
-		t.Fatalf("zurl got %s, want credit 7", describe(g))
+	if r := h.fromProxy(id, 3); len(r.Body) != 7 || r.More {
+		t.Fatalf("last packet %s, want the last 7 bytes", describe(r))
 	}
-	// The response uses the credits; the session ends with it.
-	h.zurlSend(zurlResponse(z.ID, 1, 200, "OK", nil, strings.Repeat("y", 67), false))
-	if r := h.fromProxy(id, 1); r.Code != 200 || len(r.Body) != 67 {
-		t.Fatalf("response %s", describe(r))
+	// 67 bytes owed back is below one credit batch: zurl hears nothing.
+	h.noneToZurlStream()
+}
+
+// TestProxyResponseCreditBatches: a long body is granted back to zurl in
+// batches once connmgr has taken it.
+func TestProxyResponseCreditBatches(t *testing.T) {
+	h := startProxy(t, harnessOpts{routes: []string{"* 127.0.0.1:9"}})
+	p := h.newRequest("GET", "http://example.com/", nil)
+	p.Credits = 1 << 20
+	id, z := h.proxied(p)
+	h.zurlSend(zp(z.ID, 0, zhttp.TypeKeepAlive))
+	h.zurlSend(zurlResponse(z.ID, 1, 200, "OK", nil, strings.Repeat("y", creditBatch), true))
+	if r := h.fromProxy(id, 1); len(r.Body) != creditBatch {
+		t.Fatalf("relayed %s", describe(r))
+	}
+	if g := h.zurlStream(z.ID, 1); g.Type != zhttp.TypeCredit || g.Credits != creditBatch {
+		t.Fatalf("zurl got %s, want credit %d", describe(g), creditBatch)
 	}
 }
 
@@ -412,13 +431,14 @@ func TestProxyCancelFromConnmgr(t *testing.T) {
 	h := startProxy(t, harnessOpts{routes: []string{"* 127.0.0.1:9"}})
 	id, z := h.proxied(h.newRequest("GET", "http://example.com/", nil))
 	h.zurlSend(zp(z.ID, 0, zhttp.TypeKeepAlive))
-	// Make sure the ack was taken (a credit goes through once acked).
-	c := cmPacket(id, 1, zhttp.TypeCredit)
-	c.Credits = 1
-	h.sendStream(c)
-	h.zurlStream(z.ID, 1)
-	h.sendStream(cmPacket(id, 2, zhttp.TypeCancel))
-	h.zurlStream(z.ID, 2)
+	// Make sure the ack was taken: the response head that follows it on
+	// the same socket is relayed.
+	h.zurlSend(zurlResponse(z.ID, 1, 200, "OK", nil, "", true))
+	h.fromProxy(id, 1)
+	h.sendStream(cmPacket(id, 1, zhttp.TypeCancel))
+	if g := h.zurlStream(z.ID, 1); g.Type != zhttp.TypeCancel {
+		t.Fatalf("zurl got %s, want cancel", describe(g))
+	}
 	h.noneToConnmgr()
 }
 
@@ -426,15 +446,13 @@ func TestProxyBadSeqFromConnmgr(t *testing.T) {
 	h := startProxy(t, harnessOpts{routes: []string{"* 127.0.0.1:9"}})
 	id, z := h.proxied(h.newRequest("GET", "http://example.com/", nil))
 	h.zurlSend(zp(z.ID, 0, zhttp.TypeKeepAlive))
-	c := cmPacket(id, 1, zhttp.TypeCredit)
+	h.zurlSend(zurlResponse(z.ID, 1, 200, "OK", nil, "", true))
+	h.fromProxy(id, 1)
+	c := cmPacket(id, 5, zhttp.TypeCredit) // expected 1
 	c.Credits = 1
 	h.sendStream(c)
-	h.zurlStream(z.ID, 1)
-	c = cmPacket(id, 5, zhttp.TypeCredit) // expected 2
-	c.Credits = 1
-	h.sendStream(c)
-	h.expectType(id, 1, zhttp.TypeCancel)
-	if g := h.zurlStream(z.ID, 2); g.Type != zhttp.TypeCancel {
+	h.expectType(id, 2, zhttp.TypeCancel)
+	if g := h.zurlStream(z.ID, 1); g.Type != zhttp.TypeCancel {
 		t.Fatalf("zurl got %s, want cancel", describe(g))
 	}
 }
@@ -492,21 +510,19 @@ func TestProxyBatchedCancel(t *testing.T) {
 	for range 2 {
 		id, z := h.proxied(h.newRequest("GET", "http://example.com/", nil))
 		h.zurlSend(zp(z.ID, 0, zhttp.TypeKeepAlive))
-		c := cmPacket(id, 1, zhttp.TypeCredit)
-		c.Credits = 1
-		h.sendStream(c)
-		h.zurlStream(z.ID, 1) // proves the ack was taken
+		h.zurlSend(zurlResponse(z.ID, 1, 200, "OK", nil, "", true))
+		h.fromProxy(id, 1) // proves the ack was taken
 		ids, outs = append(ids, id), append(outs, z.ID)
 	}
 	c := cmPacket(nil, -1, zhttp.TypeCancel)
-	c.IDs = []zhttp.IDSeq{{ID: ids[0], Seq: 2}, {ID: ids[1], Seq: 2}}
+	c.IDs = []zhttp.IDSeq{{ID: ids[0], Seq: 1}, {ID: ids[1], Seq: 1}}
 	h.sendStream(c)
 	got := map[string]bool{}
 	for range 2 {
 		select {
 		case m := <-h.zDealer.Recv():
 			p, err := zhttp.Parse(m[len(m)-1])
-			if err != nil || p.Type != zhttp.TypeCancel || p.Seq != 2 {
+			if err != nil || p.Type != zhttp.TypeCancel || p.Seq != 1 {
 				t.Fatalf("zurl got %q (%v)", m, err)
 			}
 			got[string(p.ID)] = true

@@ -8,6 +8,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"tack/internal/logging"
+	"tack/internal/publish"
 )
 
 // Command returns the `tack` root command: Pushpin's runner flags.
@@ -54,5 +55,6 @@ func Command() *cobra.Command {
 	f.StringVar(&fl.Port, "port", "", "run a single HTTP server instance on [addr:]port")
 	f.IntVar(&fl.ID, "id", -1, "set instance ID (needed to run multiple instances)")
 	f.StringArrayVar(&fl.Routes, "route", nil, "add route (overrides routes file); repeatable")
+	cmd.AddCommand(publish.Command())
 	return cmd
 }

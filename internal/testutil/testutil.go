@@ -5,7 +5,9 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -13,28 +15,30 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
 )
 
-// FreePort returns a TCP port on 127.0.0.1 that was free a moment ago.
+// FreePort returns a TCP port on 127.0.0.1 that was free a moment ago. It
+// is taken below the ephemeral range (32768+), where the kernel also picks
+// client ports, so that a busy machine does not grab it before the server
+// under test binds it.
 func FreePort(t testing.TB) int {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("free port: %v", err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	return FreePortBlock(t, 1)
 }
+
+// portSeq spreads successive picks within one test process.
+var portSeq atomic.Uint64
 
 // FreePortBlock returns a base port p such that p..p+n-1 were free, below
 // 32768 (the ephemeral range), as Pushpin's handler ports must be.
 func FreePortBlock(t testing.TB, n int) int {
 	t.Helper()
 	for try := 0; try < 200; try++ {
-		base := 20000 + (os.Getpid()*7+try*97+int(time.Now().UnixNano()%1000))%12000
+		base := 20000 + int(portSeq.Add(1)*131+uint64(os.Getpid())*7+uint64(time.Now().UnixNano()%997))%12000
 		ok := true
 		var ls []net.Listener
 		for i := 0; i < n; i++ {
@@ -270,4 +274,25 @@ func EnsurePushpin(t testing.TB) bool {
 	}
 	_, err := exec.LookPath("pushpin")
 	return err == nil
+}
+
+// GetOK repeats req until it answers 200 (a hold is accepted once the
+// handler's sockets are connected) and returns that response, body open.
+func GetOK(t testing.TB, c *http.Client, req *http.Request, timeout time.Duration) *http.Response {
+	t.Helper()
+	var resp *http.Response
+	Eventually(t, timeout, func() error {
+		r, err := c.Do(req)
+		if err != nil {
+			return err
+		}
+		if r.StatusCode != 200 {
+			b, _ := io.ReadAll(r.Body)
+			r.Body.Close()
+			return fmt.Errorf("status %d %q", r.StatusCode, b)
+		}
+		resp = r
+		return nil
+	})
+	return resp
 }

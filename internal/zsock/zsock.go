@@ -19,6 +19,10 @@ const (
 	// DefaultHWM is used when Options leaves a HWM at zero (Pushpin's zhttp
 	// ROUTER/PUB/SUB use 101000; its PUSH/PULL 100).
 	DefaultHWM = 1000
+	// Unlimited as a HWM means no message-count limit (libzmq's 0): for
+	// links whose volume zhttp credits already bound, where a PUB would
+	// otherwise drop silently and break the session's sequence.
+	Unlimited = -1
 	// DefaultQueue is the capacity of the Go channels in front of a socket.
 	DefaultQueue = 1024
 	// PollInterval bounds how long a receive-only owner waits before checking ctx.
@@ -283,10 +287,10 @@ func configure(s *zmq.Socket, o Options) error {
 	if err := s.SetLinger(linger); err != nil {
 		return fmt.Errorf("set linger: %w", err)
 	}
-	if err := s.SetSndhwm(o.SndHWM); err != nil {
+	if err := s.SetSndhwm(max(o.SndHWM, 0)); err != nil {
 		return fmt.Errorf("set sndhwm: %w", err)
 	}
-	if err := s.SetRcvhwm(o.RcvHWM); err != nil {
+	if err := s.SetRcvhwm(max(o.RcvHWM, 0)); err != nil {
 		return fmt.Errorf("set rcvhwm: %w", err)
 	}
 	if o.Identity != "" {

@@ -1,6 +1,13 @@
-// Command bench measures plain proxy throughput: a backend alone, the same
-// backend through tack, and (when installed) through the real Pushpin 1.36,
-// printed side by side with ratios. `make bench` runs it after `make build`.
+// Command bench compares tack with the real Pushpin 1.36 (when installed) on
+// the same machine, printed side by side with ratios. `make bench` runs it
+// after `make build`. Parts (-parts, comma separated; default all):
+//
+//	proxy    plain proxy throughput: a backend alone, through tack, through Pushpin
+//	streams  held streams established per second, and server memory per held stream
+//	publish  one publish to all -n held streams, median of 3
+//	burst    -items publishes back to back to -small and -n subscribers
+//	steady   publish->receive latency at a steady -rate publishes/s to -small subscribers
+//	grip     = streams,publish,burst,steady (see grip.go)
 package main
 
 import (
@@ -16,7 +23,6 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 )
 
@@ -27,10 +33,48 @@ func main() {
 		size     = flag.Int("size", 1024, "response body bytes")
 		bin      = flag.String("bin", "bin", "directory holding the tack binaries")
 		pushpin  = flag.Bool("pushpin", true, "also measure the real Pushpin when installed")
+		partsF   = flag.String("parts", "all", "comma-separated parts: proxy,streams,publish,burst,steady, grip (= the last four), all")
 	)
+	flag.IntVar(&gripOpts.n, "n", 10000, "held streams (GRIP parts); one bench process holds at most ~17000")
+	flag.IntVar(&gripOpts.inflight, "inflight", 500, "stream opens in flight")
+	flag.IntVar(&gripOpts.small, "small", 1000, "subscribers for the small burst and the steady part")
+	flag.IntVar(&gripOpts.items, "items", 50, "items per burst")
+	flag.IntVar(&gripOpts.rate, "rate", 10, "publishes per second in the steady part")
+	flag.DurationVar(&gripOpts.steadyD, "steady-d", 10*time.Second, "steady part duration")
 	flag.Parse()
-	if err := run(*duration, *conns, *size, *bin, *pushpin); err != nil {
-		fmt.Fprintln(os.Stderr, "bench:", err)
+	parts := map[string]bool{}
+	for _, p := range strings.Split(*partsF, ",") {
+		switch p = strings.TrimSpace(p); p {
+		case "all":
+			for _, q := range []string{"proxy", "streams", "publish", "burst", "steady"} {
+				parts[q] = true
+			}
+		case "grip":
+			for _, q := range []string{"streams", "publish", "burst", "steady"} {
+				parts[q] = true
+			}
+		case "proxy", "streams", "publish", "burst", "steady":
+			parts[p] = true
+		case "":
+		default:
+			fmt.Fprintf(os.Stderr, "bench: unknown part %q\n", p)
+			os.Exit(2)
+		}
+	}
+	failed := false
+	if parts["proxy"] {
+		if err := run(*duration, *conns, *size, *bin, *pushpin); err != nil {
+			fmt.Fprintln(os.Stderr, "bench:", err)
+			failed = true
+		}
+	}
+	if parts["streams"] || parts["publish"] || parts["burst"] || parts["steady"] {
+		if err := runGrip(parts, *bin, *pushpin); err != nil {
+			fmt.Fprintln(os.Stderr, "bench:", err)
+			failed = true
+		}
+	}
+	if failed {
 		os.Exit(1)
 	}
 }
@@ -114,88 +158,16 @@ func load(url string, conns int, d time.Duration) float64 {
 // throughSuite starts a runner (tack or pushpin) with a private config that
 // routes to backend, and measures throughput through it.
 func throughSuite(runner, kind, backend string, conns int, d time.Duration) (float64, error) {
-	dir, err := os.MkdirTemp("", "tkb")
+	name := "tack"
+	if kind != "" {
+		name = kind
+	}
+	s, err := startSuite(name, runner, kind, "* "+backend)
 	if err != nil {
 		return 0, err
 	}
-	defer os.RemoveAll(dir)
-	port, err := freePort()
-	if err != nil {
-		return 0, err
-	}
-	offset := 20000 + os.Getpid()%5000
-	include := "{libdir}/internal.conf"
-	zurl := ""
-	if kind == "pushpin" {
-		zurl = "zurl_out_specs=ipc://{rundir}/{ipc_prefix}zurl-in\nzurl_out_stream_specs=ipc://{rundir}/{ipc_prefix}zurl-in-stream\nzurl_in_specs=ipc://{rundir}/{ipc_prefix}zurl-out\n"
-		include = "/usr/lib/pushpin/internal.conf"
-	}
-	conf := fmt.Sprintf(`[global]
-include=%s
-rundir=%s/run
-ipc_prefix=pushpin-
-port_offset=%d
-[runner]
-services=condure,zurl,pushpin-proxy,pushpin-handler
-http_port=127.0.0.1:%d
-logdir=%s/log
-log_level=1
-client_buffer_size=8192
-client_maxconn=50000
-[proxy]
-routesfile=routes
-%s[handler]
-push_in_spec=tcp://127.0.0.1:5560
-push_in_sub_specs=tcp://127.0.0.1:5562
-push_in_http_addr=127.0.0.1
-push_in_http_port=5561
-command_spec=tcp://127.0.0.1:5563
-stats_spec=ipc://{rundir}/{ipc_prefix}stats
-`, include, dir, offset, port, dir, zurl)
-	confPath := filepath.Join(dir, "pushpin.conf")
-	if err := os.WriteFile(confPath, []byte(conf), 0o644); err != nil {
-		return 0, err
-	}
-	if err := os.WriteFile(filepath.Join(dir, "routes"), []byte("* "+backend+"\n"), 0o644); err != nil {
-		return 0, err
-	}
-	cmd := exec.Command(runner, "--config", confPath)
-	cmd.Dir = dir
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	logf, _ := os.Create(filepath.Join(dir, "runner.log"))
-	cmd.Stdout, cmd.Stderr = logf, logf
-	if err := cmd.Start(); err != nil {
-		return 0, err
-	}
-	defer func() {
-		syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM)
-		done := make(chan struct{})
-		go func() { cmd.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(6 * time.Second):
-			syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-			<-done
-		}
-	}()
-	url := fmt.Sprintf("http://127.0.0.1:%d/", port)
-	deadline := time.Now().Add(30 * time.Second)
-	c := &http.Client{Timeout: 2 * time.Second}
-	for {
-		resp, err := c.Get(url)
-		if err == nil {
-			io.Copy(io.Discard, resp.Body)
-			resp.Body.Close()
-			if resp.StatusCode == 200 {
-				break
-			}
-		}
-		if time.Now().After(deadline) {
-			out, _ := os.ReadFile(filepath.Join(dir, "runner.log"))
-			return 0, fmt.Errorf("suite not ready: %v\n%s", err, out)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	defer s.stop()
+	url := s.url("/")
 	load(url, conns, time.Second) // warm-up
 	return load(url, conns, d), nil
 }

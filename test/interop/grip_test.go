@@ -34,20 +34,8 @@ func (d *deployment) checkGrip(t *testing.T) {
 	t.Helper()
 	// The handler may still be connecting its sockets when the first
 	// request arrives: wait until a hold is accepted.
-	var resp *http.Response
-	testutil.Eventually(t, 10*time.Second, func() error {
-		r, err := http.Get(d.url("/stream?channel=s1"))
-		if err != nil {
-			return err
-		}
-		if r.StatusCode != 200 {
-			b, _ := io.ReadAll(r.Body)
-			r.Body.Close()
-			return fmt.Errorf("status %d %q", r.StatusCode, b)
-		}
-		resp = r
-		return nil
-	})
+	req, _ := http.NewRequest("GET", d.url("/stream?channel=s1"), nil)
+	resp := testutil.GetOK(t, http.DefaultClient, req, 10*time.Second)
 	defer resp.Body.Close()
 	r := bufio.NewReader(resp.Body)
 	line, err := r.ReadString('\n')

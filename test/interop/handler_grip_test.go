@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"path/filepath"
 	"strings"
+	"tack/internal/testutil"
 	"testing"
 	"time"
 )
@@ -66,6 +67,10 @@ func TestInteropHandlerGRIPUnderPushpin(t *testing.T) {
 	links := symlinkDir(t, map[string]string{"pushpin-handler": filepath.Join(binDir, "tack-handler")})
 	d.startPushpin(t, conf, links)
 	d.waitReady(t, "/ready")
+	// The real proxy answers 500 at once while the handler is still
+	// connecting to its accept socket: wait until a hold is accepted.
+	req, _ := http.NewRequest("GET", d.url("/stream"), nil)
+	testutil.GetOK(t, http.DefaultClient, req, 10*time.Second).Body.Close()
 
 	runGRIPScenarios(t, d)
 }
