@@ -197,8 +197,22 @@ func (e *engine) deliverStream(c *channel, it *grip.Item, f *grip.HTTPStreamForm
 		if dropByFilters(sc.filters, s, it) {
 			continue
 		}
+		content := f.Content
+		perSession := false
+		if cf := contentFilters(sc.filters); len(cf) > 0 && f.Action == grip.ActionSend {
+			out, err := applyContentFilters(cf, content, s.in.Meta)
+			if err != nil {
+				// 1.41: a filter error drops the item unless debug.
+				if s.rs.Debug {
+					e.fail(s, "filter error: "+err.Error(), now)
+				}
+				continue
+			}
+			perSession = len(out) != len(content) || (len(out) > 0 && &out[0] != &content[0])
+			content = out
+		}
 		si := streamItem{channel: it.Channel, prevID: it.PrevID, hasPrev: it.PrevID != "", id: it.ID,
-			action: f.Action, content: f.Content}
+			action: f.Action, content: content}
 		if len(s.pending) > 0 || len(s.queue) > 0 {
 			// Backlogged: queue, bounded; a full queue drops this item for
 			// this session only.
@@ -216,15 +230,19 @@ func (e *engine) deliverStream(c *channel, it *grip.Item, f *grip.HTTPStreamForm
 		if f.Action == grip.ActionSend {
 			e.stats.messageSent(s.acc.StatsRoute, "http-stream")
 		}
-		if f.Action == grip.ActionSend && len(f.Content) > 0 && s.z.Credits >= int64(len(f.Content)) {
+		if f.Action == grip.ActionSend && len(content) > 0 && s.z.Credits >= int64(len(content)) {
 			if !e.trackPrevID(s, it.Channel, si.hasPrev, it.PrevID, it.ID, now) {
 				continue
 			}
-			if frag == nil {
+			sf := frag
+			if perSession {
+				sf = bodyFragment(content, true)
+			} else if frag == nil {
 				frag = bodyFragment(f.Content, true)
+				sf = frag
 			}
-			s.z.Credits -= int64(len(f.Content))
-			if e.sendFrag(s, frag, now) {
+			s.z.Credits -= int64(len(content))
+			if e.sendFrag(s, sf, now) {
 				e.contentWritten(s, now)
 			}
 			continue

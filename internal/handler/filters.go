@@ -7,9 +7,8 @@ import (
 )
 
 // Filters (grip-reference §3.11, Pushpin src/handler/filter.cpp). The
-// delivery filters are applied; the content filters (build-id, var-subst)
-// are recognised for the content-filters check but do not rewrite content
-// yet.
+// delivery filters and var-subst are applied; build-id is recognised for
+// the content-filters check but does not rewrite content yet.
 
 // contentFilterNames act on message content.
 var contentFilterNames = map[string]bool{"build-id": true, "var-subst": true}
@@ -79,3 +78,80 @@ func containsString(l []string, s string) bool {
 	}
 	return false
 }
+
+// applyContentFilters runs the channel's content filters on content for
+// one session, in order. It returns content itself when no filter changes
+// anything, so that the common case keeps the shared encoding.
+func applyContentFilters(filters []string, content []byte, meta map[string]string) ([]byte, error) {
+	for _, f := range filters {
+		if f == "var-subst" {
+			var err error
+			if content, err = substVars(content, meta); err != nil {
+				return nil, err
+			}
+		}
+	}
+	return content, nil
+}
+
+// substVars is var-subst: %(name)s becomes sub meta name, %% becomes %.
+// Directive syntax: %<letter> or %(<arg>)<letter>, with \ escaping inside
+// the parentheses; anything else after % is an error.
+func substVars(content []byte, meta map[string]string) ([]byte, error) {
+	if !strings.Contains(string(content), "%") {
+		return content, nil
+	}
+	out := make([]byte, 0, len(content))
+	for i := 0; i < len(content); i++ {
+		c := content[i]
+		if c != '%' {
+			out = append(out, c)
+			continue
+		}
+		i++
+		if i >= len(content) {
+			return nil, errFilter("unexpected end of format")
+		}
+		if content[i] == '%' {
+			out = append(out, '%')
+			continue
+		}
+		var arg []byte
+		hasArg := false
+		if content[i] == '(' {
+			hasArg = true
+			i++
+			for ; i < len(content) && content[i] != ')'; i++ {
+				if content[i] == '\\' && i+1 < len(content) {
+					i++
+				}
+				arg = append(arg, content[i])
+			}
+			if i >= len(content) {
+				return nil, errFilter("unterminated directive argument")
+			}
+			i++ // past ')'
+			if i >= len(content) {
+				return nil, errFilter("unexpected end of format")
+			}
+		}
+		switch content[i] {
+		case 's':
+			if !hasArg {
+				return nil, errFilter("directive 's' needs an argument")
+			}
+			v, ok := meta[string(arg)]
+			if !ok {
+				return nil, errFilter("no sub meta '" + string(arg) + "'")
+			}
+			out = append(out, v...)
+		default:
+			return nil, errFilter("unknown directive '" + string(content[i]) + "'")
+		}
+	}
+	return out, nil
+}
+
+type errFilter string
+
+func (e errFilter) Error() string { return string(e) }

@@ -28,6 +28,13 @@ func gripBackend(t *testing.T) string {
 		w.Header().Set("Grip-Channel", r.URL.Query().Get("ch"))
 		io.WriteString(w, "[open]\n")
 	})
+	mux.HandleFunc("/filtered", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain")
+		w.Header().Set("Grip-Hold", "stream")
+		w.Header().Set("Grip-Channel", r.URL.Query().Get("ch")+"; filter=var-subst; filter=skip-self")
+		w.Header().Set("Grip-Set-Meta", "user="+r.URL.Query().Get("user"))
+		io.WriteString(w, "[open]\n")
+	})
 	mux.HandleFunc("/events", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/event-stream")
 		w.Header().Set("Grip-Hold", "stream")
@@ -181,6 +188,14 @@ func TestE2EGripStreamAndResponse(t *testing.T) {
 			t.Fatalf("tack publish: %v %s", err, out)
 		}
 	})
+
+	// Filters: var-subst fills in the subscriber's meta; skip-self drops
+	// the subscriber's own messages.
+	fb, fdone := openStream(t, s.url("/filtered?ch=f1&user=alice"), "[open]\n")
+	defer fdone()
+	own := `{"channel":"f1","meta":{"sender":"alice"},"formats":{"http-stream":{"content":"own\n"}}}`
+	other := `{"channel":"f1","meta":{"sender":"bob"},"formats":{"http-stream":{"content":"hi %(user)s\n"}}}`
+	expectLine(t, fb, "hi alice\n", func() { s.postPublish(t, `{"items":[`+own+`,`+other+`]}`) })
 
 	// Close action ends the response.
 	s.postPublish(t, `{"items":[{"channel":"a1","formats":{"http-stream":{"action":"close"}}}]}`)
