@@ -67,6 +67,7 @@ func TestInteropHandlerGRIPUnderPushpin(t *testing.T) {
 	links := symlinkDir(t, map[string]string{"pushpin-handler": filepath.Join(binDir, "tack-handler")})
 	d.startPushpin(t, conf, links)
 	d.waitReady(t, "/ready")
+	d.waitStreamPath(t)
 	// The real proxy answers 500 at once while the handler is still
 	// connecting to its accept socket: wait until a hold is accepted.
 	req, _ := http.NewRequest("GET", d.url("/stream"), nil)

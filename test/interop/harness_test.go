@@ -176,6 +176,29 @@ func (d *deployment) waitReady(t *testing.T, path string) {
 	})
 }
 
+// waitStreamPath polls until a POST with a body gets a complete answer.
+// The body travels connmgr → proxy over connmgr's ROUTER, so success means
+// that link is up: condure retries ROUTER sends to a peer whose handshake is
+// not finished and, doing so, skips a sequence number, which breaks a
+// session handed off in that window (seen with the first GRIP request
+// within ~100 ms of start-up).
+func (d *deployment) waitStreamPath(t *testing.T) {
+	t.Helper()
+	c := &http.Client{Timeout: 3 * time.Second}
+	testutil.Eventually(t, 30*time.Second, func() error {
+		resp, err := c.Post(d.url("/"), "text/plain", strings.NewReader("warm-up"))
+		if err != nil {
+			return err
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode >= 500 {
+			return fmt.Errorf("status %d", resp.StatusCode)
+		}
+		return nil
+	})
+}
+
 // newBackend is an origin that echoes what it received.
 func newBackend(t *testing.T) string {
 	t.Helper()
