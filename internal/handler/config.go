@@ -79,6 +79,21 @@ type Timers struct {
 }
 
 // ConfigFromFile builds a Config from a loaded pushpin.conf.
+// unsupportedHandlerKeys are [handler] settings tack reads but does not act
+// on yet; a set value is reported at start-up rather than ignored.
+var unsupportedHandlerKeys = []string{"message_rate", "message_hwm", "message_block_size", "share_all", "state_spec"}
+
+// unsupportedWarnings names each unsupported key that has a value.
+func unsupportedWarnings(f *config.File, section string, keys []string) []string {
+	var out []string
+	for _, k := range keys {
+		if v := strings.TrimSpace(f.String(section, k, "")); v != "" && v != "false" && v != "0" {
+			out = append(out, fmt.Sprintf("%s: [%s] %s=%s is not supported yet and has no effect", f.Pos(section, k), section, k, v))
+		}
+	}
+	return out
+}
+
 func ConfigFromFile(f *config.File) (Config, error) {
 	c := Config{InstanceID: fmt.Sprintf("handler_%d", os.Getpid())}
 	list := func(section string, keys ...string) []string {
@@ -138,6 +153,7 @@ func ConfigFromFile(f *config.File) (Config, error) {
 	if ierr != nil {
 		errs = append(errs, ierr.Error())
 	}
+	inputs.Warnings = append(inputs.Warnings, unsupportedWarnings(f, "handler", unsupportedHandlerKeys)...)
 	c.Inputs = inputs
 	c.IPCFileMode = inputs.IPCFileMode
 

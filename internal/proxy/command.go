@@ -35,7 +35,7 @@ func Command() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			for _, w := range f.Warnings() {
+			for _, w := range append(f.Warnings(), UnsupportedWarnings(f)...) {
 				log.Warn().Msg(w)
 			}
 			cfg, err := ConfigFromFile(f, routeLines)

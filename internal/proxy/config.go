@@ -72,6 +72,28 @@ type Config struct {
 	Tick time.Duration
 }
 
+// unsupportedProxyKeys are [proxy] settings tack does not act on yet; a
+// set value is reported at start-up rather than ignored.
+var unsupportedProxyKeys = []string{"auto_cross_origin", "upstream_key", "x_forwarded_for_trusted",
+	"orig_headers_need_mark", "cdn_loop", "prometheus_port", "updates_check"}
+
+// UnsupportedWarnings names each unsupported [proxy] key that has a value
+// (updates_check=off is the only value that needs nothing).
+func UnsupportedWarnings(f *config.File) []string {
+	var out []string
+	for _, k := range unsupportedProxyKeys {
+		v := strings.TrimSpace(f.String("proxy", k, ""))
+		if v == "" || v == "false" || v == "0" || (k == "updates_check" && v == "off") {
+			continue
+		}
+		out = append(out, fmt.Sprintf("%s: [proxy] %s=%s is not supported yet and has no effect", f.Pos("proxy", k), k, v))
+	}
+	if n, err := f.Int("proxy", "workers", 1); err == nil && n > 1 {
+		out = append(out, fmt.Sprintf("%s: [proxy] workers=%d is not supported yet: one worker runs", f.Pos("proxy", "workers"), n))
+	}
+	return out
+}
+
 // ConfigFromFile builds a Config from a loaded pushpin.conf.
 func ConfigFromFile(f *config.File, routeLines []string) (Config, error) {
 	c := Config{

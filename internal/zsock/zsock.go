@@ -123,6 +123,9 @@ type Socket struct {
 	// two-way sockets the waker moves messages from send to queue and
 	// wakes the owner, so a plain channel send is never left waiting.
 	queue chan Message
+	// held is a message the waker had taken from send when it was
+	// stopped; only touched after the waker has exited.
+	held Message
 }
 
 var wakeSeq atomic.Uint64
@@ -274,6 +277,7 @@ func (s *Socket) runWaker(done <-chan struct{}) {
 			select {
 			case s.queue <- m:
 			case <-done:
+				s.held = m // drained after queue and before send, in order
 				return
 			}
 		case <-s.wake:
@@ -424,8 +428,13 @@ func (s *Socket) Run(ctx context.Context) error {
 	}
 	defer func() {
 		if wakerDone != nil {
+			// Stop the waker first: it moves messages from send to queue,
+			// and draining while it runs would reorder them.
 			close(wakerDone)
 			<-wakerExited
+			if s.send != nil {
+				s.drainOnce()
+			}
 			s.wakeIn.Close()
 		}
 		if err := s.sock.Close(); err != nil {
@@ -504,7 +513,7 @@ func (s *Socket) runTwoWay(ctx context.Context) error {
 			}
 			select {
 			case <-ctx.Done():
-				s.drainOnce()
+				// Run drains what is queued once the waker has stopped.
 				return nil
 			case m := <-s.queue:
 				s.write(ctx, m)
@@ -532,7 +541,7 @@ func (s *Socket) runTwoWay(ctx context.Context) error {
 			}
 		}
 		if sockReady && !s.readAll(ctx) {
-			s.drainOnce() // ctx ended while input was waiting for the consumer
+			// Run drains what is queued once the waker has stopped.
 			return nil
 		}
 	}
@@ -579,7 +588,16 @@ func (s *Socket) deliver(ctx context.Context, parts Message) bool {
 // drainOnce writes, without waiting, what is still queued at shutdown
 // (final cancels, for instance); LINGER bounds how long libzmq keeps them.
 func (s *Socket) drainOnce() {
-	for _, ch := range []chan Message{s.queue, s.send} {
+	for _, ch := range []chan Message{s.queue, nil, s.send} {
+		if ch == nil {
+			if m := s.held; m != nil {
+				s.held = nil
+				if _, err := s.sock.SendMessageDontwait(toAny(m)...); err != nil {
+					s.drop(m, fmt.Errorf("%w: %w", ErrDropped, err))
+				}
+			}
+			continue
+		}
 		for done := false; !done; {
 			select {
 			case m := <-ch:
