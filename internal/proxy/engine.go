@@ -93,20 +93,25 @@ type engine struct {
 	byIn    map[string]*session
 	byOut   map[string]*session
 	accepts map[string]*pendingAccept
-	counter uint64
-	sig     *signer
+	// handedOff remembers sessions given to the handler (key → when), so
+	// that a packet connmgr still addresses to us is ignored rather than
+	// answered with a cancel that would end the handler's session.
+	handedOff map[string]time.Time
+	counter   uint64
+	sig       *signer
 }
 
 func newEngine(cfg Config, log zerolog.Logger, rt func() *routes.Table) *engine {
 	return &engine{
-		cfg:     cfg,
-		log:     log,
-		id:      []byte(cfg.InstanceID),
-		routes:  rt,
-		byIn:    map[string]*session{},
-		byOut:   map[string]*session{},
-		accepts: map[string]*pendingAccept{},
-		sig:     newSigner(),
+		cfg:       cfg,
+		log:       log,
+		id:        []byte(cfg.InstanceID),
+		routes:    rt,
+		byIn:      map[string]*session{},
+		byOut:     map[string]*session{},
+		accepts:   map[string]*pendingAccept{},
+		handedOff: map[string]time.Time{},
+		sig:       newSigner(),
 	}
 }
 
@@ -367,6 +372,9 @@ func (e *engine) handleConnmgrStream(msg zsock.Message, now time.Time) {
 	}
 	s := e.byIn[inKey(p.From, p.ID)]
 	if s == nil {
+		if _, gone := e.handedOff[inKey(p.From, p.ID)]; gone {
+			return
+		}
 		if p.Type != zhttp.TypeCancel && p.Type != zhttp.TypeError && len(p.From) > 0 {
 			c := zhttp.New()
 			c.From, c.ID, c.Type = e.id, p.ID, zhttp.TypeCancel
@@ -796,6 +804,11 @@ func (e *engine) tick(now time.Time) {
 		}
 		if s.in.KeepAliveDue(now) && !s.handoff && s.acceptID == "" {
 			due = append(due, &s.in)
+		}
+	}
+	for k, at := range e.handedOff {
+		if now.Sub(at) > zhttpsession.ExpireAfter {
+			delete(e.handedOff, k)
 		}
 	}
 	for id, pa := range e.accepts {

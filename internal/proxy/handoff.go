@@ -279,6 +279,7 @@ func (e *engine) handleAcceptReply(m zsock.Message, now time.Time) {
 	if v.Bool("accepted") {
 		// The handler owns the client session now; forget it silently.
 		s.code = s.respHead.Code
+		e.handedOff[s.key] = now
 		e.finish(s, "accept")
 		return
 	}
