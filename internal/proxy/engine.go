@@ -70,8 +70,9 @@ type session struct {
 	grip       bool          // the response is GRIP: collect it, do not relay
 	respHead   *zhttp.Packet // code, reason, headers of the GRIP response
 	respBody   []byte
-	outGranted int64  // response credits granted to the zhttp client so far
-	handoff    bool   // handoff-start sent, waiting for handoff-proceed
+	outGranted int64 // response credits granted to the zhttp client so far
+	handoff    bool  // handoff-start sent, waiting for handoff-proceed
+	handoffAt  time.Time
 	acceptID   string // accept call in flight
 	isRetry    bool   // session came back from the handler in a retry packet
 	lastIDs    tnetstring.Dict

@@ -88,6 +88,7 @@ func (e *engine) gripBody(s *session, b []byte, more bool, now time.Time) {
 	p := zhttp.New()
 	p.Type = zhttp.TypeHandoffStart
 	s.handoff = true
+	s.handoffAt = now
 	e.sendConnmgr(s, p, now)
 }
 
@@ -98,6 +99,9 @@ func (e *engine) handoffProceed(s *session, now time.Time) {
 		return
 	}
 	s.handoff = false
+	if ev := e.log.Debug(); ev.Enabled() {
+		ev.Str("rid", string(s.in.ID)).Dur("waited", now.Sub(s.handoffAt)).Msg("handoff-proceed")
+	}
 	id := newUUID()
 	req := tnetstring.Dict{
 		{Key: "id", Value: id},

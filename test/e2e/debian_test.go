@@ -46,6 +46,9 @@ func TestE2EUnmodifiedDebianConfig(t *testing.T) {
 	}
 	id := freeID(t)
 	port := testutil.FreePort(t)
+	for port >= 5560+10*id && port <= 5563+10*id {
+		port = testutil.FreePort(t)
+	}
 	dir := testutil.ShortTempDir(t)
 	p := testutil.Start(t, dir, nil, filepath.Join(binDir, "tack"),
 		"--config", "/etc/pushpin/pushpin.conf", "--id", fmt.Sprint(id),

@@ -120,8 +120,9 @@ subscription_linger=60
 func startSuite(t *testing.T, o suiteOptions) *suite {
 	t.Helper()
 	dir := testutil.ShortTempDir(t)
-	base := testutil.FreePortBlock(t, 4)
-	s := &suite{dir: dir, httpPort: testutil.FreePort(t), portOffset: base - 5560}
+	// One block: the handler's 5560..5563 (+offset) and the client port.
+	base := testutil.FreePortBlock(t, 5)
+	s := &suite{dir: dir, httpPort: base + 4, portOffset: base - 5560}
 	conf := writeConfig(t, dir, s.httpPort, s.portOffset, o)
 	s.runner = testutil.Start(t, dir, nil, filepath.Join(binDir, "tack"), "--config", conf, "--merge-output")
 	s.waitReady(t)

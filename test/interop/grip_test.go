@@ -104,6 +104,6 @@ func TestInteropProxyGripWithPushpinHandler(t *testing.T) {
 	links := symlinkDir(t, map[string]string{"pushpin-proxy": filepath.Join(binDir, "tack-proxy")})
 	d.startPushpin(t, conf, links)
 	d.waitReady(t, "/")
-	d.waitStreamPath(t)
+	d.waitGripPath(t, "/stream")
 	d.checkGrip(t)
 }

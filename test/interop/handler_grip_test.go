@@ -22,6 +22,10 @@ func gripBackend(t *testing.T) string {
 		h := w.Header()
 		h.Set("Content-Type", "text/plain")
 		switch {
+		case r.URL.Path == "/warm":
+			h.Set("Grip-Hold", "stream")
+			h.Set("Grip-Channel", r.URL.Query().Get("channel"))
+			io.WriteString(w, "[open]\n")
 		case strings.HasPrefix(r.URL.Path, "/stream"):
 			h.Set("Grip-Hold", "stream")
 			h.Set("Grip-Channel", "s1")
@@ -67,7 +71,7 @@ func TestInteropHandlerGRIPUnderPushpin(t *testing.T) {
 	links := symlinkDir(t, map[string]string{"pushpin-handler": filepath.Join(binDir, "tack-handler")})
 	d.startPushpin(t, conf, links)
 	d.waitReady(t, "/ready")
-	d.waitStreamPath(t)
+	d.waitGripPath(t, "/warm")
 	// The real proxy answers 500 at once while the handler is still
 	// connecting to its accept socket: wait until a hold is accepted.
 	req, _ := http.NewRequest("GET", d.url("/stream"), nil)
