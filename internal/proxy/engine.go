@@ -73,9 +73,12 @@ type session struct {
 	outGranted int64 // response credits granted to the zhttp client so far
 	handoff    bool  // handoff-start sent, waiting for handoff-proceed
 	handoffAt  time.Time
-	acceptID   string // accept call in flight
-	isRetry    bool   // session came back from the handler in a retry packet
-	lastIDs    tnetstring.Dict
+	// awaitingSince: the GRIP response is complete but no handler is
+	// connected yet.
+	awaitingSince time.Time
+	acceptID      string // accept call in flight
+	isRetry       bool   // session came back from the handler in a retry packet
+	lastIDs       tnetstring.Dict
 }
 
 // engine owns the session table. Exactly one goroutine runs it.
@@ -89,7 +92,11 @@ type engine struct {
 	toClient       chan<- zsock.Message // PUSH
 	toClientStream chan<- zsock.Message // ROUTER
 
-	toAccept func(zsock.Message) bool // DEALER to the handler's accept service (nil: none)
+	toAccept    func(zsock.Message) bool // DEALER to the handler's accept service (nil: none)
+	acceptPeers func() int               // handlers connected to it (nil: unknown)
+	// waitingHandler holds GRIP sessions waiting for a handler to connect
+	// before their hand-off starts.
+	waitingHandler map[string]*session
 
 	byIn    map[string]*session
 	byOut   map[string]*session
@@ -104,15 +111,16 @@ type engine struct {
 
 func newEngine(cfg Config, log zerolog.Logger, rt func() *routes.Table) *engine {
 	return &engine{
-		cfg:       cfg,
-		log:       log,
-		id:        []byte(cfg.InstanceID),
-		routes:    rt,
-		byIn:      map[string]*session{},
-		byOut:     map[string]*session{},
-		accepts:   map[string]*pendingAccept{},
-		handedOff: map[string]time.Time{},
-		sig:       newSigner(),
+		cfg:            cfg,
+		log:            log,
+		id:             []byte(cfg.InstanceID),
+		routes:         rt,
+		byIn:           map[string]*session{},
+		byOut:          map[string]*session{},
+		accepts:        map[string]*pendingAccept{},
+		handedOff:      map[string]time.Time{},
+		waitingHandler: map[string]*session{},
+		sig:            newSigner(),
 	}
 }
 

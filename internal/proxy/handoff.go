@@ -84,12 +84,45 @@ func (e *engine) gripBody(s *session, b []byte, more bool, now time.Time) {
 		e.respond(s, 400, "Bad Request", "text/plain", textGripTooLarge, now)
 		return
 	}
-	// Pause the client session, then hand it over (zmq-wire.md §2.10, §4.3).
+	// Pause the client session only once a handler is connected: a long
+	// pause is where the real condure goes wrong (see waitingHandler).
+	if e.acceptPeers != nil && e.acceptPeers() == 0 {
+		s.awaitingSince = now
+		e.waitingHandler[s.key] = s
+		return
+	}
+	e.startHandoff(s, now)
+}
+
+// startHandoff pauses the client session; the accept call follows
+// handoff-proceed (zmq-wire.md §2.10, §4.3).
+func (e *engine) startHandoff(s *session, now time.Time) {
 	p := zhttp.New()
 	p.Type = zhttp.TypeHandoffStart
 	s.handoff = true
 	s.handoffAt = now
 	e.sendConnmgr(s, p, now)
+}
+
+// retryWaitingHandler starts the hand-offs that waited for a handler to
+// connect (a handler that starts before the proxy reconnects only after
+// libzmq's 100 ms interval), or gives up after acceptSendTimeout.
+func (e *engine) retryWaitingHandler(now time.Time) {
+	ready := e.acceptPeers() > 0
+	for k, s := range e.waitingHandler {
+		if e.byIn[k] != s {
+			delete(e.waitingHandler, k)
+			continue
+		}
+		switch {
+		case ready:
+			delete(e.waitingHandler, k)
+			e.startHandoff(s, now)
+		case now.Sub(s.awaitingSince) > acceptSendTimeout:
+			delete(e.waitingHandler, k)
+			e.respondError(s, 500, "Internal Server Error", textAcceptUnavailable, "", now)
+		}
+	}
 }
 
 // handoffProceed: connmgr has paused; call accept.

@@ -34,6 +34,8 @@ const (
 	// acceptSendTimeout bounds how long an accept call waits for a handler
 	// to be connected before the client gets 500.
 	acceptSendTimeout = time.Second
+	// handlerPoll is how often waiting hand-offs check for a handler.
+	handlerPoll = 10 * time.Millisecond
 )
 
 // Service is one tack-proxy instance.
@@ -85,6 +87,7 @@ func (s *Service) Run(ctx context.Context) error {
 	eng.toClientStream = socks.clientOutStream.Send()
 	if socks.accept != nil {
 		eng.toAccept = socks.accept.TrySend
+		eng.acceptPeers = socks.accept.Peers
 	}
 
 	sockCtx, stopSockets := context.WithCancel(context.Background())
@@ -261,6 +264,7 @@ func (s *Service) openSockets(zctx *zsock.Context, drops, acceptDrops chan<- str
 			// A handler that is (re)starting gets a moment to connect;
 			// Pushpin fails at once.
 			SendTimeout: acceptSendTimeout,
+			TrackPeers:  true,
 			OnDrop: func(m zsock.Message, _ error) {
 				if len(m) == 2 {
 					if d, err := tnetstring.DecodeDict(m[1]); err == nil {
@@ -283,6 +287,14 @@ func (s *Service) openSockets(zctx *zsock.Context, drops, acceptDrops chan<- str
 		}
 	}
 	return ss, nil
+}
+
+// waitTimer fires soon while hand-offs wait for a handler, never otherwise.
+func waitTimer(e *engine) <-chan time.Time {
+	if len(e.waitingHandler) == 0 {
+		return nil
+	}
+	return time.After(handlerPoll)
 }
 
 // loop is the engine goroutine: the only code that touches the session table.
@@ -334,6 +346,8 @@ func (s *Service) loop(ctx context.Context, e *engine, ss *sockets, drops, accep
 			}
 		case <-ticker.C:
 			e.tick(s.cfg.Now())
+		case <-waitTimer(e):
+			e.retryWaitingHandler(s.cfg.Now())
 		}
 	}
 }

@@ -79,6 +79,10 @@ type Options struct {
 	// OnDrop is called in the owner goroutine for each message that could
 	// not be sent; it must not block.
 	OnDrop func(m Message, err error)
+	// TrackPeers counts handshaken peers (two-way sockets only), read with
+	// Peers: a caller can tell "no handler connected yet" before it starts
+	// something that needs one.
+	TrackPeers bool
 	// Control enables Subscribe/Unsubscribe after Open (SUB sockets whose
 	// topics follow demand); the owner then polls in the two-way rhythm so
 	// a change waits at most TwoWayPoll.
@@ -126,7 +130,15 @@ type Socket struct {
 	// held is a message the waker had taken from send when it was
 	// stopped; only touched after the waker has exited.
 	held Message
+	// mon receives the socket's connection events (TrackPeers); the owner
+	// polls it and keeps peers, which any goroutine may read.
+	mon   *zmq.Socket
+	peers atomic.Int64
 }
+
+// Peers returns how many peers have completed the handshake and not
+// disconnected (TrackPeers sockets; 0 otherwise).
+func (s *Socket) Peers() int { return int(s.peers.Load()) }
 
 var wakeSeq atomic.Uint64
 
@@ -211,6 +223,25 @@ func (c *Context) Open(opts Options, log zerolog.Logger) (*Socket, error) {
 			so.queue = make(chan Message, opts.QueueLen)
 		}
 	}
+	if opts.TrackPeers && opts.Direction == TwoWay {
+		endpoint := fmt.Sprintf("inproc://zsock-mon-%d", wakeSeq.Add(1))
+		if err := s.Monitor(endpoint, zmq.EVENT_HANDSHAKE_SUCCEEDED|zmq.EVENT_DISCONNECTED); err != nil {
+			so.closeWake()
+			s.Close()
+			return nil, fmt.Errorf("%s: monitor: %w", opts.Name, err)
+		}
+		mon, err := c.zctx.NewSocket(zmq.PAIR)
+		if err == nil {
+			mon.SetLinger(0)
+			err = mon.Connect(endpoint)
+		}
+		if err != nil {
+			so.closeWake()
+			s.Close()
+			return nil, fmt.Errorf("%s: monitor socket: %w", opts.Name, err)
+		}
+		so.mon = mon
+	}
 	return so, nil
 }
 
@@ -248,6 +279,32 @@ func (c *Context) openWake(so *Socket) error {
 	}
 	so.wakeIn, so.wakeOut, so.wake = in, out, make(chan struct{}, 1)
 	return nil
+}
+
+// closeWake closes the wake pair of a socket that will never run.
+func (s *Socket) closeWake() {
+	if s.wakeIn != nil {
+		s.wakeIn.Close()
+		s.wakeOut.Close()
+	}
+}
+
+// readEvents applies pending connection events to the peer count.
+func (s *Socket) readEvents() {
+	for {
+		ev, _, _, err := s.mon.RecvEvent(zmq.DONTWAIT)
+		if err != nil {
+			return
+		}
+		switch {
+		case ev&zmq.EVENT_HANDSHAKE_SUCCEEDED != 0:
+			s.peers.Add(1)
+		case ev&zmq.EVENT_DISCONNECTED != 0:
+			if s.peers.Add(-1) < 0 {
+				s.peers.Store(0)
+			}
+		}
+	}
 }
 
 // signal wakes the owner of a two-way socket; a no-op otherwise.
@@ -437,6 +494,10 @@ func (s *Socket) Run(ctx context.Context) error {
 			}
 			s.wakeIn.Close()
 		}
+		if s.mon != nil {
+			s.sock.Monitor("", 0) // stop events before closing their reader
+			s.mon.Close()
+		}
 		if err := s.sock.Close(); err != nil {
 			s.log.Warn().Err(err).Msg("close socket")
 		}
@@ -496,6 +557,9 @@ func (s *Socket) runTwoWay(ctx context.Context) error {
 	poller := zmq.NewPoller()
 	poller.Add(s.sock, zmq.POLLIN)
 	poller.Add(s.wakeIn, zmq.POLLIN)
+	if s.mon != nil {
+		poller.Add(s.mon, zmq.POLLIN)
+	}
 	for {
 		if s.ctrl != nil {
 			s.applyControl()
@@ -530,7 +594,9 @@ func (s *Socket) runTwoWay(ctx context.Context) error {
 		}
 		sockReady := false
 		for _, p := range polled {
-			if p.Socket == s.wakeIn {
+			if s.mon != nil && p.Socket == s.mon {
+				s.readEvents()
+			} else if p.Socket == s.wakeIn {
 				for {
 					if _, err := s.wakeIn.RecvBytes(zmq.DONTWAIT); err != nil {
 						break

@@ -104,6 +104,7 @@ func TestInteropProxyGripWithPushpinHandler(t *testing.T) {
 	links := symlinkDir(t, map[string]string{"pushpin-proxy": filepath.Join(binDir, "tack-proxy")})
 	d.startPushpin(t, conf, links)
 	d.waitReady(t, "/")
-	d.waitGripPath(t, "/stream")
+	// No warm-up here: tack-proxy starts a hand-off only once a handler is
+	// connected to its accept socket, which is what this test checks too.
 	d.checkGrip(t)
 }

@@ -178,14 +178,11 @@ func (d *deployment) waitReady(t *testing.T, path string) {
 	})
 }
 
-// waitGripPath opens held streams on the test handler (route "* test" or
-// a route to it) until one receives a publish: proof that the whole
-// hand-off path works. It exists because of a start-up race between the
-// real condure and a proxy that binds its accept socket after the handler
-// first tried to connect: the handler reconnects after libzmq's 100 ms
-// interval, a hand-off made meanwhile waits that long, and condure (whose
-// keep-alive tick takes a sequence number for a session whose peer it has
-// just forgotten) then sends the handler a packet out of sequence.
+// waitGripPath opens held streams on path until one receives a publish:
+// proof that the whole hand-off path works before a test measures it. (A
+// hand-off that waits long for a handler trips the real condure, which
+// then sends the handler a packet out of sequence; tack-proxy avoids the
+// wait by starting hand-offs only once a handler is connected.)
 func (d *deployment) waitGripPath(t *testing.T, path string) {
 	t.Helper()
 	testutil.Eventually(t, 20*time.Second, func() error {
