@@ -5,8 +5,6 @@ import (
 	"encoding/json"
 	"strconv"
 	"strings"
-
-	"tack/pkg/tnetstring"
 )
 
 // applyBodyPatch applies an http-response `body-patch` (RFC 6902 JSON
@@ -45,35 +43,6 @@ func applyBodyPatch(in []byte, patch []any) []byte {
 		out = append(out, '\n')
 	}
 	return out
-}
-
-// jsonValue converts a decoded tnetstring value to its JSON form.
-func jsonValue(v any) any {
-	switch x := v.(type) {
-	case tnetstring.Dict:
-		m := make(map[string]any, len(x))
-		for _, f := range x {
-			m[f.Key] = jsonValue(f.Value)
-		}
-		return m
-	case []any:
-		l := make([]any, len(x))
-		for i, e := range x {
-			l[i] = jsonValue(e)
-		}
-		return l
-	case []byte:
-		return string(x)
-	case int64:
-		return float64(x)
-	case map[string]any:
-		m := make(map[string]any, len(x))
-		for k, e := range x {
-			m[k] = jsonValue(e)
-		}
-		return m
-	}
-	return v
 }
 
 func patchOp(doc any, opv any) (any, bool) {

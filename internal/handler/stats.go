@@ -116,7 +116,7 @@ func (st *statsCollector) write(typ string, d tnetstring.Dict) {
 		var b bytes.Buffer
 		enc := json.NewEncoder(&b)
 		enc.SetEscapeHTML(false)
-		if err := enc.Encode(jsonValueOut(d)); err != nil {
+		if err := enc.Encode(jsonValue(d)); err != nil {
 			return
 		}
 		buf = append(buf, bytes.TrimRight(b.Bytes(), "\n")...)
@@ -132,27 +132,6 @@ func (st *statsCollector) write(typ string, d tnetstring.Dict) {
 	default:
 		st.drops++
 	}
-}
-
-// jsonValueOut converts our tnetstring values for JSON output.
-func jsonValueOut(v any) any {
-	switch x := v.(type) {
-	case tnetstring.Dict:
-		m := make(map[string]any, len(x))
-		for _, f := range x {
-			m[f.Key] = jsonValueOut(f.Value)
-		}
-		return m
-	case []byte:
-		return string(x)
-	case []any:
-		l := make([]any, len(x))
-		for i, e := range x {
-			l[i] = jsonValueOut(e)
-		}
-		return l
-	}
-	return v
 }
 
 func withRoute(d tnetstring.Dict, route string) tnetstring.Dict {

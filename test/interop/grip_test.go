@@ -6,27 +6,11 @@ import (
 	"io"
 	"net/http"
 	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 
 	"tack/internal/testutil"
 )
-
-// publish posts items to the deployment's HTTP publish API.
-func (d *deployment) publish(t *testing.T, body string) {
-	t.Helper()
-	url := fmt.Sprintf("http://127.0.0.1:%d/publish/", 5561+d.portOffset)
-	resp, err := http.Post(url, "application/json", strings.NewReader(body))
-	if err != nil {
-		t.Fatalf("publish: %v", err)
-	}
-	b, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if resp.StatusCode != 200 {
-		t.Fatalf("publish: %d %q", resp.StatusCode, b)
-	}
-}
 
 // checkGrip opens a stream hold and a response hold on the test handler
 // and publishes to both.

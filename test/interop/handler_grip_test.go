@@ -44,21 +44,6 @@ func gripBackend(t *testing.T) string {
 	return strings.TrimPrefix(srv.URL, "http://")
 }
 
-// publishHTTP posts items to the handler's HTTP publish API.
-func (d *deployment) publishHTTP(t *testing.T, body string) {
-	t.Helper()
-	url := fmt.Sprintf("http://127.0.0.1:%d/publish/", 5561+d.portOffset)
-	resp, err := http.Post(url, "application/json", strings.NewReader(body))
-	if err != nil {
-		t.Fatalf("publish: %v", err)
-	}
-	b, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if resp.StatusCode != 200 {
-		t.Fatalf("publish: %d %q", resp.StatusCode, b)
-	}
-}
-
 // Pushpin's runner, condure, pushpin-proxy and zurl with tack-handler in
 // place of pushpin-handler: stream and response holds, publishes and the
 // hold timeout, end to end through the real proxy's accept hand-off.
@@ -115,13 +100,13 @@ func runGRIPScenarios(t *testing.T, d *deployment) {
 		}()
 		deadline := time.Now().Add(15 * time.Second)
 		for {
-			d.publishHTTP(t, `{"items":[{"channel":"s1","formats":{"http-stream":{"content":"hello stream\n"}}}]}`)
+			d.publish(t, `{"items":[{"channel":"s1","formats":{"http-stream":{"content":"hello stream\n"}}}]}`)
 			select {
 			case l := <-got:
 				if l != "hello stream\n" {
 					t.Fatalf("published line %q", l)
 				}
-				d.publishHTTP(t, `{"items":[{"channel":"s1","formats":{"http-stream":{"action":"close"}}}]}`)
+				d.publish(t, `{"items":[{"channel":"s1","formats":{"http-stream":{"action":"close"}}}]}`)
 				// Only repeats of the publish may precede the end.
 				rest, err := io.ReadAll(rd)
 				if err != nil || strings.ReplaceAll(string(rest), "hello stream\n", "") != "" {
@@ -157,7 +142,7 @@ func runGRIPScenarios(t *testing.T, d *deployment) {
 		}()
 		deadline := time.Now().Add(15 * time.Second)
 		for {
-			d.publishHTTP(t, `{"items":[{"channel":"lp1","formats":{"http-response":{"code":201,"body":"published\n"}}}]}`)
+			d.publish(t, `{"items":[{"channel":"lp1","formats":{"http-response":{"code":201,"body":"published\n"}}}]}`)
 			select {
 			case r := <-res:
 				if r.err != nil {

@@ -217,6 +217,21 @@ func (d *deployment) waitGripPath(t *testing.T, path string) {
 	})
 }
 
+// publish posts items to the deployment's HTTP publish API.
+func (d *deployment) publish(t *testing.T, body string) {
+	t.Helper()
+	url := fmt.Sprintf("http://127.0.0.1:%d/publish/", 5561+d.portOffset)
+	resp, err := http.Post(url, "application/json", strings.NewReader(body))
+	if err != nil {
+		t.Fatalf("publish: %v", err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("publish: %d %q", resp.StatusCode, b)
+	}
+}
+
 // newBackend is an origin that echoes what it received.
 func newBackend(t *testing.T) string {
 	t.Helper()
