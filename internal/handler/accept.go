@@ -446,11 +446,10 @@ func handleAccept(req *zrpcRequest, cfg *Config, room bool, log zerolog.Logger) 
 		return req.failure(condBadRequest, nil), nil
 	}
 	in := a.Instruct
-	if in.Hold == grip.HoldNone {
+	if in.Hold == grip.HoldNone && (in.NextLink == nil || !cfg.hasIntreq()) {
 		if in.NextLink != nil {
-			// Deliberate gap: next links need the intreq client, not
-			// written yet; the response is relayed as if there were none.
-			log.Warn().Str(logging.FieldRoute, a.Route).Msg("Grip-Link rel=next not supported yet, relaying response")
+			log.Warn().Str(logging.FieldRoute, a.Route).
+				Msg("Grip-Link rel=next without proxy_intreq_out_specs, relaying the response without following it")
 		}
 		if a.ResponseSent {
 			return req.success(tnetstring.Dict{}), nil

@@ -142,21 +142,26 @@ func (e *engine) housekeeping(now time.Time) {
 				continue
 			}
 		}
-		if !c.firstSubAt.IsZero() && !now.Before(c.firstSubAt) {
-			c.firstSubAt = time.Time{}
-			update = append(update, c)
+		if !c.firstSubAt.IsZero() {
+			if !now.Before(c.firstSubAt) {
+				c.firstSubAt = time.Time{}
+				update = append(update, c)
+			} else if c.firstSubAt.Before(e.nextHK) {
+				e.nextHK = c.firstSubAt // on time, not up to a tick late
+			}
 		}
 	}
 	// grip-reference §3.10 rule 5: re-request the backend once for each
 	// new channel, covering items published before the subscription.
 	for _, c := range update {
 		for s := range c.response {
-			e.update(s, now)
+			e.queueUpdate(s, now)
 		}
 		for s := range c.stream {
-			e.update(s, now)
+			e.queueUpdate(s, now)
 		}
 	}
+	e.outReqHousekeeping(now)
 	for _, it := range e.seq.expire(now) {
 		e.deliverSequenced(it, now)
 	}

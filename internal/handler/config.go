@@ -44,7 +44,7 @@ type Config struct {
 	StatsSpec          string   // PUB, bind: merged stats
 	ProxyStatsSpecs    []string // SUB, connect: the proxy's stats
 	ProxyCommandSpec   string   // DEALER, connect: proxy command (ZRPC client)
-	IntreqOutSpecs     []string // PUSH, connect: outbound requests (next links; not yet used)
+	IntreqOutSpecs     []string // PUSH, connect: outbound requests (next and gone links)
 	IntreqOutStream    []string // ROUTER, connect
 	IntreqInSpecs      []string // SUB, connect
 	IPCFileMode        os.FileMode
@@ -54,12 +54,18 @@ type Config struct {
 	ConnectionSubscriptionMax int
 	SubscriptionLinger        time.Duration
 	UpdateOnFirstSubscription bool
-	StatsConnectionTTL        time.Duration
-	StatsSubscriptionTTL      time.Duration
-	StatsReportInterval       time.Duration
-	StatsJSON                 bool
-	PrometheusPort            string // "", "port", "addr:port" or "ipc://path"
-	PrometheusPrefix          string
+	// MessageRate limits deliveries per second (≤ 0: unlimited);
+	// MessageHWM bounds the deliveries queued per route (≤ 0: unbounded);
+	// MessageBlockSize makes a delivery weigh its size in blocks.
+	MessageRate          int
+	MessageHWM           int
+	MessageBlockSize     int
+	StatsConnectionTTL   time.Duration
+	StatsSubscriptionTTL time.Duration
+	StatsReportInterval  time.Duration
+	StatsJSON            bool
+	PrometheusPort       string // "", "port", "addr:port" or "ipc://path"
+	PrometheusPrefix     string
 
 	// Inputs configures the publish inputs (inputs_config.go).
 	Inputs InputsConfig
@@ -81,7 +87,7 @@ type Timers struct {
 // ConfigFromFile builds a Config from a loaded pushpin.conf.
 // unsupportedHandlerKeys are [handler] settings tack reads but does not act
 // on yet; a set value is reported at start-up rather than ignored.
-var unsupportedHandlerKeys = []string{"message_rate", "message_hwm", "message_block_size", "share_all", "state_spec"}
+var unsupportedHandlerKeys = []string{"share_all", "state_spec"}
 
 // unsupportedWarnings names each unsupported key that has a value.
 func unsupportedWarnings(f *config.File, section string, keys []string) []string {
@@ -140,6 +146,9 @@ func ConfigFromFile(f *config.File) (Config, error) {
 	c.StatsConnectionTTL = time.Duration(intKey("global", "stats_connection_ttl", int(DefaultStatsConnectionTTL/time.Second))) * time.Second
 	c.StatsSubscriptionTTL = time.Duration(intKey("handler", "stats_subscription_ttl", int(DefaultStatsSubscriptionTTL/time.Second))) * time.Second
 	c.StatsReportInterval = time.Duration(intKey("handler", "stats_report_interval", int(DefaultStatsReportInterval/time.Second))) * time.Second
+	c.MessageRate = intKey("handler", "message_rate", 0)
+	c.MessageHWM = intKey("handler", "message_hwm", 0)
+	c.MessageBlockSize = intKey("handler", "message_block_size", 0)
 	c.StatsJSON = strings.EqualFold(f.String("handler", "stats_format", ""), "json")
 	var err error
 	// 1.41 key; 1.36 always updates on the first subscription.
@@ -199,4 +208,10 @@ func (c Config) withDefaults() Config {
 		c.clock = wallClock{}
 	}
 	return c
+}
+
+// hasIntreq reports whether outbound requests (next and gone links) can
+// be made: all three intreq specs are set.
+func (c *Config) hasIntreq() bool {
+	return len(c.IntreqOutSpecs) > 0 && len(c.IntreqOutStream) > 0 && len(c.IntreqInSpecs) > 0
 }

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"tack/internal/grip"
+	"tack/internal/logging"
 )
 
 // publishItem runs one item through the id cache and the sequencer
@@ -57,17 +58,49 @@ func (e *engine) deliver(it *grip.Item, now time.Time) {
 		if f := it.HTTPResponse; f != nil && len(c.response) > 0 {
 			n := len(c.response)
 			receivers += n
-			e.deliverResponse(c, it, f, now)
+			if e.limit != nil {
+				e.limitDeliveries(c.response, it, newResponseDelivery(f), nil, len(f.Body), now)
+			} else {
+				e.deliverResponse(c, it, f, now)
+			}
 			e.stats.message(it.Channel, it.ID, "http-response", n)
 		}
 		if f := it.HTTPStream; f != nil && len(c.stream) > 0 {
 			n := len(c.stream)
 			receivers += n
-			e.deliverStream(c, it, f, now)
+			if e.limit != nil {
+				e.limitDeliveries(c.stream, it, nil, &streamDelivery{f: f}, len(f.Content), now)
+			} else {
+				e.deliverStream(c, it, f, now)
+			}
 			e.stats.message(it.Channel, it.ID, "http-stream", n)
 		}
 	}
 	e.log.Info().Str("channel", it.Channel).Int("receivers", receivers).Msg("publish")
+}
+
+// limitDeliveries queues the item's deliveries to set in the rate
+// limiter (ratelimit.go); those beyond a route's hwm are dropped.
+func (e *engine) limitDeliveries(set map[*hsession]struct{}, it *grip.Item, rd *responseDelivery, sd *streamDelivery, size int, now time.Time) {
+	if it.Size >= 0 {
+		size = it.Size
+	}
+	w := blocks(size, e.cfg.MessageBlockSize)
+	dropped := map[string]int{}
+	for s := range set {
+		if !e.limit.add(s.acc.StatsRoute, delivery{s: s, it: it, rd: rd, sd: sd, weight: w}, now) {
+			dropped[s.acc.StatsRoute]++
+			e.stats.dropped()
+		}
+	}
+	for route, n := range dropped {
+		ev := e.log.Warn().Int("hwm", e.cfg.MessageHWM).Int("deliveries", n).Str("channel", it.Channel)
+		if route != "" {
+			ev.Str(logging.FieldRoute, route).Msgf("exceeded publish hwm (%d) for route %s, dropping message", e.cfg.MessageHWM, route)
+		} else {
+			ev.Msgf("exceeded publish hwm (%d), dropping message", e.cfg.MessageHWM)
+		}
+	}
 }
 
 func sessionsOf(set map[*hsession]struct{}) []*hsession {
@@ -86,78 +119,123 @@ type responseBuild struct {
 	frag    []byte // complete one-packet response, built on first use
 }
 
-func (e *engine) deliverResponse(c *channel, it *grip.Item, f *grip.HTTPResponseFormat, now time.Time) {
-	var headers []grip.Header
-	var expose []string
+// responseDelivery is one http-response item prepared for delivery: its
+// headers without Grip-*, and the builds per accept.
+type responseDelivery struct {
+	f       *grip.HTTPResponseFormat
+	headers []grip.Header
+	expose  []string
+	builds  map[*grip.Instruct]*responseBuild
+}
+
+func newResponseDelivery(f *grip.HTTPResponseFormat) *responseDelivery {
+	d := &responseDelivery{f: f, builds: map[*grip.Instruct]*responseBuild{}}
 	for _, h := range f.Headers {
 		if strings.EqualFold(h.Name, "Grip-Expose-Headers") {
 			for _, v := range strings.Split(h.Value, ",") {
 				if v = strings.TrimSpace(v); v != "" {
-					expose = append(expose, v)
+					d.expose = append(d.expose, v)
 				}
 			}
 		}
 		if len(h.Name) >= 5 && strings.EqualFold(h.Name[:5], "Grip-") {
 			continue
 		}
-		headers = append(headers, h)
+		d.headers = append(d.headers, h)
 	}
-	builds := map[*grip.Instruct]*responseBuild{}
+	return d
+}
+
+func (e *engine) deliverResponse(c *channel, it *grip.Item, f *grip.HTTPResponseFormat, now time.Time) {
+	d := newResponseDelivery(f)
 	for _, s := range sessionsOf(c.response) {
-		if s.state != stateHolding {
-			continue
+		e.deliverResponseTo(s, it, d, now)
+	}
+}
+
+// deliverResponseTo delivers an http-response item to one session.
+func (e *engine) deliverResponseTo(s *hsession, it *grip.Item, d *responseDelivery, now time.Time) {
+	f := d.f
+	if s.state != stateHolding || s.mode != grip.HoldResponse {
+		return
+	}
+	sc := s.chans[it.Channel]
+	if sc == nil {
+		return
+	}
+	if sc.hasPrev && it.PrevID != sc.prevID {
+		e.forgetLastID(it.Channel)
+		e.update(s, now)
+		return
+	}
+	if f.HaveContentFilters && !slices.Equal(contentFilters(sc.filters), f.ContentFilters) {
+		e.fail(s, contentFilterMismatch(sc.filters, f.ContentFilters), now)
+		return
+	}
+	if dropByFilters(sc.filters, s, it) {
+		advancePrev(sc, it)
+		return
+	}
+	switch f.Action {
+	case grip.ActionHint:
+		advancePrev(sc, it)
+		e.update(s, now)
+		return
+	case grip.ActionSend:
+	default:
+		advancePrev(sc, it)
+		return // close and refresh do not apply to response holds
+	}
+	b := d.builds[s.in]
+	if b == nil {
+		b = &responseBuild{headers: mergeHeaders(s.in.Response.Headers, d.headers, d.expose)}
+		if f.HaveBodyPatch {
+			b.body = applyBodyPatch(s.in.Response.Body, f.BodyPatch)
+		} else {
+			b.body = f.Body
 		}
-		sc := s.chans[it.Channel]
-		if sc == nil {
-			continue
-		}
-		if sc.hasPrev {
-			if it.PrevID != sc.prevID {
-				e.forgetLastID(it.Channel)
-				e.update(s, now)
-				continue
+		d.builds[s.in] = b
+	}
+	// Filters see the prev-ids from before this item, as in Pushpin.
+	var body []byte
+	var err error
+	if cf := contentFilters(sc.filters); len(cf) > 0 {
+		body, err = applyContentFilters(cf, b.body, s)
+	}
+	advancePrev(sc, it)
+	if body != nil || err != nil {
+		if err != nil {
+			if s.rs.Debug {
+				e.fail(s, "filter error: "+err.Error(), now)
 			}
-			sc.prevID, sc.hasPrev = it.ID, it.ID != ""
-		}
-		if f.HaveContentFilters && !slices.Equal(contentFilters(sc.filters), f.ContentFilters) {
-			e.fail(s, contentFilterMismatch(sc.filters, f.ContentFilters), now)
-			continue
-		}
-		if dropByFilters(sc.filters, s, it) {
-			continue
-		}
-		switch f.Action {
-		case grip.ActionHint:
-			e.update(s, now)
-			continue
-		case grip.ActionSend:
-		default:
-			continue // close and refresh do not apply to response holds
-		}
-		b := builds[s.in]
-		if b == nil {
-			b = &responseBuild{headers: mergeHeaders(s.in.Response.Headers, headers, expose)}
-			if f.HaveBodyPatch {
-				b.body = applyBodyPatch(s.in.Response.Body, f.BodyPatch)
-			} else {
-				b.body = f.Body
-			}
-			builds[s.in] = b
+			return
 		}
 		e.stats.messageSent(s.acc.StatsRoute, "http-response")
-		if !s.headSent && !s.rs.AutoCrossOrigin && s.z.Credits >= int64(len(b.body)) {
-			if b.frag == nil {
-				b.frag = headFragment(f.Code, f.Reason, b.headers, b.body, false)
-			}
-			e.prepareToClose(s)
-			s.z.Credits -= int64(len(b.body))
-			s.headSent = true
-			if e.sendFrag(s, b.frag, now) {
-				e.finish(s, now, false)
-			}
-			continue
+		e.respond(s, f.Code, f.Reason, b.headers, body, now)
+		return
+	}
+	e.stats.messageSent(s.acc.StatsRoute, "http-response")
+	if !s.headSent && !s.rs.AutoCrossOrigin && s.z.Credits >= int64(len(b.body)) {
+		if b.frag == nil {
+			b.frag = headFragment(f.Code, f.Reason, b.headers, b.body, false)
 		}
-		e.respond(s, f.Code, f.Reason, b.headers, b.body, now)
+		e.prepareToClose(s)
+		s.z.Credits -= int64(len(b.body))
+		s.headSent = true
+		if e.sendFrag(s, b.frag, now) {
+			e.finish(s, now, false)
+		}
+		return
+	}
+	e.respond(s, f.Code, f.Reason, b.headers, b.body, now)
+}
+
+// advancePrev makes a delivered item's id the channel's prev-id for the
+// session (grip-reference §3.10 rule 3); an item without id ends the
+// tracking, as in Pushpin.
+func advancePrev(sc *sessChannel, it *grip.Item) {
+	if sc.hasPrev {
+		sc.prevID, sc.hasPrev = it.ID, it.ID != ""
 	}
 }
 
@@ -180,73 +258,110 @@ func mergeHeaders(base, item []grip.Header, expose []string) []grip.Header {
 	return out
 }
 
+// streamDelivery is one http-stream item prepared for delivery: its body
+// packet fragment, encoded on first use and shared by every session whose
+// filters leave the content alone.
+type streamDelivery struct {
+	f    *grip.HTTPStreamFormat
+	frag []byte
+}
+
 func (e *engine) deliverStream(c *channel, it *grip.Item, f *grip.HTTPStreamFormat, now time.Time) {
-	var frag []byte
+	d := &streamDelivery{f: f}
 	for _, s := range sessionsOf(c.stream) {
-		if s.state != stateHolding {
-			continue
-		}
-		sc := s.chans[it.Channel]
-		if sc == nil {
-			continue
-		}
-		if f.HaveContentFilters && !slices.Equal(contentFilters(sc.filters), f.ContentFilters) {
-			e.fail(s, contentFilterMismatch(sc.filters, f.ContentFilters), now)
-			continue
-		}
-		if dropByFilters(sc.filters, s, it) {
-			continue
-		}
-		content := f.Content
-		perSession := false
-		if cf := contentFilters(sc.filters); len(cf) > 0 && f.Action == grip.ActionSend {
-			out, err := applyContentFilters(cf, content, s.in.Meta)
-			if err != nil {
-				// 1.41: a filter error drops the item unless debug.
-				if s.rs.Debug {
-					e.fail(s, "filter error: "+err.Error(), now)
-				}
-				continue
+		e.deliverStreamTo(s, it, d, now)
+	}
+}
+
+// deliverStreamTo delivers an http-stream item to one session.
+func (e *engine) deliverStreamTo(s *hsession, it *grip.Item, d *streamDelivery, now time.Time) {
+	f := d.f
+	if s.state != stateHolding || s.mode != grip.HoldStream {
+		return
+	}
+	sc := s.chans[it.Channel]
+	if sc == nil {
+		return
+	}
+	if f.HaveContentFilters && !slices.Equal(contentFilters(sc.filters), f.ContentFilters) {
+		e.fail(s, contentFilterMismatch(sc.filters, f.ContentFilters), now)
+		return
+	}
+	si := streamItem{channel: it.Channel, prevID: it.PrevID, hasPrev: it.PrevID != "", id: it.ID, action: f.Action}
+	if dropByFilters(sc.filters, s, it) {
+		// Still moves the channel's prev-id on, in order.
+		si.skip = true
+		e.queueOrApply(s, &si, now)
+		return
+	}
+	if f.Action == grip.ActionSend {
+		sc.delivered = true
+	}
+	content := f.Content
+	perSession := false
+	if cf := contentFilters(sc.filters); len(cf) > 0 && f.Action == grip.ActionSend {
+		out, err := applyContentFilters(cf, content, s)
+		if err != nil {
+			// 1.41: a filter error drops the item unless debug.
+			if s.rs.Debug {
+				e.fail(s, "filter error: "+err.Error(), now)
+				return
 			}
-			perSession = len(out) != len(content) || (len(out) > 0 && &out[0] != &content[0])
-			content = out
+			si.skip = true
+			e.queueOrApply(s, &si, now)
+			return
 		}
-		si := streamItem{channel: it.Channel, prevID: it.PrevID, hasPrev: it.PrevID != "", id: it.ID,
-			action: f.Action, content: content}
-		if len(s.pending) > 0 || len(s.queue) > 0 {
-			// Backlogged: queue, bounded; a full queue drops this item for
-			// this session only.
-			if len(s.queue) < SessionQueueMax {
-				s.queue = append(s.queue, si)
-			} else {
-				s.dropped++
-				e.stats.dropped()
-				if ev := e.log.Debug(); ev.Enabled() {
-					ev.Str("rid", string(s.z.ID)).Msg("publish queue at max, dropping")
-				}
+		perSession = len(out) != len(content) || (len(out) > 0 && &out[0] != &content[0])
+		content = out
+	}
+	si.content = content
+	if len(s.pending) > 0 || len(s.queue) > 0 {
+		e.queueOrApply(s, &si, now)
+		return
+	}
+	if f.Action == grip.ActionSend {
+		e.stats.messageSent(s.acc.StatsRoute, "http-stream")
+	}
+	if f.Action == grip.ActionSend && len(content) > 0 && s.z.Credits >= int64(len(content)) {
+		if !e.trackPrevID(s, it.Channel, si.hasPrev, it.PrevID, it.ID, now) {
+			return
+		}
+		var sf []byte
+		if perSession {
+			sf = bodyFragment(content, true)
+		} else {
+			if d.frag == nil {
+				d.frag = bodyFragment(f.Content, true)
 			}
-			continue
+			sf = d.frag
 		}
-		if f.Action == grip.ActionSend {
+		s.z.Credits -= int64(len(content))
+		if e.sendFrag(s, sf, now) {
+			e.contentWritten(s, now)
+		}
+		return
+	}
+	e.streamItemNow(s, &si, now)
+}
+
+// queueOrApply applies si now when s's output is idle, else queues it
+// behind the backlog (bounded: a full queue drops it for this session
+// only).
+func (e *engine) queueOrApply(s *hsession, si *streamItem, now time.Time) {
+	if len(s.pending) == 0 && len(s.queue) == 0 {
+		e.streamItemNow(s, si, now)
+		return
+	}
+	if len(s.queue) < SessionQueueMax {
+		if !si.skip && si.action == grip.ActionSend {
 			e.stats.messageSent(s.acc.StatsRoute, "http-stream")
 		}
-		if f.Action == grip.ActionSend && len(content) > 0 && s.z.Credits >= int64(len(content)) {
-			if !e.trackPrevID(s, it.Channel, si.hasPrev, it.PrevID, it.ID, now) {
-				continue
-			}
-			sf := frag
-			if perSession {
-				sf = bodyFragment(content, true)
-			} else if frag == nil {
-				frag = bodyFragment(f.Content, true)
-				sf = frag
-			}
-			s.z.Credits -= int64(len(content))
-			if e.sendFrag(s, sf, now) {
-				e.contentWritten(s, now)
-			}
-			continue
-		}
-		e.streamItemNow(s, &si, now)
+		s.queue = append(s.queue, *si)
+		return
+	}
+	s.dropped++
+	e.stats.dropped()
+	if ev := e.log.Debug(); ev.Enabled() {
+		ev.Str("rid", string(s.z.ID)).Msg("publish queue at max, dropping")
 	}
 }

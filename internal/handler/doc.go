@@ -18,11 +18,21 @@
 //	retry               PUSH    connect       [handler] proxy_retry_out_spec(s)             1000    dropped after 100 ms, logged (the client then expires)
 //	stats               PUB     bind          [handler] stats_spec                          200000  dropped and counted (stats are best effort)
 //	proxy-stats         SUB ""  connect       [handler] proxy_stats_spec(s)                 200000  read side
+//	intreq-in           PUSH    connect       [handler] proxy_intreq_out_specs              1000    request not sent: the fetch fails and is retried
+//	intreq-in-stream    ROUTER  connect       [handler] proxy_intreq_out_stream_specs, id   1000    follow-up dropped, logged
+//	intreq-out          SUB id  connect       [handler] proxy_intreq_in_specs               1000    read side
 //
 // The connmgr keys are read from [proxy] as Pushpin 1.36/1.41 do, falling
 // back to [handler] (tack's internal.conf repeats them there). Not opened
-// yet: proxy-command (DEALER, report/conncheck), intreq (next links),
-// ws-control, state.
+// yet: proxy-command (DEALER, report/conncheck), ws-control, state.
+//
+// # Links and outbound requests
+//
+// Grip-Link rel=next and rel=gone (links.go) use the intreq sockets: the
+// handler is a zhttp client of the proxy (intreq.go), which routes the
+// requests like client requests but leaves their GRIP headers to us. At
+// most OutReqMax requests are in flight and a next-link body is buffered
+// up to OutReqBodyMax before it is appended.
 //
 // # Goroutines and queues
 //
@@ -42,6 +52,13 @@
 // No goroutine per subscriber: a publish is encoded once per channel and
 // item (frames.go), and each session's packet is its small envelope
 // (from/id/seq/user-data) in front of that shared payload.
+//
+// # Rate limiting
+//
+// With [handler] message_rate set, deliveries queue per stats route and
+// leave in batches (ratelimit.go), bounded by message_hwm (else
+// DefaultMessageHWM). Updates that are not urgent (recover, first
+// subscription, next-link windows) leave at most 100 per 100 ms.
 //
 // # Flow control and drop policy
 //

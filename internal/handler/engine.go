@@ -26,6 +26,11 @@ const (
 	// updates, parked-item release and stats refreshes (Pushpin checks
 	// parked items once per second: EXPIRE_INTERVAL).
 	housekeepingInterval = time.Second
+	// Updates that are not urgent (recover, first subscription, next-link
+	// windows) are rate limited as in Pushpin: at most updateBatch
+	// sessions every updateInterval.
+	updateInterval = 100 * time.Millisecond
+	updateBatch    = 100
 )
 
 // engineCmd is a request from another goroutine: recover, or (tests) a
@@ -40,6 +45,10 @@ type engineCmd struct {
 type engineOutputs struct {
 	connmgr chan<- zsock.Message // PUB towards connmgr
 	retry   chan<- zsock.Message // PUSH towards the proxy; nil without a retry spec
+	// intreq and intreqStream carry outbound requests (next and gone
+	// links) to the proxy; nil without intreq specs.
+	intreq       chan<- zsock.Message
+	intreqStream chan<- zsock.Message
 }
 
 // engine owns the held sessions, the channel table and the sequencer.
@@ -57,6 +66,7 @@ type engine struct {
 	pubq    chan []grip.Item
 	cmds    chan engineCmd
 	connmgr <-chan zsock.Message
+	intreq  <-chan zsock.Message // replies to outbound requests
 
 	chanSet *channelSet
 	live    connSet
@@ -67,6 +77,12 @@ type engine struct {
 	kaDue    []*hsession
 	seq      sequencer
 	nextHK   time.Time
+
+	outReqs    map[string]*outReq
+	outCounter uint64
+	updQ       []*hsession // rate-limited updates, oldest first
+	nextUpd    time.Time
+	limit      *rateLimiter // nil: message_rate unset
 }
 
 var _ engineAPI = (*engine)(nil)
@@ -86,8 +102,10 @@ func newEngine(cfg Config, log zerolog.Logger, chans *channelSet, st *statsColle
 		live:     connSet{ids: map[string]struct{}{}},
 		sessions: map[string]*hsession{},
 		channels: map[string]*channel{},
+		outReqs:  map[string]*outReq{},
 	}
 	e.seq = newSequencer(cfg.IDCacheTTL, cfg.MessageWait)
+	e.limit = newRateLimiter(cfg.MessageRate, cfg.MessageHWM)
 	return e
 }
 
@@ -176,6 +194,12 @@ func (e *engine) run(ctx context.Context) error {
 		if at, ok := e.timers.next(); ok && at.Sub(now) < wait {
 			wait = at.Sub(now)
 		}
+		if len(e.updQ) > 0 && e.nextUpd.Sub(now) < wait {
+			wait = e.nextUpd.Sub(now)
+		}
+		if at, ok := e.limit.pending(); ok && at.Sub(now) < wait {
+			wait = at.Sub(now)
+		}
 		timer.Reset(max(wait, 0))
 		select {
 		case <-ctx.Done():
@@ -188,6 +212,11 @@ func (e *engine) run(ctx context.Context) error {
 				return errSocketClosed("condure-out-stream")
 			}
 			e.handleConnmgr(m, e.clock.Now())
+		case m, ok := <-e.intreq:
+			if !ok {
+				return errSocketClosed("intreq-out")
+			}
+			e.handleIntreq(m, e.clock.Now())
 		case items := <-e.pubq:
 			now := e.clock.Now()
 			e.stats.messagesReceived(len(items))
@@ -220,9 +249,21 @@ func (e *engine) runTimers(now time.Time) {
 		e.fire(s, k, now)
 	}
 	e.flushKeepAlives(now)
+	if len(e.updQ) > 0 && !now.Before(e.nextUpd) {
+		e.drainUpdates(now)
+	}
+	if at, ok := e.limit.pending(); ok && !now.Before(at) {
+		e.limit.runBatch(now, func(d delivery) {
+			if d.rd != nil {
+				e.deliverResponseTo(d.s, d.it, d.rd, now)
+			} else {
+				e.deliverStreamTo(d.s, d.it, d.sd, now)
+			}
+		})
+	}
 	if !now.Before(e.nextHK) {
+		e.nextHK = now.Add(housekeepingInterval) // housekeeping may bring it forward
 		e.housekeeping(now)
-		e.nextHK = now.Add(housekeepingInterval)
 	}
 }
 
@@ -262,7 +303,37 @@ func (e *engine) fire(s *hsession, k timerKind, now time.Time) {
 			e.stats.activity(s.acc.StatsRoute, 1)
 		}
 		e.timers.arm(s, timerGripKeepAlive, now.Add(gripKeepAliveDelay(ka)))
+	case timerNextLink:
+		e.nextLinkTimer(s, now)
 	}
+}
+
+// queueUpdate asks for a rate-limited update of s.
+func (e *engine) queueUpdate(s *hsession, now time.Time) {
+	if s.updQueued || s.state != stateHolding {
+		return
+	}
+	if len(e.updQ) == 0 && e.nextUpd.Before(now) {
+		e.nextUpd = now
+	}
+	s.updQueued = true
+	e.updQ = append(e.updQ, s)
+}
+
+// drainUpdates runs the next batch of queued updates.
+func (e *engine) drainUpdates(now time.Time) {
+	n := min(len(e.updQ), updateBatch)
+	batch := e.updQ[:n]
+	for _, s := range batch {
+		s.updQueued = false
+		e.update(s, now)
+	}
+	clear(batch)
+	e.updQ = e.updQ[n:]
+	if len(e.updQ) == 0 {
+		e.updQ = nil
+	}
+	e.nextUpd = now.Add(updateInterval)
 }
 
 // armZhttpKeepAlive schedules the next zhttp keep-alive check, rounded up
@@ -368,11 +439,31 @@ func (e *engine) accept(a *acceptData, now time.Time) {
 // start begins the hold (Pushpin HttpSession::start and
 // prepareToSendQueueOrHold).
 func (e *engine) start(s *hsession, now time.Time) {
+	if s.mode == grip.HoldNone {
+		// No hold but a next link: a stream fed by the link chain.
+		body, err := e.responseFilters(s, s.in.Response.Body)
+		if err != nil {
+			e.fail(s, err.Error(), now)
+			return
+		}
+		if !e.startStream(s, body, now) || s.state != stateHolding {
+			return
+		}
+		e.chainNext(s, now)
+		return
+	}
 	for _, name := range s.acc.ImplicitChannels {
 		e.subscribe(s, name, sessChannel{}, now)
 	}
-	if s.mode == grip.HoldStream && !e.startStream(s, now) {
-		return
+	if s.mode == grip.HoldStream {
+		body, err := e.responseFilters(s, s.in.Response.Body)
+		if err != nil {
+			e.fail(s, err.Error(), now)
+			return
+		}
+		if !e.startStream(s, body, now) {
+			return
+		}
 	}
 	if s.mode == grip.HoldStream && s.in.NextLink == nil {
 		for _, c := range s.in.Channels {
@@ -409,6 +500,9 @@ func (e *engine) start(s *hsession, now time.Time) {
 		if ka := s.in.KeepAlive; ka != nil {
 			e.timers.arm(s, timerGripKeepAlive, now.Add(gripKeepAliveDelay(ka)))
 		}
+		if s.in.NextLink != nil {
+			e.armNextLink(s, now)
+		}
 	}
 }
 
@@ -419,7 +513,7 @@ func (e *engine) fail(s *hsession, msg string, now time.Time) {
 		return
 	}
 	e.log.Debug().Str(logging.FieldRID, string(s.z.ID)).Str("error", msg).Msg("session error")
-	if s.mode == grip.HoldResponse {
+	if s.mode == grip.HoldResponse || !s.headSent {
 		body := "Error while proxying to origin."
 		if s.rs.Debug {
 			body = msg
@@ -437,10 +531,14 @@ func (e *engine) fail(s *hsession, msg string, now time.Time) {
 }
 
 // update re-requests the backend for s (grip-reference §3.10): a response
-// hold is handed back to the proxy with a retry; a stream hold would fetch
-// its next link, which is not supported yet, so nothing happens.
+// hold is handed back to the proxy with a retry; a stream with a next link
+// fetches it; a stream without one has nothing to re-request.
 func (e *engine) update(s *hsession, now time.Time) {
-	if s.state != stateHolding || s.mode != grip.HoldResponse {
+	if s.state != stateHolding {
+		return
+	}
+	if s.streaming() {
+		e.fetchNext(s, now)
 		return
 	}
 	if e.out.retry == nil {
@@ -462,6 +560,11 @@ func (e *engine) finish(s *hsession, now time.Time, retry bool) {
 	if retry {
 		rp = retryFromSession(s)
 	}
+	if s.outReq != nil {
+		e.cancelOutReq(s.outReq, now)
+		s.outReq = nil
+	}
+	e.sendGone(s, now)
 	delete(e.sessions, s.key)
 	e.live.remove(s.conn)
 	for name := range s.chans {
@@ -494,7 +597,7 @@ func (e *engine) recover(now time.Time) {
 		c.hasLastID, c.lastID = false, ""
 	}
 	for _, s := range e.sessions {
-		e.update(s, now)
+		e.queueUpdate(s, now)
 	}
 }
 

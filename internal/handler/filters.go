@@ -6,9 +6,10 @@ import (
 	"tack/internal/grip"
 )
 
-// Filters (grip-reference §3.11, Pushpin src/handler/filter.cpp). The
-// delivery filters and var-subst are applied; build-id is recognised for
-// the content-filters check but does not rewrite content yet.
+// Filters (grip-reference §3.11, Pushpin src/handler/filter.cpp):
+// delivery filters (skip-self, skip-users, require-sub) and content
+// filters (build-id, var-subst; build-id also rewrites initial and
+// next-link response bodies).
 
 // contentFilterNames act on message content.
 var contentFilterNames = map[string]bool{"build-id": true, "var-subst": true}
@@ -82,25 +83,147 @@ func containsString(l []string, s string) bool {
 // applyContentFilters runs the channel's content filters on content for
 // one session, in order. It returns content itself when no filter changes
 // anything, so that the common case keeps the shared encoding.
-func applyContentFilters(filters []string, content []byte, meta map[string]string) ([]byte, error) {
+func applyContentFilters(filters []string, content []byte, s *hsession) ([]byte, error) {
 	for _, f := range filters {
-		if f == "var-subst" {
-			var err error
-			if content, err = substVars(content, meta); err != nil {
-				return nil, err
-			}
+		var err error
+		switch f {
+		case "var-subst":
+			content, err = substVars(content, s.in.Meta)
+		case "build-id":
+			content, err = buildID(content, s)
+		}
+		if err != nil {
+			return nil, err
 		}
 	}
 	return content, nil
 }
 
+// responseFilters applies the response-content filters (build-id, once
+// if any channel of s's instructions lists it) to an initial or next-link
+// body. Unlike Pushpin, whose response filters see no prev-ids (so %I can
+// only fail there), %I renders the channels' prev-ids as in messages.
+func (e *engine) responseFilters(s *hsession, body []byte) ([]byte, error) {
+	for _, c := range s.in.Channels {
+		if containsString(c.Filters, "build-id") {
+			out, err := buildID(body, s)
+			if err != nil {
+				return nil, errFilter("filter error: " + err.Error())
+			}
+			return out, nil
+		}
+	}
+	return body, nil
+}
+
+// prevIDVars are the template variables of id_format: each channel's
+// current prev-id, by the name the backend gave it.
+func prevIDVars(s *hsession) map[string]string {
+	vars := map[string]string{}
+	for _, c := range s.in.Channels {
+		if sc := s.chans[c.Name]; sc != nil {
+			if sc.hasPrev {
+				vars[c.BackendName] = sc.prevID
+			}
+		} else if c.PrevID != "" {
+			vars[c.BackendName] = c.PrevID
+		}
+	}
+	return vars
+}
+
+// buildID is the build-id filter: %I becomes the session's id (sub meta
+// id_format rendered with the channels' prev-ids, %(channel)s), %(x)I the
+// literal x; sub meta id_encoding=hex hex-encodes both.
+func buildID(content []byte, s *hsession) ([]byte, error) {
+	idFormat, ok := s.in.Meta["id_format"]
+	if !ok {
+		return nil, errFilter("no sub meta 'id_format'")
+	}
+	hex := false
+	if enc, ok := s.in.Meta["id_encoding"]; ok {
+		if enc != "hex" {
+			return nil, errFilter("unsupported encoding: " + enc)
+		}
+		hex = true
+	}
+	if !strings.Contains(string(content), "%") {
+		return content, nil
+	}
+	var id []byte
+	haveID := false
+	if vars := prevIDVars(s); len(vars) > 0 {
+		var err error
+		id, err = renderFormat([]byte(idFormat), func(typ byte, arg []byte, hasArg bool) ([]byte, error) {
+			if typ != 's' {
+				return nil, errFilter("unknown directive '" + string(typ) + "'")
+			}
+			if !hasArg {
+				return nil, errFilter("directive 's' needs an argument")
+			}
+			v, ok := vars[string(arg)]
+			if !ok {
+				return nil, errFilter("no such variable '" + string(arg) + "'")
+			}
+			return []byte(v), nil
+		})
+		if err != nil {
+			return nil, errFilter("failed to render ID: " + err.Error())
+		}
+		haveID = true
+	}
+	return renderFormat(content, func(typ byte, arg []byte, hasArg bool) ([]byte, error) {
+		if typ != 'I' {
+			return nil, errFilter("unknown directive '" + string(typ) + "'")
+		}
+		v := arg
+		if !hasArg {
+			if !haveID {
+				return nil, errFilter("no ID specified and no default ID in context")
+			}
+			v = id
+		}
+		if hex {
+			return []byte(hexEncode(v)), nil
+		}
+		return v, nil
+	})
+}
+
+func hexEncode(b []byte) string {
+	const digits = "0123456789abcdef"
+	out := make([]byte, 2*len(b))
+	for i, c := range b {
+		out[2*i], out[2*i+1] = digits[c>>4], digits[c&15]
+	}
+	return string(out)
+}
+
 // substVars is var-subst: %(name)s becomes sub meta name, %% becomes %.
-// Directive syntax: %<letter> or %(<arg>)<letter>, with \ escaping inside
-// the parentheses; anything else after % is an error.
 func substVars(content []byte, meta map[string]string) ([]byte, error) {
 	if !strings.Contains(string(content), "%") {
 		return content, nil
 	}
+	return renderFormat(content, func(typ byte, arg []byte, hasArg bool) ([]byte, error) {
+		if typ != 's' {
+			return nil, errFilter("unknown directive '" + string(typ) + "'")
+		}
+		if !hasArg {
+			return nil, errFilter("directive 's' needs an argument")
+		}
+		v, ok := meta[string(arg)]
+		if !ok {
+			return nil, errFilter("no sub meta '" + string(arg) + "'")
+		}
+		return []byte(v), nil
+	})
+}
+
+// renderFormat expands the directives of content (Pushpin's format
+// syntax): %<letter> or %(<arg>)<letter>, with \ escaping inside the
+// parentheses, and %% for a literal %; anything else after % is an error.
+// handle renders one directive.
+func renderFormat(content []byte, handle func(typ byte, arg []byte, hasArg bool) ([]byte, error)) ([]byte, error) {
 	out := make([]byte, 0, len(content))
 	for i := 0; i < len(content); i++ {
 		c := content[i]
@@ -135,19 +258,11 @@ func substVars(content []byte, meta map[string]string) ([]byte, error) {
 				return nil, errFilter("unexpected end of format")
 			}
 		}
-		switch content[i] {
-		case 's':
-			if !hasArg {
-				return nil, errFilter("directive 's' needs an argument")
-			}
-			v, ok := meta[string(arg)]
-			if !ok {
-				return nil, errFilter("no sub meta '" + string(arg) + "'")
-			}
-			out = append(out, v...)
-		default:
-			return nil, errFilter("unknown directive '" + string(content[i]) + "'")
+		v, err := handle(content[i], arg, hasArg)
+		if err != nil {
+			return nil, err
 		}
+		out = append(out, v...)
 	}
 	return out, nil
 }

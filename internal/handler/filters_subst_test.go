@@ -1,6 +1,10 @@
 package handler
 
-import "testing"
+import (
+	"testing"
+
+	"tack/internal/grip"
+)
 
 func TestFilterSubstVars(t *testing.T) {
 	meta := map[string]string{"user": "alice", "x)y": "paren"}
@@ -33,7 +37,7 @@ func TestFilterSubstVars(t *testing.T) {
 
 func TestFilterApplyContentFiltersKeepsSlice(t *testing.T) {
 	in := []byte("no directives")
-	out, err := applyContentFilters([]string{"var-subst"}, in, nil)
+	out, err := applyContentFilters([]string{"var-subst"}, in, &hsession{in: &grip.Instruct{}})
 	if err != nil || &out[0] != &in[0] {
 		t.Errorf("content without directives should be returned as is")
 	}

@@ -21,6 +21,7 @@ const (
 	hwmStream      = 101000
 	hwmStats       = 200000
 	hwmRetry       = 1000
+	hwmIntreq      = 1000
 	lingerStream   = 500 * time.Millisecond
 	connmgrOutQLen = 65536 // Go queue in front of the connmgr PUB
 	statsOutQLen   = 4096
@@ -57,11 +58,13 @@ func (s *Service) API() engineAPI { return s.eng }
 
 type sockets struct {
 	inspect, accept, connmgrOut, connmgrIn, retry, stats, proxyStats *zsock.Socket
+	intreqOut, intreqOutStream, intreqIn                             *zsock.Socket
 }
 
 func (ss *sockets) all() []*zsock.Socket {
 	var out []*zsock.Socket
-	for _, so := range []*zsock.Socket{ss.inspect, ss.accept, ss.connmgrOut, ss.connmgrIn, ss.retry, ss.stats, ss.proxyStats} {
+	for _, so := range []*zsock.Socket{ss.inspect, ss.accept, ss.connmgrOut, ss.connmgrIn, ss.retry, ss.stats, ss.proxyStats,
+		ss.intreqOut, ss.intreqOutStream, ss.intreqIn} {
 		if so != nil {
 			out = append(out, so)
 		}
@@ -118,6 +121,20 @@ func (s *Service) openSockets(zctx *zsock.Context) (*sockets, error) {
 			return fail(err)
 		}
 	}
+	if c.hasIntreq() {
+		if ss.intreqOut, err = open(zsock.Options{Name: "intreq-in", Type: zmq.PUSH, Direction: zsock.SendOnly,
+			Connect: c.IntreqOutSpecs, SndHWM: hwmIntreq, Linger: lingerStream}); err != nil {
+			return fail(err)
+		}
+		if ss.intreqOutStream, err = open(zsock.Options{Name: "intreq-in-stream", Type: zmq.ROUTER, Direction: zsock.SendOnly,
+			Connect: c.IntreqOutStream, Identity: c.InstanceID, SndHWM: hwmIntreq, Linger: lingerStream}); err != nil {
+			return fail(err)
+		}
+		if ss.intreqIn, err = open(zsock.Options{Name: "intreq-out", Type: zmq.SUB, Direction: zsock.RecvOnly,
+			Connect: c.IntreqInSpecs, Subscribe: []string{c.InstanceID + " "}, RcvHWM: hwmIntreq}); err != nil {
+			return fail(err)
+		}
+	}
 	if c.StatsSpec != "" {
 		if ss.stats, err = open(zsock.Options{Name: "stats", Type: zmq.PUB, Direction: zsock.SendOnly,
 			Bind: []string{c.StatsSpec}, SndHWM: hwmStats, QueueLen: statsOutQLen}); err != nil {
@@ -155,6 +172,11 @@ func (s *Service) Run(ctx context.Context) error {
 	}
 	if ss.retry != nil {
 		eng.out.retry = ss.retry.Send()
+	}
+	if ss.intreqOut != nil {
+		eng.out.intreq = ss.intreqOut.Send()
+		eng.out.intreqStream = ss.intreqOutStream.Send()
+		eng.intreq = ss.intreqIn.Recv()
 	}
 	in, err := newInputs(zctx, s.cfg.Inputs, eng, chans, s.log.With().Str("component", "publish").Logger())
 	if err != nil {

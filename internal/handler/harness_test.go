@@ -102,6 +102,10 @@ type harness struct {
 	cin     *zmq.Socket
 	cstream *zmq.Socket
 	retry   *zmq.Socket
+	// The test plays the proxy's intreq server too.
+	iin     *zmq.Socket // PULL: first packets of outbound requests
+	istream *zmq.Socket // ROUTER (identity proxy_test): follow-ups
+	iout    *zmq.Socket // PUB: replies
 	id      string
 	seq     int // accept request counter
 	stop    func()
@@ -136,6 +140,17 @@ func startHarness(t *testing.T, mod func(*Config)) *harness {
 	h.cstream = sock(zmq.ROUTER, "condure-out-stream")
 	h.cstream.SetRouterMandatory(1)
 	h.retry = sock(zmq.PULL, "retry")
+	h.iin = sock(zmq.PULL, "intreq-in")
+	h.istream, err = h.zctx.NewSocket(zmq.ROUTER)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.istream.SetLinger(0)
+	h.istream.SetIdentity("proxy_test")
+	if err := h.istream.Bind(spec("intreq-in-stream")); err != nil {
+		t.Fatal(err)
+	}
+	h.iout = sock(zmq.PUB, "intreq-out")
 
 	cfg := Config{
 		InstanceID:                h.id,
@@ -143,6 +158,9 @@ func startHarness(t *testing.T, mod func(*Config)) *harness {
 		ConnmgrOutSpecs:           []string{spec("condure-in")},
 		ConnmgrStreamSpecs:        []string{spec("condure-out-stream")},
 		RetryOutSpecs:             []string{spec("retry")},
+		IntreqOutSpecs:            []string{spec("intreq-in")},
+		IntreqOutStream:           []string{spec("intreq-in-stream")},
+		IntreqInSpecs:             []string{spec("intreq-out")},
 		SubscriptionLinger:        60 * time.Second,
 		UpdateOnFirstSubscription: true,
 		clock:                     h.clock,
@@ -164,7 +182,7 @@ func startHarness(t *testing.T, mod func(*Config)) *harness {
 			if err := <-done; err != nil {
 				t.Errorf("run: %v", err)
 			}
-			for _, s := range []*zmq.Socket{h.accept, h.cin, h.cstream, h.retry} {
+			for _, s := range []*zmq.Socket{h.accept, h.cin, h.cstream, h.retry, h.iin, h.istream, h.iout} {
 				s.Close()
 			}
 			h.zctx.Term()

@@ -36,6 +36,9 @@ type sessChannel struct {
 	prevID  string
 	hasPrev bool
 	filters []string
+	// delivered: an item reached the session on this channel since its
+	// next-link window started.
+	delivered bool
 }
 
 // streamItem is a queued http-stream delivery.
@@ -46,6 +49,8 @@ type streamItem struct {
 	hasPrev bool
 	action  grip.Action
 	content []byte
+	// skip: filtered out for this session; it only moves the prev-id on.
+	skip bool
 }
 
 // hsession is one held HTTP request: the zhttp server session towards
@@ -72,6 +77,15 @@ type hsession struct {
 	dropped     int // items dropped because the queue was full
 
 	timers sessionTimers
+
+	// Links (links.go).
+	gone         *grip.Link // from the first instructions only
+	outReq       *outReq    // next-link request in flight
+	currentURI   string     // the last next link fetched; "" before
+	linkRetries  int        // failed next-link fetches in a row
+	linkRetryDue bool       // timerNextLink is a retry, not a window end
+	fetchOnFlush bool       // fetch the next link once pending is written
+	updQueued    bool       // in the engine's update queue
 }
 
 func newSession(rs requestState, acc *acceptData, now time.Time) *hsession {
@@ -94,6 +108,7 @@ func newSession(rs requestState, acc *acceptData, now time.Time) *hsession {
 			LastOut:  now,
 		},
 		headSent: rs.ResponseCode >= 0 || acc.ResponseSent,
+		gone:     acc.Instruct.GoneLink,
 	}
 	if rs.UserData != nil {
 		s.extra = appendField(nil, "user-data", rs.UserData)
@@ -130,24 +145,25 @@ func (e *engine) sendFrag(s *hsession, frag []byte, now time.Time) bool {
 
 // startStream sends the initial response of a stream hold: head and
 // initial body within the credits, `more` always set (grip-reference §3.6).
-func (e *engine) startStream(s *hsession, now time.Time) bool {
+// body is the initial body after the response-content filters.
+func (e *engine) startStream(s *hsession, body []byte, now time.Time) bool {
 	if s.headSent {
-		if len(s.in.Response.Body) > 0 && !s.acc.ResponseSent {
-			return e.writeBody(s, s.in.Response.Body, now)
+		if len(body) > 0 && !s.acc.ResponseSent {
+			return e.writeBody(s, body, now)
 		}
 		return true
 	}
 	r := &s.in.Response
-	n := s.z.Spend(len(r.Body))
+	n := s.z.Spend(len(body))
 	s.headSent = true
-	if n < len(r.Body) {
-		s.pending = append(s.pending, r.Body[n:]...)
+	if n < len(body) {
+		s.pending = append(s.pending, body[n:]...)
 	}
 	headers := r.Headers
 	if s.rs.AutoCrossOrigin {
 		headers = applyCORS(s.acc.Request.Headers, headers)
 	}
-	return e.sendFrag(s, headFragment(r.Code, r.Reason, headers, r.Body[:n], true), now)
+	return e.sendFrag(s, headFragment(r.Code, r.Reason, headers, body[:n], true), now)
 }
 
 // respond sends a complete response (response hold: publish, timeout or
@@ -221,6 +237,8 @@ func (e *engine) prepareToClose(s *hsession) {
 	s.queue = nil
 	e.timers.disarm(s, timerHold)
 	e.timers.disarm(s, timerGripKeepAlive)
+	e.timers.disarm(s, timerNextLink)
+	s.fetchOnFlush = false
 }
 
 // creditsArrived resumes output after connmgr granted credits.
@@ -228,7 +246,12 @@ func (e *engine) creditsArrived(s *hsession, now time.Time) {
 	if !e.flush(s, now) {
 		return
 	}
-	if s.state != stateHolding || s.mode != grip.HoldStream {
+	if s.state != stateHolding || !s.streaming() {
+		return
+	}
+	if s.fetchOnFlush && len(s.pending) == 0 {
+		s.fetchOnFlush = false
+		e.fetchNext(s, now)
 		return
 	}
 	e.sendQueue(s, now)
@@ -255,7 +278,13 @@ func (e *engine) streamItemNow(s *hsession, it *streamItem, now time.Time) bool 
 	if !e.trackPrevID(s, it.channel, it.hasPrev, it.prevID, it.id, now) {
 		return false
 	}
+	if it.skip {
+		return true
+	}
 	switch it.action {
+	case grip.ActionHint:
+		e.update(s, now)
+		return false
 	case grip.ActionClose:
 		e.prepareToClose(s)
 		s.finishAfter = true

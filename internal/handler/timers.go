@@ -13,6 +13,7 @@ const (
 	timerExpire                          // nothing from connmgr for Timers.ZhttpExpire: drop
 	timerHold                            // response hold: Grip-Timeout elapsed
 	timerGripKeepAlive                   // stream hold: write Grip-Keep-Alive data
+	timerNextLink                        // next-link window end or fetch retry
 	numTimerKinds
 )
 

@@ -66,10 +66,27 @@ type Config struct {
 	RetryInSpecs             []string // PULL, bind: retry packets from the handler (1.36 framing)
 	ServiceTimeout           time.Duration
 
+	// The handler's own outbound requests (intreq, zmq-wire.md §4.8); on
+	// only when all three are set, as in Pushpin.
+	IntreqInSpecs       []string // PULL, bind: first packets from the handler
+	IntreqInStreamSpecs []string // ROUTER, bind, identity = InstanceID: follow-ups from the handler
+	IntreqOutSpecs      []string // PUB, bind: replies to the handler
+
 	// Now and Tick let tests drive the engine's timers (keep-alives at 45 s,
 	// expiry at 60 s); nil/zero mean time.Now and one tick per second.
 	Now  func() time.Time
 	Tick time.Duration
+}
+
+// IntreqEnabled reports whether the intreq sockets are configured.
+func (c *Config) IntreqEnabled() bool {
+	return len(c.IntreqInSpecs) > 0 && len(c.IntreqInStreamSpecs) > 0 && len(c.IntreqOutSpecs) > 0
+}
+
+// intreqPartial reports some but not all intreq specs set (Pushpin then
+// runs without intreq, silently; we warn).
+func (c *Config) intreqPartial() bool {
+	return !c.IntreqEnabled() && len(c.IntreqInSpecs)+len(c.IntreqInStreamSpecs)+len(c.IntreqOutSpecs) > 0
 }
 
 // unsupportedProxyKeys are [proxy] settings tack does not act on yet; a
@@ -156,6 +173,9 @@ func ConfigFromFile(f *config.File, routeLines []string) (Config, error) {
 	c.ConfigDir = f.Dir()
 	c.AcceptSpecs = f.List("proxy", "handler_accept_spec")
 	c.RetryInSpecs = f.List("proxy", "handler_retry_in_spec")
+	c.IntreqInSpecs = f.List("proxy", "intreq_in_specs")
+	c.IntreqInStreamSpecs = f.List("proxy", "intreq_in_stream_specs")
+	c.IntreqOutSpecs = f.List("proxy", "intreq_out_specs")
 	maxconn, err := f.Int("runner", "client_maxconn", DefaultMaxOpenRequests)
 	if err != nil {
 		return c, err

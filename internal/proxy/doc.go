@@ -20,6 +20,9 @@
 //	zurl-out             SUB     connect       zurl_in_specs             101000  libzmq drops
 //	accept               DEALER  bind          handler_accept_spec       100     1 s wait, then 500 "Accept service unavailable."
 //	retry                PULL    bind          handler_retry_in_spec     101000  libzmq holds
+//	intreq-in            PULL    bind          intreq_in_specs           100     handler holds/fails its request
+//	intreq-in-stream     ROUTER  bind          intreq_in_stream_specs    101000  libzmq drops
+//	intreq-out           PUB     bind          intreq_out_specs          101000  packet dropped, logged
 //
 // GRIP: a backend response with a Grip-* header or the grip-instruct
 // content type (route not no_grip) is collected (≤ 100000 bytes), the
@@ -27,7 +30,21 @@
 // to the handler (zmq-wire.md §4.3). Retry packets give sessions back; the
 // proxy re-requests the backend with Grip-Last headers.
 //
+// Intreq (zmq-wire.md §4.8): the handler's own requests (Grip-Link
+// rel=next fetches, rel=gone POSTs) arrive on intreq-in/intreq-in-stream
+// and are served like client requests, except that replies go out on
+// intreq-out (topic = the handler's from), the response is always relayed
+// as-is (never GRIP: the handler reads its Grip-* headers), the handler's
+// Grip-* request headers (Grip-Last) reach the backend, and there is no
+// peer address, X-Forwarded-For append, hand-off or request log line at
+// Info. The first packet's passthrough dict routes it: prefer-internal →
+// the route with that id (else a host lookup); otherwise straight to the
+// URI's host:port with the original route's signing settings and
+// ignore-policies when trusted. auto-share (coalescing identical requests)
+// is not done: each handler request gets its own backend request. The
+// sockets are opened only when all three intreq_* keys are set.
+//
 // Not yet: inspect calls (request sharing, sessions), WebSocket proxying,
 // zhttp/zhttpreq route targets, CORS/JSON-P, orig_headers marking, the
-// proxy-stats and proxy-command sockets, intreq (next links).
+// proxy-stats and proxy-command sockets, intreq auto-share.
 package proxy

@@ -25,12 +25,33 @@ const (
 	textCheck          = "Pushpin-compatible GRIP proxy (tack).\n"
 )
 
-// session is one client request (server role towards connmgr) and the
-// request the proxy makes for it (client role towards the zhttp client).
+// clientSide names the zhttp client a session serves: connmgr (a client's
+// request) or the handler (its own outbound request over intreq,
+// zmq-wire.md §4.8). The "in" half of a session talks to that side only.
+type clientSide uint8
+
+const (
+	sideConnmgr clientSide = iota
+	sideIntreq
+	numSides
+)
+
+// sockets names the side's first-packet and follow-up sockets for logs.
+func (sd clientSide) sockets() (first, stream string) {
+	if sd == sideIntreq {
+		return "intreq-in", "intreq-in-stream"
+	}
+	return "connmgr-in", "connmgr-in-stream"
+}
+
+// session is one client request (server role towards connmgr or, for
+// intreq, the handler) and the request the proxy makes for it (client role
+// towards the zhttp client).
 type session struct {
-	key string
-	in  zhttpsession.Session // towards connmgr: ID = its id, Peer = its from
-	out zhttpsession.Session // towards zurl: ID = ours, Peer = zurl's from once known
+	key  string
+	side clientSide
+	in   zhttpsession.Session // towards connmgr/handler: ID = its id, Peer = its from
+	out  zhttpsession.Session // towards zurl: ID = ours, Peer = zurl's from once known
 
 	method  string
 	ci      clientInfo
@@ -89,6 +110,7 @@ type engine struct {
 	routes func() *routes.Table
 
 	toConnmgr      chan<- zsock.Message // PUB
+	toIntreq       chan<- zsock.Message // PUB to the handler (nil: no intreq)
 	toClient       chan<- zsock.Message // PUSH
 	toClientStream chan<- zsock.Message // ROUTER
 
@@ -124,21 +146,31 @@ func newEngine(cfg Config, log zerolog.Logger, rt func() *routes.Table) *engine 
 	}
 }
 
-func inKey(from, id []byte) string { return string(from) + "\x00" + string(id) }
+// inKey keys a session by its client's side, from and id: the same
+// (from, id) pair on the two sides names two sessions.
+func inKey(sd clientSide, from, id []byte) string {
+	return string([]byte{'0' + byte(sd)}) + string(from) + "\x00" + string(id)
+}
 
 // --- sending ---
 
-func (e *engine) sendConnmgr(s *session, p *zhttp.Packet, now time.Time) {
+// sendIn sends p to the session's client (connmgr or the handler).
+func (e *engine) sendIn(s *session, p *zhttp.Packet, now time.Time) {
 	s.in.Stamp(p, e.id, true, now)
-	e.pub(s.in.Peer, p)
+	e.pub(s.side, s.in.Peer, p)
 }
 
-func (e *engine) pub(dest []byte, p *zhttp.Packet) {
+// pub publishes p to dest on the side's PUB socket ("<dest> T…" on both).
+func (e *engine) pub(sd clientSide, dest []byte, p *zhttp.Packet) {
+	out, name := e.toConnmgr, "condure-in"
+	if sd == sideIntreq {
+		out, name = e.toIntreq, "intreq-out"
+	}
 	frame := zhttp.PubFrame(dest, p)
 	select {
-	case e.toConnmgr <- zsock.Message{frame}:
+	case out <- zsock.Message{frame}:
 	default:
-		e.log.Warn().Str(logging.FieldRID, string(p.ID)).Msg("connmgr queue full, packet dropped")
+		e.log.Warn().Str(logging.FieldRID, string(p.ID)).Str(logging.FieldSocket, name).Msg("queue full, packet dropped")
 	}
 }
 
@@ -182,10 +214,10 @@ func (e *engine) sendComplete(s *session, p *zhttp.Packet, now time.Time) {
 		p.More = true
 		s.outBody = body[n:]
 		s.completing = true
-		e.sendConnmgr(s, p, now)
+		e.sendIn(s, p, now)
 		return
 	}
-	e.sendConnmgr(s, p, now)
+	e.sendIn(s, p, now)
 	e.finish(s, "")
 }
 
@@ -199,7 +231,7 @@ func (e *engine) flushComplete(s *session, now time.Time) {
 	p.Body = s.outBody[:n]
 	s.outBody = s.outBody[n:]
 	p.More = len(s.outBody) > 0
-	e.sendConnmgr(s, p, now)
+	e.sendIn(s, p, now)
 	if !p.More {
 		e.finish(s, "")
 	}
@@ -217,10 +249,10 @@ func (e *engine) debug(s *session) bool {
 	return e.cfg.Debug || (s.route != nil && s.route.Debug)
 }
 
-func (e *engine) cancelConnmgr(s *session, now time.Time) {
+func (e *engine) cancelIn(s *session, now time.Time) {
 	p := zhttp.New()
 	p.Type = zhttp.TypeCancel
-	e.sendConnmgr(s, p, now)
+	e.sendIn(s, p, now)
 }
 
 func (e *engine) cancelClient(s *session, now time.Time) {
@@ -243,7 +275,15 @@ func (e *engine) dropOut(s *session) {
 func (e *engine) finish(s *session, outcome string) {
 	e.dropOut(s)
 	delete(e.byIn, s.key)
-	if ev := e.log.Info(); ev.Enabled() {
+	// Pushpin logs no request line for the handler's own requests; ours
+	// go to debug.
+	var ev *zerolog.Event
+	if s.side == sideIntreq {
+		ev = e.log.Debug().Bool("intreq", true)
+	} else {
+		ev = e.log.Info()
+	}
+	if ev.Enabled() {
 		target := "-"
 		if s.ti < len(s.targets) {
 			target = targetName(&s.targets[s.ti])
@@ -269,45 +309,47 @@ func (e *engine) finish(s *session, outcome string) {
 	}
 }
 
-// --- packets from connmgr ---
+// --- packets from connmgr (and from the handler over intreq) ---
 
-// handleConnmgrFirst handles a packet from the PULL socket.
-func (e *engine) handleConnmgrFirst(frame []byte, now time.Time) {
+// handleFirst handles a packet from a side's PULL socket: connmgr's
+// (condure-out) or the handler's (intreq-in).
+func (e *engine) handleFirst(sd clientSide, frame []byte, now time.Time) {
+	sock, _ := sd.sockets()
 	p, err := zhttp.Parse(frame)
 	if err != nil {
-		e.log.Warn().Err(err).Str(logging.FieldSocket, "connmgr-in").Msg("dropping undecodable packet")
+		e.log.Warn().Err(err).Str(logging.FieldSocket, sock).Msg("dropping undecodable packet")
 		return
 	}
 	if len(p.From) == 0 || p.ID == nil {
-		e.log.Warn().Str(logging.FieldSocket, "connmgr-in").Msg("dropping first packet without from or id")
+		e.log.Warn().Str(logging.FieldSocket, sock).Msg("dropping first packet without from or id")
 		return
 	}
-	key := inKey(p.From, p.ID)
+	key := inKey(sd, p.From, p.ID)
 	if _, dup := e.byIn[key]; dup {
-		e.log.Warn().Str(logging.FieldRID, string(p.ID)).Msg("duplicate first packet dropped")
+		e.log.Warn().Str(logging.FieldRID, string(p.ID)).Str(logging.FieldSocket, sock).Msg("duplicate first packet dropped")
 		return
 	}
-	s := &session{key: key, first: p, method: p.Method, started: now}
+	s := &session{key: key, side: sd, first: p, method: p.Method, started: now}
 	s.in.ID = p.ID
 	s.in.Peer = p.From
 	if err := s.in.Receive(p, now); err != nil || p.Seq > 0 {
-		e.log.Warn().Str(logging.FieldRID, string(p.ID)).Msg("first packet with non-zero seq, cancelling")
+		e.log.Warn().Str(logging.FieldRID, string(p.ID)).Str(logging.FieldSocket, sock).Msg("first packet with non-zero seq, cancelling")
 		e.byIn[key] = s
-		e.cancelConnmgr(s, now)
+		e.cancelIn(s, now)
 		delete(e.byIn, key)
 		return
 	}
 	e.byIn[key] = s
 	s.reqMore = p.More
 	if p.Type != zhttp.TypeData || p.URI == "" {
-		e.cancelConnmgr(s, now)
+		e.cancelIn(s, now)
 		delete(e.byIn, key)
 		return
 	}
-	// Acknowledge at once so that connmgr learns our address (§2.7).
+	// Acknowledge at once so that the client learns our address (§2.7).
 	ack := zhttp.New()
 	ack.Type = zhttp.TypeKeepAlive
-	e.sendConnmgr(s, ack, now)
+	e.sendIn(s, ack, now)
 
 	if len(e.byIn) > e.cfg.MaxOpenRequests {
 		e.respondError(s, 503, "Service Unavailable", textUnavailable, "", now)
@@ -318,10 +360,16 @@ func (e *engine) handleConnmgrFirst(frame []byte, now time.Time) {
 		e.respondError(s, 501, "Not Implemented", "WebSocket proxying is not supported yet.\n", "", now)
 		return
 	}
-	ci, err := parseClient(p, e.cfg.AcceptXForwardedProtocol)
+	// The handler's own requests are routed by their URI alone: Pushpin
+	// applies neither X-Forwarded-Proto nor Pushpin-Route to them.
+	ci, err := parseClient(p, e.cfg.AcceptXForwardedProtocol && sd == sideConnmgr)
 	if err != nil {
 		e.respondError(s, 400, "Bad Request", "Bad request URI.\n", "", now)
 		return
+	}
+	if sd == sideIntreq {
+		ci.internal = true
+		ci.peer = "" // no client behind it: no X-Forwarded-For append, no peer in logs
 	}
 	s.ci = ci
 	if _, ok := p.Header("Pushpin-Check"); ok {
@@ -329,14 +377,13 @@ func (e *engine) handleConnmgrFirst(frame []byte, now time.Time) {
 		return
 	}
 	var r *routes.Route
-	t := e.routes()
-	if e.cfg.AcceptPushpinRoute {
-		if id, ok := p.Header("Pushpin-Route"); ok && t != nil {
-			r = t.ByID(strings.TrimSpace(id))
+	if sd == sideIntreq {
+		if r, err = e.intreqRoute(p, ci); err != nil {
+			e.respondError(s, 400, "Bad Request", "Bad request URI.\n", "", now)
+			return
 		}
-	}
-	if r == nil && t != nil {
-		r = t.Lookup(ci.host, "http", ci.tls, ci.path)
+	} else {
+		r = e.clientRoute(p, ci)
 	}
 	if r == nil || len(r.Targets) == 0 {
 		e.respondError(s, 502, "Bad Gateway", fmt.Sprintf(textNoRoute, ci.host), "", now)
@@ -351,8 +398,26 @@ func (e *engine) handleConnmgrFirst(frame []byte, now time.Time) {
 	e.startTarget(s, now)
 }
 
-// handleConnmgrStream handles a ROUTER message [identity, "", payload].
-func (e *engine) handleConnmgrStream(msg zsock.Message, now time.Time) {
+// clientRoute picks the route for a client's request: by Pushpin-Route
+// when accepted, else by host, TLS and path (grip-reference §2.1 step 3).
+func (e *engine) clientRoute(p *zhttp.Packet, ci clientInfo) *routes.Route {
+	t := e.routes()
+	if e.cfg.AcceptPushpinRoute {
+		if id, ok := p.Header("Pushpin-Route"); ok && t != nil {
+			if r := t.ByID(strings.TrimSpace(id)); r != nil {
+				return r
+			}
+		}
+	}
+	if t == nil {
+		return nil
+	}
+	return t.Lookup(ci.host, "http", ci.tls, ci.path)
+}
+
+// handleStream handles a ROUTER message [identity, "", payload] from a
+// side's follow-up socket (condure-out-stream or intreq-in-stream).
+func (e *engine) handleStream(sd clientSide, msg zsock.Message, now time.Time) {
 	if len(msg) < 2 {
 		return
 	}
@@ -362,12 +427,13 @@ func (e *engine) handleConnmgrStream(msg zsock.Message, now time.Time) {
 	}
 	p, err := zhttp.Parse(payload)
 	if err != nil {
-		e.log.Warn().Err(err).Str(logging.FieldSocket, "connmgr-in-stream").Msg("dropping undecodable packet")
+		_, sock := sd.sockets()
+		e.log.Warn().Err(err).Str(logging.FieldSocket, sock).Msg("dropping undecodable packet")
 		return
 	}
 	if p.IDs != nil {
 		for _, is := range p.IDs {
-			s := e.byIn[inKey(p.From, is.ID)]
+			s := e.byIn[inKey(sd, p.From, is.ID)]
 			if s == nil {
 				continue
 			}
@@ -375,19 +441,20 @@ func (e *engine) handleConnmgrStream(msg zsock.Message, now time.Time) {
 				e.badSeq(s, err, now)
 				continue
 			}
-			e.connmgrPacket(s, p, now)
+			e.inPacket(s, p, now)
 		}
 		return
 	}
-	s := e.byIn[inKey(p.From, p.ID)]
+	key := inKey(sd, p.From, p.ID)
+	s := e.byIn[key]
 	if s == nil {
-		if _, gone := e.handedOff[inKey(p.From, p.ID)]; gone {
+		if _, gone := e.handedOff[key]; gone {
 			return
 		}
 		if p.Type != zhttp.TypeCancel && p.Type != zhttp.TypeError && len(p.From) > 0 {
 			c := zhttp.New()
 			c.From, c.ID, c.Type = e.id, p.ID, zhttp.TypeCancel
-			e.pub(p.From, c)
+			e.pub(sd, p.From, c)
 		}
 		return
 	}
@@ -395,17 +462,18 @@ func (e *engine) handleConnmgrStream(msg zsock.Message, now time.Time) {
 		e.badSeq(s, err, now)
 		return
 	}
-	e.connmgrPacket(s, p, now)
+	e.inPacket(s, p, now)
 }
 
 func (e *engine) badSeq(s *session, err error, now time.Time) {
-	e.log.Warn().Err(err).Str(logging.FieldRID, string(s.in.ID)).Msg("bad seq from connmgr, cancelling")
-	e.cancelConnmgr(s, now)
+	_, sock := s.side.sockets()
+	e.log.Warn().Err(err).Str(logging.FieldRID, string(s.in.ID)).Str(logging.FieldSocket, sock).Msg("bad seq from client, cancelling")
+	e.cancelIn(s, now)
 	e.cancelClient(s, now)
 	e.finish(s, "error")
 }
 
-func (e *engine) connmgrPacket(s *session, p *zhttp.Packet, now time.Time) {
+func (e *engine) inPacket(s *session, p *zhttp.Packet, now time.Time) {
 	switch p.Type {
 	case zhttp.TypeCancel, zhttp.TypeError:
 		e.cancelClient(s, now)
@@ -520,7 +588,7 @@ func (e *engine) grantRequestCredit(s *session, now time.Time) {
 	c.Type = zhttp.TypeCredit
 	c.Credits = want
 	s.inOutstanding += want
-	e.sendConnmgr(s, c, now)
+	e.sendIn(s, c, now)
 }
 
 // --- targets ---
@@ -652,7 +720,7 @@ func (e *engine) clientBadSeq(s *session, err error, now time.Time) {
 	e.log.Warn().Err(err).Str(logging.FieldRID, string(s.out.ID)).Msg("bad seq from zhttp client")
 	e.cancelClient(s, now)
 	if s.respStarted {
-		e.cancelConnmgr(s, now)
+		e.cancelIn(s, now)
 		e.finish(s, "error")
 		return
 	}
@@ -723,7 +791,7 @@ func (e *engine) flushResp(s *session, head *zhttp.Packet, now time.Time) {
 	}
 	p.More = !last
 	s.respBytes += int64(n)
-	e.sendConnmgr(s, p, now)
+	e.sendIn(s, p, now)
 	if last {
 		s.respEndSent = true
 		e.dropOut(s)
@@ -751,7 +819,7 @@ const creditBatch = ResponseBuffer / 4
 func (e *engine) clientError(s *session, cond string, now time.Time) {
 	e.dropOut(s)
 	if s.respStarted {
-		e.cancelConnmgr(s, now)
+		e.cancelIn(s, now)
 		e.finish(s, "error "+cond)
 		return
 	}
@@ -788,10 +856,10 @@ func (e *engine) clientDropped(outID string, now time.Time) {
 
 // tick sends due keep-alives and expires silent sessions.
 func (e *engine) tick(now time.Time) {
-	var due []*zhttpsession.Session
+	var due [numSides][]*zhttpsession.Session
 	for _, s := range e.byIn {
 		if s.in.Expired(now) && s.acceptID == "" {
-			e.log.Debug().Str(logging.FieldRID, string(s.in.ID)).Msg("connmgr session expired")
+			e.log.Debug().Str(logging.FieldRID, string(s.in.ID)).Msg("client session expired")
 			e.cancelClient(s, now)
 			e.finish(s, "expired")
 			continue
@@ -812,7 +880,7 @@ func (e *engine) tick(now time.Time) {
 			}
 		}
 		if s.in.KeepAliveDue(now) && !s.handoff && s.acceptID == "" {
-			due = append(due, &s.in)
+			due[s.side] = append(due[s.side], &s.in)
 		}
 	}
 	for k, at := range e.handedOff {
@@ -826,8 +894,10 @@ func (e *engine) tick(now time.Time) {
 			e.acceptFailed(id, now)
 		}
 	}
-	for _, a := range zhttpsession.KeepAlives(e.id, due, now) {
-		e.pub(a.Peer, a.Packet)
+	for sd := range due {
+		for _, a := range zhttpsession.KeepAlives(e.id, due[sd], now) {
+			e.pub(clientSide(sd), a.Peer, a.Packet)
+		}
 	}
 }
 
@@ -835,7 +905,7 @@ func (e *engine) tick(now time.Time) {
 func (e *engine) shutdown(now time.Time) {
 	for _, s := range e.byIn {
 		e.cancelClient(s, now)
-		e.cancelConnmgr(s, now)
+		e.cancelIn(s, now)
 		e.finish(s, "shutdown")
 	}
 }

@@ -44,7 +44,9 @@ func toGripHeaders(hs []zhttp.Header) []grip.Header {
 // isGRIPResponse reports whether a backend response head must go to the
 // handler instead of the client.
 func (e *engine) isGRIPResponse(s *session, p *zhttp.Packet) bool {
-	if s.route != nil && s.route.NoGrip {
+	// The handler's own requests are relayed as they are: it reads their
+	// Grip-* headers itself (grip-reference §3.1).
+	if s.side == sideIntreq || (s.route != nil && s.route.NoGrip) {
 		return false
 	}
 	return grip.IsGRIP(toGripHeaders(p.Headers))
@@ -101,7 +103,7 @@ func (e *engine) startHandoff(s *session, now time.Time) {
 	p.Type = zhttp.TypeHandoffStart
 	s.handoff = true
 	s.handoffAt = now
-	e.sendConnmgr(s, p, now)
+	e.sendIn(s, p, now)
 }
 
 // retryWaitingHandler starts the hand-offs that waited for a handler to
@@ -277,7 +279,7 @@ func e0(v string) string {
 func (e *engine) resume(s *session, now time.Time) {
 	ka := zhttp.New()
 	ka.Type = zhttp.TypeKeepAlive
-	e.sendConnmgr(s, ka, now)
+	e.sendIn(s, ka, now)
 }
 
 // handleAcceptReply handles a DEALER message ["", reply].

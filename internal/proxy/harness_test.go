@@ -30,6 +30,9 @@ const quiet = 300 * time.Millisecond
 const (
 	connmgrFrom = "condure"   // the fake connmgr's `from` (condure 1.9.1's default)
 	zurlFrom    = "zurl-fake" // the fake zurl's `from` and DEALER identity
+	// handlerFrom is the fake handler's `from` and ROUTER identity on
+	// intreq: the real 1.36 handler's of capture §A.7.
+	handlerFrom = "pushpin-handler_9233"
 )
 
 var harnessSeq atomic.Int64
@@ -50,6 +53,7 @@ type harness struct {
 	cmPush, cmRouter, cmSub *zsock.Socket
 	zPull, zDealer, zPub    *zsock.Socket
 	hRouter, hPush          *zsock.Socket
+	iPush, iRouter, iSub    *zsock.Socket // the handler as an intreq client (harnessOpts.intreq)
 
 	reqN int
 	stop func() // stops the proxy (once); also run at cleanup
@@ -59,6 +63,7 @@ type harnessOpts struct {
 	routes    []string
 	noZurl    bool // bind no zurl sockets: the proxy's sends go nowhere
 	noHandler bool // connect no fake handler (the proxy still binds accept/retry)
+	intreq    bool // configure intreq and connect the handler's client sockets to it
 	mod       func(*Config)
 }
 
@@ -85,6 +90,11 @@ func startProxy(t *testing.T, o harnessOpts) *harness {
 		SigIss:               DefaultSigIss,
 		ServiceTimeout:       300 * time.Millisecond,
 		XForwardedFor:        XFFRule{Truncate: -1},
+	}
+	if o.intreq {
+		h.cfg.IntreqInSpecs = []string{ipc("intreq-in")}
+		h.cfg.IntreqInStreamSpecs = []string{ipc("intreq-in-stream")}
+		h.cfg.IntreqOutSpecs = []string{ipc("intreq-out")}
 	}
 	if o.mod != nil {
 		o.mod(&h.cfg)
@@ -126,6 +136,16 @@ func startProxy(t *testing.T, o harnessOpts) *harness {
 			Connect: h.cfg.AcceptSpecs})
 		h.hPush = open(zsock.Options{Name: "h-push", Type: zmq.PUSH, Direction: zsock.SendOnly,
 			Connect: h.cfg.RetryInSpecs, SendTimeout: waitFor})
+	}
+	if o.intreq {
+		// The 1.36 handler connects to the three binds of the proxy
+		// (zmq-wire.md §3.2): PUSH, ROUTER (identity = its from), SUB.
+		h.iPush = open(zsock.Options{Name: "i-push", Type: zmq.PUSH, Direction: zsock.SendOnly,
+			Connect: h.cfg.IntreqInSpecs, SendTimeout: waitFor})
+		h.iRouter = open(zsock.Options{Name: "i-router", Type: zmq.ROUTER, Direction: zsock.SendOnly,
+			Connect: h.cfg.IntreqInStreamSpecs, Identity: handlerFrom, RouterMandatory: true, SendTimeout: waitFor})
+		h.iSub = open(zsock.Options{Name: "i-sub", Type: zmq.SUB, Direction: zsock.RecvOnly,
+			Connect: h.cfg.IntreqOutSpecs, Subscribe: []string{handlerFrom + " "}})
 	}
 	sctx, stopSocks := context.WithCancel(context.Background())
 	var swg sync.WaitGroup
@@ -171,6 +191,9 @@ func startProxy(t *testing.T, o harnessOpts) *harness {
 		h.waitZurlSubscription()
 	}
 	h.warmConnmgr()
+	if o.intreq {
+		h.warmIntreq()
+	}
 	return h
 }
 

@@ -83,6 +83,9 @@ func (s *Service) Run(ctx context.Context) error {
 	}
 	eng := newEngine(s.cfg, s.log, watcher.Current)
 	eng.toConnmgr = socks.connmgrOut.Send()
+	if socks.intreqOut != nil {
+		eng.toIntreq = socks.intreqOut.Send()
+	}
 	eng.toClient = socks.clientOut.Send()
 	eng.toClientStream = socks.clientOutStream.Send()
 	if socks.accept != nil {
@@ -181,11 +184,12 @@ type sockets struct {
 	connmgrIn, connmgrInStream, connmgrOut    *zsock.Socket
 	clientOut, clientOutStream, clientReplies *zsock.Socket
 	accept, retry                             *zsock.Socket // nil when not configured
+	intreqIn, intreqInStream, intreqOut       *zsock.Socket // nil when not configured
 }
 
 func (ss *sockets) all() []*zsock.Socket {
 	out := []*zsock.Socket{ss.connmgrIn, ss.connmgrInStream, ss.connmgrOut, ss.clientOut, ss.clientOutStream, ss.clientReplies}
-	for _, so := range []*zsock.Socket{ss.accept, ss.retry} {
+	for _, so := range []*zsock.Socket{ss.accept, ss.retry, ss.intreqIn, ss.intreqInStream, ss.intreqOut} {
 		if so != nil {
 			out = append(out, so)
 		}
@@ -286,6 +290,23 @@ func (s *Service) openSockets(zctx *zsock.Context, drops, acceptDrops chan<- str
 			return fail(err)
 		}
 	}
+	if s.cfg.IntreqEnabled() {
+		// Pushpin's C++ zhttp server sockets, bound (zmq-wire.md §3.2, §3.6).
+		if ss.intreqIn, err = open(zsock.Options{Name: "intreq-in", Type: zmq.PULL, Direction: zsock.RecvOnly,
+			Bind: s.cfg.IntreqInSpecs, RcvHWM: hwmFirst}); err != nil {
+			return fail(err)
+		}
+		if ss.intreqInStream, err = open(zsock.Options{Name: "intreq-in-stream", Type: zmq.ROUTER, Direction: zsock.RecvOnly,
+			Bind: s.cfg.IntreqInStreamSpecs, Identity: id, RcvHWM: hwmStream, SndHWM: hwmStream, Linger: lingerStream}); err != nil {
+			return fail(err)
+		}
+		if ss.intreqOut, err = open(zsock.Options{Name: "intreq-out", Type: zmq.PUB, Direction: zsock.SendOnly,
+			Bind: s.cfg.IntreqOutSpecs, SndHWM: zsock.Unlimited, Linger: lingerStream}); err != nil {
+			return fail(err)
+		}
+	} else if s.cfg.intreqPartial() {
+		s.log.Warn().Msg("intreq needs intreq_in_specs, intreq_in_stream_specs and intreq_out_specs: handler requests disabled")
+	}
 	return ss, nil
 }
 
@@ -314,12 +335,26 @@ func (s *Service) loop(ctx context.Context, e *engine, ss *sockets, drops, accep
 				s.log.Warn().Int("parts", len(m)).Str("socket", "condure-out").Msg("dropping message with parts != 1")
 				continue
 			}
-			e.handleConnmgrFirst(m[0], s.cfg.Now())
+			e.handleFirst(sideConnmgr, m[0], s.cfg.Now())
 		case m, ok := <-ss.connmgrInStream.Recv():
 			if !ok {
 				return fmt.Errorf("condure-out-stream socket closed")
 			}
-			e.handleConnmgrStream(m, s.cfg.Now())
+			e.handleStream(sideConnmgr, m, s.cfg.Now())
+		case m, ok := <-recvOf(ss.intreqIn):
+			if !ok {
+				return fmt.Errorf("intreq-in socket closed")
+			}
+			if len(m) != 1 {
+				s.log.Warn().Int("parts", len(m)).Str("socket", "intreq-in").Msg("dropping message with parts != 1")
+				continue
+			}
+			e.handleFirst(sideIntreq, m[0], s.cfg.Now())
+		case m, ok := <-recvOf(ss.intreqInStream):
+			if !ok {
+				return fmt.Errorf("intreq-in-stream socket closed")
+			}
+			e.handleStream(sideIntreq, m, s.cfg.Now())
 		case m, ok := <-ss.clientReplies.Recv():
 			if !ok {
 				return fmt.Errorf("zurl-out socket closed")

@@ -57,7 +57,7 @@ func (e *engine) handleRetry(frame []byte, now time.Time) {
 			e.log.Warn().Str(logging.FieldSocket, "retry").Msg("dropping retry request with missing fields")
 			continue
 		}
-		key := inKey(sender, id)
+		key := inKey(sideConnmgr, sender, id)
 		if old := e.byIn[key]; old != nil {
 			e.finish(old, "replaced")
 		}

@@ -33,6 +33,10 @@ type clientInfo struct {
 	path    string // encoded path (no query)
 	rawURI  *url.URL
 	trusted bool // signed by an upstream GRIP proxy (upstream_key)
+	// internal: the handler's own request over intreq (next and gone
+	// links): its Grip-* headers (Grip-Last) go to the backend, and the
+	// response is never GRIP (grip-reference §2.2, §3.1).
+	internal bool
 }
 
 // parseClient extracts routing facts from a first request packet.
@@ -172,7 +176,7 @@ func (e *engine) rewriteRequest(p *zhttp.Packet, ci clientInfo, r *routes.Route,
 	if e.cfg.AcceptPushpinRoute {
 		hs = removeHeaders(hs, "Pushpin-Route")
 	}
-	if !ci.trusted {
+	if !ci.trusted && !ci.internal {
 		hs = removePrefixed(hs, "Grip-")
 	}
 	if e.cfg.AcceptXForwardedProtocol || e.cfg.SetXForwardedProtocol != "" {
@@ -201,8 +205,12 @@ func (e *engine) rewriteRequest(p *zhttp.Packet, ci clientInfo, r *routes.Route,
 		if err != nil {
 			e.log.Warn().Err(err).Str("route", r.Source).Msg("cannot sign Grip-Sig")
 		} else if tok != "" {
+			// Only an internal request can still carry Grip-* headers here;
+			// ours replace its signature and feature list, as in Pushpin.
+			hs = removeHeaders(hs, "Grip-Sig")
 			hs = append(hs, zhttp.Header{Name: "Grip-Sig", Value: tok})
 		}
+		hs = removeHeaders(hs, "Grip-Feature")
 		hs = append(hs, zhttp.Header{Name: "Grip-Feature", Value: gripFeatures})
 	}
 	// Host follows the URI host only when it differs (client Host kept by default).

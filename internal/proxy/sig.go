@@ -8,7 +8,7 @@ import (
 
 // gripFeatures is the Grip-Feature value sent to GRIP backends; it lists
 // what tack's handler implements (Pushpin 1.36 sends the same list).
-const gripFeatures = "status, session, link:next, filter:skip-self, filter:skip-users, filter:require-sub, filter:build-id, filter:var-subst"
+const gripFeatures = "status, session, link:next, link:gone, filter:skip-self, filter:skip-users, filter:require-sub, filter:build-id, filter:var-subst"
 
 // tokenReuse is how long a signed Grip-Sig is reused; tokens live an hour.
 const tokenReuse = time.Minute

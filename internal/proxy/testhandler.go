@@ -40,7 +40,7 @@ func (e *engine) startTest(s *session, now time.Time) {
 	c.Type = zhttp.TypeCredit
 	c.Credits = TestBodyMax
 	s.inOutstanding = TestBodyMax
-	e.sendConnmgr(s, c, now)
+	e.sendIn(s, c, now)
 }
 
 func (e *engine) testAppend(s *session, b []byte) {
@@ -67,7 +67,7 @@ func (e *engine) testBody(s *session, b []byte, more bool, now time.Time) {
 		c.Type = zhttp.TypeCredit
 		c.Credits = TestBodyMax - s.inOutstanding
 		s.inOutstanding = TestBodyMax
-		e.sendConnmgr(s, c, now)
+		e.sendIn(s, c, now)
 	}
 }
 

@@ -1,0 +1,136 @@
+package interop
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"tack/internal/grip"
+)
+
+// intreqSigKey is the route's own signing key: next-link requests must be
+// signed with it, not with pushpin.conf's sig_key=changeme.
+const intreqSigKey = "intreq-route-key"
+
+// nextSeen is what the backend saw of one /next request.
+type nextSeen struct {
+	query, host, sig, feature, last string
+	sigOK                           bool
+}
+
+// nextLinkBackend answers /stream with a stream hold on "c" and a relative
+// next link (same scheme/host/port as the client's request, so the real
+// handler sets prefer-internal); /next?n=1 with "next-1\n", the hold and an
+// absolute next link straight to the backend (a direct request); /next?n=2
+// with "next-2\n" and no GRIP headers, which ends the client's response.
+// Other paths (warm-up, readiness) get what gripBackend gives them.
+func nextLinkBackend(t *testing.T) (addr string, seen <-chan nextSeen) {
+	t.Helper()
+	ch := make(chan nextSeen, 16)
+	key := grip.NewSecretKey([]byte(intreqSigKey))
+	var self string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h := w.Header()
+		h.Set("Content-Type", "text/plain")
+		switch r.URL.Path {
+		case "/warm":
+			h.Set("Grip-Hold", "stream")
+			h.Set("Grip-Channel", r.URL.Query().Get("channel"))
+			io.WriteString(w, "[open]\n")
+		case "/stream":
+			h.Set("Grip-Hold", "stream")
+			h.Set("Grip-Channel", "c")
+			h.Set("Grip-Link", "</next?n=1>; rel=next; timeout=30")
+			io.WriteString(w, "[open]\n")
+		case "/next":
+			sig := r.Header.Get("Grip-Sig")
+			s := nextSeen{query: r.URL.RawQuery, host: r.Host, sig: sig, feature: r.Header.Get("Grip-Feature"),
+				last: r.Header.Get("Grip-Last"), sigOK: grip.ValidateToken(sig, key, time.Now())}
+			select {
+			case ch <- s:
+			default:
+			}
+			switch r.URL.Query().Get("n") {
+			case "1":
+				h.Set("Grip-Hold", "stream")
+				h.Set("Grip-Channel", "c")
+				h.Set("Grip-Link", "<http://"+self+"/next?n=2>; rel=next; timeout=1")
+				io.WriteString(w, "next-1\n")
+			default:
+				io.WriteString(w, "next-2\n")
+			}
+		default:
+			io.WriteString(w, "plain\n")
+		}
+	}))
+	t.Cleanup(srv.Close)
+	self = strings.TrimPrefix(srv.URL, "http://")
+	return self, ch
+}
+
+// Pushpin's runner, condure, zurl and the real 1.36 pushpin-handler with
+// tack-proxy in place of pushpin-proxy: the handler fetches the next links
+// of a stream hold through tack-proxy's intreq sockets (zmq-wire.md §4.8),
+// once routed internally by route id (prefer-internal) and once directly to
+// another host:port, and appends their bodies to the client's stream.
+func TestInteropIntreqNextLinksWithPushpinHandler(t *testing.T) {
+	requirePushpin(t)
+	be, seen := nextLinkBackend(t)
+	d := newDeployment(t)
+	conf := debianConfig(t, d.dir, d.httpPort, d.portOffset, nil)
+	writeRoutes(t, d.dir, "*,sig_key="+intreqSigKey+" "+be+"\n")
+	links := symlinkDir(t, map[string]string{"pushpin-proxy": filepath.Join(binDir, "tack-proxy")})
+	d.startPushpin(t, conf, links)
+	d.waitReady(t, "/ready")
+	d.waitGripPath(t, "/warm")
+
+	c := &http.Client{Timeout: 15 * time.Second}
+	resp, err := c.Get(d.url("/stream"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != 200 || resp.Header.Get("Grip-Link") != "" || resp.Header.Get("Grip-Hold") != "" {
+		t.Fatalf("stream head: %d %v", resp.StatusCode, resp.Header)
+	}
+	br := bufio.NewReader(resp.Body)
+	for _, want := range []string{"[open]\n", "next-1\n", "next-2\n"} {
+		line, err := br.ReadString('\n')
+		if err != nil || line != want {
+			t.Fatalf("stream line %q (%v), want %q", line, err, want)
+		}
+	}
+	// next-2 had no hold and no link: the handler ends the response.
+	if rest, err := io.ReadAll(br); err != nil || len(rest) != 0 {
+		t.Fatalf("after next-2: %q %v", rest, err)
+	}
+
+	wantHosts := map[string]string{
+		"n=1": fmt.Sprintf("127.0.0.1:%d", d.httpPort), // through the route: the URI host is kept
+		"n=2": be,                                      // direct: the link's own host:port
+	}
+	for i := 0; i < 2; i++ {
+		var s nextSeen
+		select {
+		case s = <-seen:
+		case <-time.After(time.Second):
+			t.Fatalf("backend saw %d next requests, want 2", i)
+		}
+		if !s.sigOK {
+			t.Errorf("next %s: Grip-Sig %q does not validate under the route's key", s.query, s.sig)
+		}
+		if !strings.Contains(s.feature, "link:next") {
+			t.Errorf("next %s: Grip-Feature %q", s.query, s.feature)
+		}
+		if want, ok := wantHosts[s.query]; !ok || s.host != want {
+			t.Errorf("next %s: Host %q, want %q", s.query, s.host, want)
+		}
+		delete(wantHosts, s.query)
+	}
+}
