@@ -75,6 +75,7 @@ type conn struct {
 	mu      sync.Mutex
 	mb      mailbox
 	parked  bool // in a readability wait the engine may interrupt
+	wakeDue bool // the mailbox changed and the engine will wake us (deliverLater)
 	idle    bool // between requests
 	closing bool // shutting down: no keep-alive
 }
@@ -148,23 +149,58 @@ func (c *conn) deliver(req uint64, f func(*mailbox)) bool {
 	return true
 }
 
-func (c *conn) deliverCredits(req uint64, n int) bool {
-	return c.deliver(req, func(mb *mailbox) { mb.credits += n })
+// deliverLater changes the mailbox like deliver but leaves the wake-up
+// to the engine (wakeNow), which wakes every connection it touched once it
+// has no more server packets waiting: a burst of items for one client then
+// leaves in one write instead of one write each. first reports that c was
+// not waiting for a wake-up yet (the engine must remember it).
+func (c *conn) deliverLater(req uint64, f func(*mailbox)) (ok, first bool) {
+	if c == nil {
+		return false, false
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.mb.req != req {
+		return false, false
+	}
+	f(&c.mb)
+	first = !c.wakeDue
+	c.wakeDue = true
+	return true, first
 }
 
-func (c *conn) deliverHead(req uint64, p *zhttp.Packet) bool {
-	return c.deliver(req, func(mb *mailbox) {
+// wakeNow wakes the connection after deliverLater.
+func (c *conn) wakeNow() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.wakeDue {
+		return
+	}
+	c.wakeDue = false
+	select {
+	case c.wake <- struct{}{}:
+	default:
+	}
+	if c.parked {
+		c.nc.SetReadDeadline(aLongTimeAgo)
+	}
+}
+
+func addCredits(n int) func(*mailbox) { return func(mb *mailbox) { mb.credits += n } }
+
+func addHead(p *zhttp.Packet) func(*mailbox) {
+	return func(mb *mailbox) {
 		mb.head = p
 		mb.addBody(p.Body)
 		mb.ended = !p.More
-	})
+	}
 }
 
-func (c *conn) deliverBody(req uint64, b []byte, more bool) bool {
-	return c.deliver(req, func(mb *mailbox) {
+func addBody(b []byte, more bool) func(*mailbox) {
+	return func(mb *mailbox) {
 		mb.addBody(b)
 		mb.ended = !more
-	})
+	}
 }
 
 func (c *conn) deliverReject(req uint64, code int, msg string) bool {

@@ -110,6 +110,31 @@ type engine struct {
 	sessions map[string]*session
 	s        *Service
 	probe    chan chan int // tests: ask for the number of active sessions
+	// wakes are the connections whose mailbox changed since the engine
+	// last ran out of server packets (deliverLater).
+	wakes []*conn
+}
+
+// maxDeferredWakes bounds how many connections wait for one wake-up pass.
+const maxDeferredWakes = 256
+
+// deliverLater fills s's connection mailbox; the wake-up follows in
+// flushWakes.
+func (e *engine) deliverLater(s *session, f func(*mailbox)) bool {
+	ok, first := s.c.deliverLater(s.req, f)
+	if first {
+		e.wakes = append(e.wakes, s.c)
+	}
+	return ok
+}
+
+// flushWakes wakes the connections deliverLater touched.
+func (e *engine) flushWakes() {
+	for i, c := range e.wakes {
+		c.wakeNow()
+		e.wakes[i] = nil
+	}
+	e.wakes = e.wakes[:0]
 }
 
 func newEngine(s *Service) *engine {
@@ -157,6 +182,12 @@ func (e *engine) run(ctx context.Context) error {
 				return errors.New("engine: sub socket closed")
 			}
 			e.handleSub(m)
+			// Wake the touched connections once no server packet is
+			// waiting (or enough of them wait), so that items arriving
+			// together leave together.
+			if len(e.sub) == 0 || len(e.wakes) >= maxDeferredWakes {
+				e.flushWakes()
+			}
 		case m := <-e.in:
 			e.handleConn(m)
 		case d := <-e.drops:
@@ -294,7 +325,7 @@ func (e *engine) onPacket(s *session, p *zhttp.Packet) {
 		}
 	}
 	if p.Credits > 0 && s.uploading {
-		if !s.c.deliverCredits(s.req, int(p.Credits)) {
+		if !e.deliverLater(s, addCredits(int(p.Credits))) {
 			e.cancelAndRemove(s)
 			return
 		}
@@ -335,9 +366,9 @@ func (e *engine) onData(s *session, p *zhttp.Packet) {
 		}
 		s.started = true
 		s.uploading = false // an early response ends the upload
-		ok = s.c.deliverHead(s.req, p)
+		ok = e.deliverLater(s, addHead(p))
 	} else {
-		ok = s.c.deliverBody(s.req, p.Body, p.More)
+		ok = e.deliverLater(s, addBody(p.Body, p.More))
 	}
 	switch {
 	case !ok:
@@ -481,7 +512,13 @@ func (e *engine) handleConn(m connMsg) {
 			return
 		}
 		s.credit += int64(m.n)
-		e.flushCredit(s, now)
+		// Grant at once only when the server is down to half its window;
+		// otherwise the next tick (100 ms) grants everything written
+		// meanwhile in one packet. A stream of small items then costs one
+		// credit packet per tick instead of one per item.
+		if s.window < int64(e.cfg.BufferSize)/2 {
+			e.flushCredit(s, now)
+		}
 	case msgGone:
 		switch s.state {
 		case stActive:

@@ -1,6 +1,7 @@
 package handler
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"net"
@@ -173,6 +174,7 @@ func parseAccept(args tnetstring.Dict, from []byte, cfg *Config) (*acceptData, e
 	if !ok {
 		return nil, errBadRequest
 	}
+	body = bytes.Clone(body)
 	if v, ok := args.Get("inspect"); ok {
 		d, ok := v.(tnetstring.Dict)
 		if !ok {
@@ -195,7 +197,66 @@ func parseAccept(args tnetstring.Dict, from []byte, cfg *Config) (*acceptData, e
 	if err != nil {
 		return nil, err
 	}
+	a.detach()
 	return a, nil
+}
+
+// detach copies every byte slice that still points into the received
+// accept frame, so that a held session does not keep the whole frame
+// (a kilobyte or more) alive for its lifetime.
+func (a *acceptData) detach() {
+	a.ProxyFrom = bytes.Clone(a.ProxyFrom)
+	for i := range a.Requests {
+		rs := &a.Requests[i]
+		rs.Sender, rs.ID = bytes.Clone(rs.Sender), bytes.Clone(rs.ID)
+		rs.UserData = cloneTnet(rs.UserData)
+	}
+	a.Request.Body = bytes.Clone(a.Request.Body)
+	a.OrigRequest.Body = bytes.Clone(a.OrigRequest.Body)
+	in := &a.Inspect
+	in.SharingKey, in.SID = bytes.Clone(in.SharingKey), bytes.Clone(in.SID)
+	if in.LastIDs != nil {
+		in.LastIDs = cloneTnet(in.LastIDs).(tnetstring.Dict)
+	}
+	in.UserData = cloneTnet(in.UserData)
+}
+
+// cloneTnet deep-copies a decoded tnetstring value.
+func cloneTnet(v any) any {
+	switch x := v.(type) {
+	case []byte:
+		return bytes.Clone(x)
+	case []any:
+		out := make([]any, len(x))
+		for i, e := range x {
+			out[i] = cloneTnet(e)
+		}
+		return out
+	case tnetstring.Dict:
+		out := make(tnetstring.Dict, len(x))
+		for i, f := range x {
+			out[i] = tnetstring.Field{Key: strings.Clone(f.Key), Value: cloneTnet(f.Value)}
+		}
+		return out
+	}
+	return v
+}
+
+// trimForStream drops, in place, what stream sessions no longer need once
+// their initial response is out: request bodies, inspect data and the
+// request list (only retries of response holds use them), and request
+// headers unless a session answers with CORS headers. The sessions of
+// one accept share it.
+func (a *acceptData) trimForStream() {
+	cors := false
+	for _, rs := range a.Requests {
+		cors = cors || rs.AutoCrossOrigin
+	}
+	a.Requests, a.Instruct, a.Inspect = nil, nil, inspectInfo{}
+	a.Request.Body, a.OrigRequest.Headers, a.OrigRequest.Body = nil, nil, nil
+	if !cors {
+		a.Request.Headers = nil
+	}
 }
 
 func parseRequestState(v any) (requestState, error) {

@@ -326,6 +326,16 @@ func (e *engine) deliverStreamTo(s *hsession, it *grip.Item, d *streamDelivery, 
 		if !e.trackPrevID(s, it.Channel, si.hasPrev, it.PrevID, it.ID, now) {
 			return
 		}
+		if e.batching {
+			// Several items in this publish batch: the session's share
+			// leaves as one packet when the batch is done.
+			if len(s.coalesced) == 0 {
+				e.coalesced = append(e.coalesced, s)
+			}
+			s.coalesced = append(s.coalesced, content...)
+			s.z.Credits -= int64(len(content))
+			return
+		}
 		var sf []byte
 		if perSession {
 			sf = bodyFragment(content, true)

@@ -31,6 +31,8 @@ const (
 	// sessions every updateInterval.
 	updateInterval = 100 * time.Millisecond
 	updateBatch    = 100
+	// maxBatchItems bounds the published items taken in one batch.
+	maxBatchItems = 1024
 )
 
 // engineCmd is a request from another goroutine: recover, or (tests) a
@@ -83,6 +85,9 @@ type engine struct {
 	updQ       []*hsession // rate-limited updates, oldest first
 	nextUpd    time.Time
 	limit      *rateLimiter // nil: message_rate unset
+
+	batching  bool        // publishing a batch of several items
+	coalesced []*hsession // sessions holding coalesced contents
 }
 
 var _ engineAPI = (*engine)(nil)
@@ -218,11 +223,7 @@ func (e *engine) run(ctx context.Context) error {
 			}
 			e.handleIntreq(m, e.clock.Now())
 		case items := <-e.pubq:
-			now := e.clock.Now()
-			e.stats.messagesReceived(len(items))
-			for i := range items {
-				e.publishItem(&items[i], now)
-			}
+			e.publishBatch(items, e.clock.Now())
 		case c := <-e.cmds:
 			if c.recover {
 				e.recover(e.clock.Now())
@@ -306,6 +307,40 @@ func (e *engine) fire(s *hsession, k timerKind, now time.Time) {
 	case timerNextLink:
 		e.nextLinkTimer(s, now)
 	}
+}
+
+// publishBatch publishes items and whatever else is already queued (up to
+// maxBatchItems). With more than one item, each session's stream contents
+// are coalesced into one packet per batch: a burst then costs connmgr one
+// write per client instead of one per item.
+func (e *engine) publishBatch(items []grip.Item, now time.Time) {
+	n := len(items)
+	batches := [][]grip.Item{items}
+drain:
+	for n < maxBatchItems {
+		select {
+		case more := <-e.pubq:
+			batches = append(batches, more)
+			n += len(more)
+		default:
+			break drain
+		}
+	}
+	e.stats.messagesReceived(n)
+	e.batching = n > 1
+	for _, b := range batches {
+		for i := range b {
+			e.publishItem(&b[i], now)
+		}
+	}
+	e.batching = false
+	for i, s := range e.coalesced {
+		if s.state != stateDone {
+			e.flushCoalesced(s, now)
+		}
+		e.coalesced[i] = nil
+	}
+	e.coalesced = e.coalesced[:0]
 }
 
 // queueUpdate asks for a rate-limited update of s.
@@ -415,6 +450,15 @@ func (e *engine) accept(a *acceptData, now time.Time) {
 			return
 		}
 	}
+	// Once started, stream sessions keep the instructions without the
+	// initial response, and a trimmed accept.
+	var leanIn *grip.Instruct
+	if in.Hold != grip.HoldResponse {
+		t := *in
+		t.Response = grip.Response{Code: in.Response.Code, Reason: in.Response.Reason}
+		leanIn = &t
+		defer a.trimForStream()
+	}
 	for _, rs := range a.Requests {
 		s := newSession(rs, a, now)
 		if _, dup := e.sessions[s.key]; dup {
@@ -433,6 +477,9 @@ func (e *engine) accept(a *acceptData, now time.Time) {
 		}
 		e.armZhttpKeepAlive(s)
 		e.start(s, now)
+		if leanIn != nil && s.in == in {
+			s.in = leanIn
+		}
 	}
 }
 

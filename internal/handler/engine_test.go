@@ -120,13 +120,12 @@ func TestEngineSlowSessionQueueBounded(t *testing.T) {
 		items = append(items, pubStream("test", "x"))
 	}
 	h.publish(items...)
-	// The fast session gets everything; the slow one nothing, and it keeps
-	// at most SessionQueueMax items.
-	for i := 0; i < len(items); i++ {
-		p := h.expectPacket()
-		if string(p.ID) != "fast" {
-			t.Fatalf("packet for %s", p.ID)
-		}
+	// The fast session gets everything, coalesced into one packet since
+	// the items came in one batch; the slow one nothing, and it keeps at
+	// most SessionQueueMax items.
+	p := h.expectPacket()
+	if string(p.ID) != "fast" || string(p.Body) != strings.Repeat("x", len(items)) || !p.More {
+		t.Fatalf("packet for %s with %d bytes, want fast with %d", p.ID, len(p.Body), len(items))
 	}
 	h.expectNoPacket()
 	var queued, pending, dropped int

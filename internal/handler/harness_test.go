@@ -93,7 +93,7 @@ func (c *hClock) fireLocked() {
 // DEALER, retry PULL) and condure (SUB on condure-in, ROUTER on
 // condure-out-stream), all bound by the test.
 type harness struct {
-	t       *testing.T
+	t       testing.TB
 	dir     string
 	clock   *hClock
 	svc     *Service
@@ -111,7 +111,7 @@ type harness struct {
 	stop    func()
 }
 
-func startHarness(t *testing.T, mod func(*Config)) *harness {
+func startHarness(t testing.TB, mod func(*Config)) *harness {
 	t.Helper()
 	dir, err := os.MkdirTemp("", "tk")
 	if err != nil {

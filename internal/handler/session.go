@@ -86,6 +86,26 @@ type hsession struct {
 	linkRetryDue bool       // timerNextLink is a retry, not a window end
 	fetchOnFlush bool       // fetch the next link once pending is written
 	updQueued    bool       // in the engine's update queue
+
+	// coalesced holds the contents of items of one publish batch, credits
+	// already spent, that leave as one packet at the end of the batch
+	// (deliver.go); nil outside a batch.
+	coalesced []byte
+}
+
+// flushCoalesced sends s's coalesced contents, before anything else s
+// sends, so that the order of its output is kept.
+func (e *engine) flushCoalesced(s *hsession, now time.Time) bool {
+	if len(s.coalesced) == 0 {
+		return true
+	}
+	body := s.coalesced
+	s.coalesced = nil
+	if !e.sendFragNow(s, bodyFragment(body, true), now) {
+		return false
+	}
+	e.contentWritten(s, now)
+	return true
 }
 
 func newSession(rs requestState, acc *acceptData, now time.Time) *hsession {
@@ -128,6 +148,9 @@ func gripKeepAliveDelay(ka *grip.KeepAlive) time.Duration {
 // sendControl stamps and sends a packet without body (keep-alive,
 // handoff-start, cancel).
 func (e *engine) sendControl(s *hsession, typ string, multi bool, now time.Time) bool {
+	if !e.flushCoalesced(s, now) {
+		return false
+	}
 	p := zhttp.New()
 	p.Type = typ
 	s.z.Stamp(p, e.id, multi, now)
@@ -137,6 +160,13 @@ func (e *engine) sendControl(s *hsession, typ string, multi bool, now time.Time)
 // sendFrag sends one data packet whose payload fields are frag, having
 // already spent the credits for its body.
 func (e *engine) sendFrag(s *hsession, frag []byte, now time.Time) bool {
+	if !e.flushCoalesced(s, now) {
+		return false
+	}
+	return e.sendFragNow(s, frag, now)
+}
+
+func (e *engine) sendFragNow(s *hsession, frag []byte, now time.Time) bool {
 	frame := sessionFrame(s.z.Peer, e.id, s.z.ID, s.z.OutSeq, s.extra, frag)
 	s.z.OutSeq++
 	s.z.LastOut = now

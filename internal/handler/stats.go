@@ -78,27 +78,30 @@ type statsCollector struct {
 	id  []byte
 	out chan<- zsock.Message // set before Run starts
 
-	mu       sync.Mutex
-	conns    map[string]*statConn
-	ext      map[string]map[string]*statExtConn // proxy from → conn id
-	subs     map[string]*statSub
-	acts     map[string]int
-	requests int
-	reports  map[string]*statsReport
-	totals   statsTotals
-	drops    int64
+	mu    sync.Mutex
+	conns map[string]*statConn
+	ext   map[string]map[string]*statExtConn // proxy from → conn id
+	// routeConns counts conns plus ext by route (connCount).
+	routeConns map[string]int
+	subs       map[string]*statSub
+	acts       map[string]int
+	requests   int
+	reports    map[string]*statsReport
+	totals     statsTotals
+	drops      int64
 }
 
 func newStatsCollector(cfg *Config, log zerolog.Logger) *statsCollector {
 	return &statsCollector{
-		cfg:     cfg,
-		log:     log.With().Str(logging.FieldComponent, "stats").Logger(),
-		id:      []byte(cfg.InstanceID),
-		conns:   map[string]*statConn{},
-		ext:     map[string]map[string]*statExtConn{},
-		subs:    map[string]*statSub{},
-		acts:    map[string]int{},
-		reports: map[string]*statsReport{},
+		cfg:        cfg,
+		log:        log.With().Str(logging.FieldComponent, "stats").Logger(),
+		id:         []byte(cfg.InstanceID),
+		conns:      map[string]*statConn{},
+		routeConns: map[string]int{},
+		ext:        map[string]map[string]*statExtConn{},
+		subs:       map[string]*statSub{},
+		acts:       map[string]int{},
+		reports:    map[string]*statsReport{},
 	}
 }
 
@@ -151,21 +154,17 @@ func (st *statsCollector) report(route string, now time.Time) *statsReport {
 }
 
 // connCount is the number of connections (ours and the proxy's) of route.
-func (st *statsCollector) connCount(route string) int {
-	n := 0
-	for _, c := range st.conns {
-		if c.route == route {
-			n++
-		}
+func (st *statsCollector) connCount(route string) int { return st.routeConns[route] }
+
+// countConn keeps routeConns in step with conns and ext: every insertion
+// adds 1, every deletion -1.
+func (st *statsCollector) countConn(route string, delta int) {
+	n := st.routeConns[route] + delta
+	if n <= 0 {
+		delete(st.routeConns, route)
+		return
 	}
-	for _, m := range st.ext {
-		for _, c := range m {
-			if c.route == route {
-				n++
-			}
-		}
-	}
-	return n
+	st.routeConns[route] = n
 }
 
 func (st *statsCollector) updateConnsMax(route string, now time.Time) {
@@ -223,13 +222,16 @@ func (st *statsCollector) connAdd(s *hsession, now time.Time) {
 			replacing = true
 			c.lastReport = e.lastReport
 			delete(m, s.conn)
+			st.countConn(e.route, -1)
 		}
 	}
 	if old := st.conns[s.conn]; old != nil {
 		replacing = true
 		c.lastReport = old.lastReport
+		st.countConn(old.route, -1)
 	}
 	st.conns[s.conn] = c
+	st.countConn(c.route, 1)
 	st.updateConnsMax(c.route, wall)
 	if !replacing {
 		st.addMinutes(c.route, 1, wall) // minutes round up: count one at once
@@ -252,6 +254,7 @@ func (st *statsCollector) connRemove(s *hsession, now time.Time, retry bool) {
 	wall := time.Now()
 	st.addMinutes(c.route, advanceMinutes(&c.lastReport, wall), wall)
 	delete(st.conns, s.conn)
+	st.countConn(c.route, -1)
 	if !retry {
 		// A retried connection goes back to the proxy, which reports it.
 		st.write("conn", withRoute(tnetstring.Dict{{Key: "id", Value: s.conn}, {Key: "unavailable", Value: true}}, c.route))
@@ -408,6 +411,7 @@ func (st *statsCollector) external(typ string, d tnetstring.Dict) {
 			if c := m[string(id)]; c != nil {
 				st.addMinutes(c.route, advanceMinutes(&c.lastReport, now), now)
 				delete(m, string(id))
+				st.countConn(c.route, -1)
 				st.updateConnsMax(c.route, now)
 			}
 		} else if _, local := st.conns[string(id)]; !local {
@@ -416,6 +420,7 @@ func (st *statsCollector) external(typ string, d tnetstring.Dict) {
 				st.addMinutes(c.route, advanceMinutes(&c.lastReport, now), now)
 			} else {
 				m[string(id)] = &statExtConn{route: string(route), lastActive: now, lastReport: now}
+				st.countConn(string(route), 1)
 				st.updateConnsMax(string(route), now)
 				st.addMinutes(string(route), 1, now)
 			}
@@ -538,6 +543,7 @@ func (st *statsCollector) refreshLocked(now time.Time) {
 			if now.Sub(c.lastActive) >= st.cfg.StatsConnectionTTL {
 				st.addMinutes(c.route, advanceMinutes(&c.lastReport, now), now)
 				delete(m, id)
+				st.countConn(c.route, -1)
 				st.updateConnsMax(c.route, now)
 			}
 		}

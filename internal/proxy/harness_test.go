@@ -49,11 +49,11 @@ type harness struct {
 	dir string
 	cfg Config
 
-	zctx                    *zsock.Context
-	cmPush, cmRouter, cmSub *zsock.Socket
-	zPull, zDealer, zPub    *zsock.Socket
-	hRouter, hPush          *zsock.Socket
-	iPush, iRouter, iSub    *zsock.Socket // the handler as an intreq client (harnessOpts.intreq)
+	zctx                 *zsock.Context
+	cm                   *side // connmgr
+	zPull, zDealer, zPub *zsock.Socket
+	hRouter, hPush       *zsock.Socket
+	intreq               *side // the handler as an intreq client (harnessOpts.intreq); nil without
 
 	reqN int
 	stop func() // stops the proxy (once); also run at cleanup
@@ -116,12 +116,14 @@ func startProxy(t *testing.T, o harnessOpts) *harness {
 		return s
 	}
 	// connmgr (condure 1.36 binds all three, zmq-wire.md §3.2).
-	h.cmPush = open(zsock.Options{Name: "cm-push", Type: zmq.PUSH, Direction: zsock.SendOnly,
-		Bind: h.cfg.ConnmgrInSpecs, SendTimeout: waitFor})
-	h.cmRouter = open(zsock.Options{Name: "cm-router", Type: zmq.ROUTER, Direction: zsock.TwoWay,
-		Bind: h.cfg.ConnmgrInStreamSpecs, RouterMandatory: true, SendTimeout: waitFor})
-	h.cmSub = open(zsock.Options{Name: "cm-sub", Type: zmq.SUB, Direction: zsock.RecvOnly,
-		Bind: h.cfg.ConnmgrOutSpecs, Subscribe: []string{connmgrFrom + " "}})
+	h.cm = &side{h: h, name: "connmgr", from: connmgrFrom, out: "condure-in",
+		push: open(zsock.Options{Name: "cm-push", Type: zmq.PUSH, Direction: zsock.SendOnly,
+			Bind: h.cfg.ConnmgrInSpecs, SendTimeout: waitFor}),
+		router: open(zsock.Options{Name: "cm-router", Type: zmq.ROUTER, Direction: zsock.TwoWay,
+			Bind: h.cfg.ConnmgrInStreamSpecs, RouterMandatory: true, SendTimeout: waitFor}),
+		sub: open(zsock.Options{Name: "cm-sub", Type: zmq.SUB, Direction: zsock.RecvOnly,
+			Bind: h.cfg.ConnmgrOutSpecs, Subscribe: []string{connmgrFrom + " "}}),
+	}
 	if !o.noZurl {
 		h.zPull = open(zsock.Options{Name: "z-pull", Type: zmq.PULL, Direction: zsock.RecvOnly,
 			Bind: h.cfg.ClientOutSpecs})
@@ -140,12 +142,14 @@ func startProxy(t *testing.T, o harnessOpts) *harness {
 	if o.intreq {
 		// The 1.36 handler connects to the three binds of the proxy
 		// (zmq-wire.md §3.2): PUSH, ROUTER (identity = its from), SUB.
-		h.iPush = open(zsock.Options{Name: "i-push", Type: zmq.PUSH, Direction: zsock.SendOnly,
-			Connect: h.cfg.IntreqInSpecs, SendTimeout: waitFor})
-		h.iRouter = open(zsock.Options{Name: "i-router", Type: zmq.ROUTER, Direction: zsock.SendOnly,
-			Connect: h.cfg.IntreqInStreamSpecs, Identity: handlerFrom, RouterMandatory: true, SendTimeout: waitFor})
-		h.iSub = open(zsock.Options{Name: "i-sub", Type: zmq.SUB, Direction: zsock.RecvOnly,
-			Connect: h.cfg.IntreqOutSpecs, Subscribe: []string{handlerFrom + " "}})
+		h.intreq = &side{h: h, name: "the handler", from: handlerFrom, out: "intreq-out",
+			push: open(zsock.Options{Name: "i-push", Type: zmq.PUSH, Direction: zsock.SendOnly,
+				Connect: h.cfg.IntreqInSpecs, SendTimeout: waitFor}),
+			router: open(zsock.Options{Name: "i-router", Type: zmq.ROUTER, Direction: zsock.SendOnly,
+				Connect: h.cfg.IntreqInStreamSpecs, Identity: handlerFrom, RouterMandatory: true, SendTimeout: waitFor}),
+			sub: open(zsock.Options{Name: "i-sub", Type: zmq.SUB, Direction: zsock.RecvOnly,
+				Connect: h.cfg.IntreqOutSpecs, Subscribe: []string{handlerFrom + " "}}),
+		}
 	}
 	sctx, stopSocks := context.WithCancel(context.Background())
 	var swg sync.WaitGroup
@@ -215,28 +219,51 @@ func (h *harness) waitZurlSubscription() {
 	}
 }
 
-// warmConnmgr beats the PUB/SUB slow joiner: the proxy's PUB drops what it
-// sends before our SUB's subscription reached it, so the first requests
-// are retried (a fresh id each time) until an ack arrives. Pushpin-Check
-// requests are answered by the proxy itself, whatever the routes.
+// warmConnmgr beats the slow joiner on condure-in (side.warm).
 func (h *harness) warmConnmgr() {
 	h.t.Helper()
+	h.cm.warm("warm", func() *zhttp.Packet { return h.newRequest("GET", "http://warm/", nil) })
+}
+
+// --- the client sides: connmgr, and the handler as an intreq client ---
+
+// side is one client of the proxy on the zhttp wire. It plays the peers of
+// the proxy's PULL, ROUTER and PUB: a PUSH for first packets, a ROUTER for
+// follow-ups (addressed to the proxy's id) and a SUB for what the proxy
+// sends it (PUB frames "<from> T…").
+type side struct {
+	h    *harness
+	name string // for messages: "connmgr", "the handler"
+	from string // its `from`, and the PUB address of the proxy's packets to it
+	out  string // the proxy's PUB to it, for messages: "condure-in", "intreq-out"
+
+	push, router, sub *zsock.Socket
+}
+
+// warm beats the PUB/SUB slow joiner: the proxy's PUB drops what it sends
+// before our SUB's subscription reached it, so Pushpin-Check requests
+// (answered by the proxy itself, whatever the routes) are sent, each built
+// by request with a fresh id "<idPrefix>-<n>", until one is acked and
+// answered.
+func (s *side) warm(idPrefix string, request func() *zhttp.Packet) {
+	t := s.h.t
+	t.Helper()
 	deadline := time.Now().Add(waitFor)
 	for n := 0; ; n++ {
 		if time.Now().After(deadline) {
-			h.t.Fatal("no ack from the proxy on condure-in")
+			t.Fatalf("no ack from the proxy on %s", s.out)
 		}
-		p := h.newRequest("GET", "http://warm/", nil)
-		p.ID = []byte(fmt.Sprintf("warm-%d", n))
+		p := request()
+		p.ID = []byte(fmt.Sprintf("%s-%d", idPrefix, n))
 		p.Headers = append(p.Headers, zhttp.Header{Name: "Pushpin-Check", Value: "1"})
-		h.sendFirst(p)
+		s.sendFirst(p)
 		gotAck := false
 		wait := time.After(200 * time.Millisecond)
 	loop:
 		for {
 			select {
-			case m := <-h.cmSub.Recv():
-				q := parseSub(h.t, m)
+			case m := <-s.sub.Recv():
+				q := s.parse(m)
 				if string(q.ID) != string(p.ID) {
 					continue
 				}
@@ -254,44 +281,39 @@ func (h *harness) warmConnmgr() {
 	}
 }
 
-// --- connmgr side ---
-
-// newRequest builds a first packet as condure sends it (zmq-wire.md §2.11).
-func (h *harness) newRequest(method, uri string, headers []zhttp.Header) *zhttp.Packet {
-	h.reqN++
+// request builds a first packet as both clients send it: seq 0,
+// ext.multi, stream, 200000 credits, a fresh id (idFormat of the
+// harness's request count).
+func (s *side) request(idFormat, method, uri string) *zhttp.Packet {
+	s.h.reqN++
 	p := zhttp.New()
-	p.From = []byte(connmgrFrom)
-	p.ID = []byte(fmt.Sprintf("0-0-%x", h.reqN))
+	p.From = []byte(s.from)
+	p.ID = []byte(fmt.Sprintf(idFormat, s.h.reqN))
 	p.Seq = 0
 	p.Multi = true
 	p.Method = method
 	p.URI = uri
-	if headers == nil {
-		host := strings.SplitN(strings.SplitN(uri, "://", 2)[1], "/", 2)[0]
-		headers = []zhttp.Header{{Name: "Host", Value: host}, {Name: "User-Agent", Value: "curl/7.88.1"}, {Name: "Accept", Value: "*/*"}}
-	}
-	p.Headers = headers
 	p.Credits = 200000
 	p.Stream = true
-	p.PeerAddress = "127.0.0.1"
-	p.PeerPort = 40000
 	return p
 }
 
 // sendFirst pushes a first packet to the proxy's PULL.
-func (h *harness) sendFirst(p *zhttp.Packet) {
-	h.t.Helper()
+func (s *side) sendFirst(p *zhttp.Packet) { s.sendFirstRaw(p.Encode()) }
+
+func (s *side) sendFirstRaw(b []byte) {
+	s.h.t.Helper()
 	select {
-	case h.cmPush.Send() <- zsock.Message{p.Encode()}:
+	case s.push.Send() <- zsock.Message{b}:
 	case <-time.After(waitFor):
-		h.t.Fatal("cm-push queue full")
+		s.h.t.Fatalf("%s queue full", s.push.Name())
 	}
 }
 
-// cmPacket builds a connmgr follow-up for session id at seq.
-func cmPacket(id []byte, seq int64, typ string) *zhttp.Packet {
+// followUp builds a client side's follow-up for session id at seq.
+func followUp(from string, id []byte, seq int64, typ string) *zhttp.Packet {
 	p := zhttp.New()
-	p.From = []byte(connmgrFrom)
+	p.From = []byte(from)
 	p.ID = id
 	p.Seq = seq
 	p.Multi = true
@@ -300,94 +322,146 @@ func cmPacket(id []byte, seq int64, typ string) *zhttp.Packet {
 }
 
 // sendStream sends a follow-up through the ROUTER to the proxy's identity.
-func (h *harness) sendStream(p *zhttp.Packet) {
-	h.t.Helper()
+func (s *side) sendStream(p *zhttp.Packet) {
+	s.h.t.Helper()
 	select {
-	case h.cmRouter.Send() <- zsock.Message{[]byte(h.id), nil, p.Encode()}:
+	case s.router.Send() <- zsock.Message{[]byte(s.h.id), nil, p.Encode()}:
 	case <-time.After(waitFor):
-		h.t.Fatal("cm-router queue full")
+		s.h.t.Fatalf("%s queue full", s.router.Name())
 	}
 }
 
-func parseSub(t *testing.T, m zsock.Message) *zhttp.Packet {
+// parse checks that a SUB message is one PUB frame addressed to this side
+// and returns its packet.
+func (s *side) parse(m zsock.Message) *zhttp.Packet {
+	t := s.h.t
 	t.Helper()
 	if len(m) != 1 {
-		t.Fatalf("condure-in message with %d frames", len(m))
+		t.Fatalf("%s message with %d frames", s.out, len(m))
 	}
 	dest, payload, err := zhttp.SplitPubFrame(m[0])
 	if err != nil {
-		t.Fatalf("condure-in frame %q: %v", m[0], err)
+		t.Fatalf("%s frame %q: %v", s.out, m[0], err)
 	}
-	if string(dest) != connmgrFrom {
-		t.Fatalf("condure-in frame addressed to %q", dest)
+	if string(dest) != s.from {
+		t.Fatalf("%s frame addressed to %q", s.out, dest)
 	}
 	p, err := zhttp.Parse(payload)
 	if err != nil {
-		t.Fatalf("condure-in packet %q: %v", payload, err)
+		t.Fatalf("%s packet %q: %v", s.out, payload, err)
 	}
 	return p
 }
 
-// fromProxy returns the next packet the proxy sent to connmgr for id
+// fromProxy returns the next packet the proxy sent to this side for id
 // (packets of other sessions are skipped) and checks its from and seq.
-func (h *harness) fromProxy(id []byte, seq int64) *zhttp.Packet {
-	h.t.Helper()
-	return h.fromProxyWithin(id, seq, waitFor)
-}
-
-func (h *harness) fromProxyWithin(id []byte, seq int64, d time.Duration) *zhttp.Packet {
-	h.t.Helper()
-	deadline := time.After(d)
+func (s *side) fromProxy(id []byte, seq int64) *zhttp.Packet {
+	t := s.h.t
+	t.Helper()
+	deadline := time.After(waitFor)
 	for {
 		select {
-		case m := <-h.cmSub.Recv():
-			p := parseSub(h.t, m)
+		case m := <-s.sub.Recv():
+			p := s.parse(m)
 			if string(p.ID) != string(id) {
-				h.t.Logf("skipping packet for %q: %+v", p.ID, p)
+				t.Logf("skipping %s packet for %q: %+v", s.out, p.ID, p)
 				continue
 			}
-			if string(p.From) != h.id {
-				h.t.Fatalf("packet from %q, want %q", p.From, h.id)
+			if string(p.From) != s.h.id {
+				t.Fatalf("%s packet from %q, want %q", s.out, p.From, s.h.id)
 			}
 			if p.Seq != seq {
-				h.t.Fatalf("packet seq %d, want %d (%s)", p.Seq, seq, describe(p))
+				t.Fatalf("%s packet seq %d, want %d (%s)", s.out, p.Seq, seq, describe(p))
 			}
 			return p
 		case <-deadline:
-			h.t.Fatalf("no packet for %q (seq %d) within %v", id, seq, d)
+			t.Fatalf("no %s packet for %q (seq %d) within %v", s.out, id, seq, waitFor)
 		}
 	}
 }
 
 // expectType is fromProxy plus a type check.
-func (h *harness) expectType(id []byte, seq int64, typ string) *zhttp.Packet {
-	h.t.Helper()
-	p := h.fromProxy(id, seq)
+func (s *side) expectType(id []byte, seq int64, typ string) *zhttp.Packet {
+	s.h.t.Helper()
+	p := s.fromProxy(id, seq)
 	if p.Type != typ {
-		h.t.Fatalf("packet type %q, want %q (%s)", p.Type, typ, describe(p))
+		s.h.t.Fatalf("%s packet type %q, want %q (%s)", s.out, p.Type, typ, describe(p))
 	}
 	return p
 }
 
-// noneToConnmgr asserts that nothing reaches condure-in for a moment.
-func (h *harness) noneToConnmgr() {
-	h.t.Helper()
+// noneFromProxy asserts that nothing reaches this side for a moment.
+func (s *side) noneFromProxy() {
+	s.h.t.Helper()
 	select {
-	case m := <-h.cmSub.Recv():
-		h.t.Fatalf("unexpected packet to connmgr: %s", describe(parseSub(h.t, m)))
+	case m := <-s.sub.Recv():
+		s.h.t.Fatalf("unexpected packet to %s: %s", s.name, describe(s.parse(m)))
 	case <-time.After(quiet):
 	}
 }
 
 // start sends a first packet and checks the proxy's ack: a keep-alive
-// with from = proxy id, seq 0 and ext.multi (capture §A.3).
+// with from = proxy id, seq 0 and ext.multi echoed (capture §A.3, §2.7).
+func (s *side) start(p *zhttp.Packet) {
+	s.h.t.Helper()
+	s.sendFirst(p)
+	if ack := s.expectType(p.ID, 0, zhttp.TypeKeepAlive); !ack.Multi {
+		s.h.t.Fatalf("ack without ext.multi: %s", describe(ack))
+	}
+}
+
+// --- connmgr side ---
+
+// newRequest builds a first packet as condure sends it (zmq-wire.md §2.11).
+func (h *harness) newRequest(method, uri string, headers []zhttp.Header) *zhttp.Packet {
+	p := h.cm.request("0-0-%x", method, uri)
+	if headers == nil {
+		host := strings.SplitN(strings.SplitN(uri, "://", 2)[1], "/", 2)[0]
+		headers = []zhttp.Header{{Name: "Host", Value: host}, {Name: "User-Agent", Value: "curl/7.88.1"}, {Name: "Accept", Value: "*/*"}}
+	}
+	p.Headers = headers
+	p.PeerAddress = "127.0.0.1"
+	p.PeerPort = 40000
+	return p
+}
+
+// cmPacket builds a connmgr follow-up for session id at seq.
+func cmPacket(id []byte, seq int64, typ string) *zhttp.Packet {
+	return followUp(connmgrFrom, id, seq, typ)
+}
+
+// sendFirst, sendStream, fromProxy, expectType and noneToConnmgr are the
+// connmgr side's helpers as the tests call them.
+func (h *harness) sendFirst(p *zhttp.Packet) {
+	h.t.Helper()
+	h.cm.sendFirst(p)
+}
+
+func (h *harness) sendStream(p *zhttp.Packet) {
+	h.t.Helper()
+	h.cm.sendStream(p)
+}
+
+func (h *harness) fromProxy(id []byte, seq int64) *zhttp.Packet {
+	h.t.Helper()
+	return h.cm.fromProxy(id, seq)
+}
+
+func (h *harness) expectType(id []byte, seq int64, typ string) *zhttp.Packet {
+	h.t.Helper()
+	return h.cm.expectType(id, seq, typ)
+}
+
+func (h *harness) noneToConnmgr() {
+	h.t.Helper()
+	h.cm.noneFromProxy()
+}
+
+// start sends a first packet, checks the proxy's ack (side.start) and
+// returns the session id.
 func (h *harness) start(p *zhttp.Packet) []byte {
 	h.t.Helper()
-	h.sendFirst(p)
-	ack := h.expectType(p.ID, 0, zhttp.TypeKeepAlive)
-	if !ack.Multi {
-		h.t.Errorf("ack without ext.multi")
-	}
+	h.cm.start(p)
 	return p.ID
 }
 
@@ -619,8 +693,8 @@ func (h *harness) fromProxyAnySeq(id []byte) *zhttp.Packet {
 	deadline := time.After(waitFor)
 	for {
 		select {
-		case m := <-h.cmSub.Recv():
-			if p := parseSub(h.t, m); string(p.ID) == string(id) {
+		case m := <-h.cm.sub.Recv():
+			if p := h.cm.parse(m); string(p.ID) == string(id) {
 				return p
 			}
 		case <-deadline:

@@ -13,7 +13,6 @@ import (
 
 	"tack/internal/config"
 	"tack/internal/grip"
-	"tack/internal/zsock"
 	"tack/pkg/tnetstring"
 	"tack/pkg/zhttp"
 )
@@ -24,57 +23,17 @@ const captureA7Intreq = "T302:2:id,36:a421abc6-824a-43d6-8ae0-45cced3e97d3,7:cre
 
 // --- the handler as an intreq client ---
 
-// warmIntreq beats the slow joiner on intreq-out, as warmConnmgr does on
-// condure-in: Pushpin-Check requests until one is acked and answered.
+// warmIntreq beats the slow joiner on intreq-out (side.warm).
 func (h *harness) warmIntreq() {
 	h.t.Helper()
-	deadline := time.Now().Add(waitFor)
-	for n := 0; ; n++ {
-		if time.Now().After(deadline) {
-			h.t.Fatal("no ack from the proxy on intreq-out")
-		}
-		p := h.intreqRequest("GET", "http://warm/", nil)
-		p.ID = []byte(fmt.Sprintf("iwarm-%d", n))
-		p.Headers = []zhttp.Header{{Name: "Pushpin-Check", Value: "1"}}
-		h.intreqFirst(p)
-		gotAck := false
-		wait := time.After(200 * time.Millisecond)
-	loop:
-		for {
-			select {
-			case m := <-h.iSub.Recv():
-				q := parseIntreqSub(h.t, m)
-				if string(q.ID) != string(p.ID) {
-					continue
-				}
-				if q.Type == zhttp.TypeKeepAlive {
-					gotAck = true
-					continue
-				}
-				if gotAck && q.Code == 200 {
-					return
-				}
-			case <-wait:
-				break loop
-			}
-		}
-	}
+	h.intreq.warm("iwarm", func() *zhttp.Packet { return h.intreqRequest("GET", "http://warm/", nil) })
 }
 
 // intreqRequest builds a first packet shaped like the 1.36 handler's
 // (capture §A.7): credits 200000, stream, ext.multi, seq 0, no headers
 // unless given, passthrough (nil pt: none).
 func (h *harness) intreqRequest(method, uri string, pt tnetstring.Dict) *zhttp.Packet {
-	h.reqN++
-	p := zhttp.New()
-	p.From = []byte(handlerFrom)
-	p.ID = []byte(fmt.Sprintf("a421abc6-824a-43d6-8ae0-%012x", h.reqN))
-	p.Seq = 0
-	p.Multi = true
-	p.Method = method
-	p.URI = uri
-	p.Credits = 200000
-	p.Stream = true
+	p := h.intreq.request("a421abc6-824a-43d6-8ae0-%012x", method, uri)
 	if pt != nil {
 		p.Passthrough = pt
 	}
@@ -90,81 +49,9 @@ func passthroughDict(route string, preferInternal, trusted bool) tnetstring.Dict
 	}
 }
 
-func (h *harness) intreqFirst(p *zhttp.Packet) { h.intreqFirstRaw(p.Encode()) }
-
-func (h *harness) intreqFirstRaw(b []byte) {
-	h.t.Helper()
-	select {
-	case h.iPush.Send() <- zsock.Message{b}:
-	case <-time.After(waitFor):
-		h.t.Fatal("i-push queue full")
-	}
-}
-
-// intreqStream sends a handler follow-up through its ROUTER to the proxy.
-func (h *harness) intreqStream(p *zhttp.Packet) {
-	h.t.Helper()
-	select {
-	case h.iRouter.Send() <- zsock.Message{[]byte(h.id), nil, p.Encode()}:
-	case <-time.After(waitFor):
-		h.t.Fatal("i-router queue full")
-	}
-}
-
+// handlerPacket builds a handler follow-up for session id at seq.
 func handlerPacket(id []byte, seq int64, typ string) *zhttp.Packet {
-	p := cmPacket(id, seq, typ)
-	p.From = []byte(handlerFrom)
-	return p
-}
-
-func parseIntreqSub(t *testing.T, m zsock.Message) *zhttp.Packet {
-	t.Helper()
-	if len(m) != 1 {
-		t.Fatalf("intreq-out message with %d frames", len(m))
-	}
-	dest, payload, err := zhttp.SplitPubFrame(m[0])
-	if err != nil {
-		t.Fatalf("intreq-out frame %q: %v", m[0], err)
-	}
-	if string(dest) != handlerFrom {
-		t.Fatalf("intreq-out frame addressed to %q", dest)
-	}
-	p, err := zhttp.Parse(payload)
-	if err != nil {
-		t.Fatalf("intreq-out packet %q: %v", payload, err)
-	}
-	return p
-}
-
-// toHandler returns the proxy's next intreq-out packet for id and checks
-// its from and seq.
-func (h *harness) toHandler(id []byte, seq int64) *zhttp.Packet {
-	h.t.Helper()
-	deadline := time.After(waitFor)
-	for {
-		select {
-		case m := <-h.iSub.Recv():
-			p := parseIntreqSub(h.t, m)
-			if string(p.ID) != string(id) {
-				continue
-			}
-			if string(p.From) != h.id || p.Seq != seq {
-				h.t.Fatalf("intreq-out packet %s, want from %q seq %d", describe(p), h.id, seq)
-			}
-			return p
-		case <-deadline:
-			h.t.Fatalf("no intreq-out packet for %q (seq %d)", id, seq)
-		}
-	}
-}
-
-func (h *harness) noneToHandler() {
-	h.t.Helper()
-	select {
-	case m := <-h.iSub.Recv():
-		h.t.Fatalf("unexpected packet to the handler: %s", describe(parseIntreqSub(h.t, m)))
-	case <-time.After(quiet):
-	}
+	return followUp(handlerFrom, id, seq, typ)
 }
 
 func (h *harness) noAccept() {
@@ -180,11 +67,7 @@ func (h *harness) noAccept() {
 // intreq-out (ext.multi echoed, §2.7) and returns the zurl first packet.
 func (h *harness) intreqStart(p *zhttp.Packet) *zhttp.Packet {
 	h.t.Helper()
-	h.intreqFirst(p)
-	ack := h.toHandler(p.ID, 0)
-	if ack.Type != zhttp.TypeKeepAlive || !ack.Multi {
-		h.t.Fatalf("ack %s, want keep-alive with ext.multi", describe(ack))
-	}
+	h.intreq.start(p)
 	return h.zurlFirst()
 }
 
@@ -270,7 +153,7 @@ func TestProxyIntreqPreferInternal(t *testing.T) {
 	}
 
 	h.zurlSend(zurlResponse(z.ID, 0, 200, "OK", gripNextHeaders(), "next-1\n", false))
-	r := h.toHandler(p.ID, 1)
+	r := h.intreq.fromProxy(p.ID, 1)
 	if r.Code != 200 || string(r.Body) != "next-1\n" || r.More {
 		t.Fatalf("relayed response %s", describe(r))
 	}
@@ -278,7 +161,7 @@ func TestProxyIntreqPreferInternal(t *testing.T) {
 	if fmt.Sprint(r.Headers) != fmt.Sprint(want) {
 		t.Errorf("relayed headers %v, want %v", r.Headers, want)
 	}
-	h.noneToHandler()
+	h.intreq.noneFromProxy()
 	h.noAccept()
 	h.noneToConnmgr()
 }
@@ -287,9 +170,9 @@ func TestProxyIntreqPreferInternal(t *testing.T) {
 // route "*,*,*,*" (the "*" line's synthesised id), prefer-internal.
 func TestProxyIntreqCapture(t *testing.T) {
 	h := startProxy(t, harnessOpts{intreq: true, routes: []string{"* 127.0.0.1:9"}, mod: func(c *Config) { c.SigKey = sigKey }})
-	h.intreqFirstRaw([]byte(captureA7Intreq))
+	h.intreq.sendFirstRaw([]byte(captureA7Intreq))
 	id := []byte("a421abc6-824a-43d6-8ae0-45cced3e97d3")
-	ack := h.toHandler(id, 0)
+	ack := h.intreq.fromProxy(id, 0)
 	if ack.Type != zhttp.TypeKeepAlive || !ack.Multi {
 		t.Fatalf("ack %s", describe(ack))
 	}
@@ -308,7 +191,7 @@ func TestProxyIntreqCapture(t *testing.T) {
 	}
 	// The plain reply of §A.7.
 	h.zurlSend(zurlResponse(z.ID, 0, 200, "OK", []zhttp.Header{{Name: "Content-Type", Value: "text/plain"}}, "next-data\n", false))
-	r := h.toHandler(id, 1)
+	r := h.intreq.fromProxy(id, 1)
 	if r.Code != 200 || r.Reason != "OK" || string(r.Body) != "next-data\n" || r.More {
 		t.Fatalf("response %s", describe(r))
 	}
@@ -326,15 +209,15 @@ func TestProxyIntreqFollowUps(t *testing.T) {
 		z := h.intreqStart(p)
 		body := strings.Repeat("x", 30)
 		h.zurlSend(zurlResponse(z.ID, 0, 200, "OK", gripNextHeaders(), body, false))
-		r := h.toHandler(p.ID, 1)
+		r := h.intreq.fromProxy(p.ID, 1)
 		if string(r.Body) != body[:10] || !r.More {
 			t.Fatalf("first part %s, want 10 bytes and more", describe(r))
 		}
-		h.noneToHandler()
+		h.intreq.noneFromProxy()
 		c := handlerPacket(p.ID, 1, zhttp.TypeCredit)
 		c.Credits = 20
-		h.intreqStream(c)
-		r = h.toHandler(p.ID, 2)
+		h.intreq.sendStream(c)
+		r = h.intreq.fromProxy(p.ID, 2)
 		if string(r.Body) != body[10:] || r.More {
 			t.Fatalf("rest %s, want 20 bytes, end", describe(r))
 		}
@@ -344,19 +227,19 @@ func TestProxyIntreqFollowUps(t *testing.T) {
 		p := h.intreqRequest("GET", "http://127.0.0.1:7999/next", passthroughDict("*,*,*,*", true, true))
 		z := h.intreqStart(p)
 		h.zurlSend(zurlResponse(z.ID, 0, 200, "OK", gripNextHeaders(), "part", true))
-		if r := h.toHandler(p.ID, 1); string(r.Body) != "part" || !r.More {
+		if r := h.intreq.fromProxy(p.ID, 1); string(r.Body) != "part" || !r.More {
 			t.Fatalf("relayed %s", describe(r))
 		}
-		h.intreqStream(handlerPacket(p.ID, 1, zhttp.TypeCancel))
+		h.intreq.sendStream(handlerPacket(p.ID, 1, zhttp.TypeCancel))
 		if c := h.zurlStream(z.ID, 1); c.Type != zhttp.TypeCancel {
 			t.Fatalf("to zurl %s, want cancel", describe(c))
 		}
-		h.noneToHandler()
+		h.intreq.noneFromProxy()
 	})
 
 	t.Run("unknown session", func(t *testing.T) {
-		h.intreqStream(handlerPacket([]byte("no-such-id"), 3, zhttp.TypeCredit))
-		if c := h.toHandler([]byte("no-such-id"), -1); c.Type != zhttp.TypeCancel {
+		h.intreq.sendStream(handlerPacket([]byte("no-such-id"), 3, zhttp.TypeCredit))
+		if c := h.intreq.fromProxy([]byte("no-such-id"), -1); c.Type != zhttp.TypeCancel {
 			t.Fatalf("got %s, want cancel", describe(c))
 		}
 		h.noneToConnmgr()
@@ -374,12 +257,12 @@ func TestProxyIntreqFollowUps(t *testing.T) {
 		ack := zp(z.ID, 0, zhttp.TypeCredit)
 		ack.Credits = 1000
 		h.zurlSend(ack)
-		if c := h.toHandler(p.ID, 1); c.Type != zhttp.TypeCredit || c.Credits <= 0 {
+		if c := h.intreq.fromProxy(p.ID, 1); c.Type != zhttp.TypeCredit || c.Credits <= 0 {
 			t.Fatalf("to handler %s, want credit", describe(c))
 		}
 		d := handlerPacket(p.ID, 1, zhttp.TypeData)
 		d.Body = []byte("def")
-		h.intreqStream(d)
+		h.intreq.sendStream(d)
 		if b := h.zurlStream(z.ID, 1); string(b.Body) != "def" || b.More {
 			t.Fatalf("to zurl %s, want the rest of the body", describe(b))
 		}
@@ -429,7 +312,7 @@ func TestProxyIntreqRouting(t *testing.T) {
 			tokenIss(t, v, tc.key)
 			// Whatever the route, the GRIP response is the handler's.
 			h.zurlSend(zurlResponse(z.ID, 0, 200, "OK", gripNextHeaders(), "n\n", false))
-			r := h.toHandler(p.ID, 1)
+			r := h.intreq.fromProxy(p.ID, 1)
 			if v, _ := r.Header("Grip-Hold"); r.Code != 200 || v != "stream" {
 				t.Fatalf("relayed %s", describe(r))
 			}
@@ -439,9 +322,9 @@ func TestProxyIntreqRouting(t *testing.T) {
 
 	t.Run("direct without a host", func(t *testing.T) {
 		p := h.intreqRequest("GET", "http:///n", passthroughDict("sg", false, true))
-		h.intreqFirst(p)
-		h.toHandler(p.ID, 0)
-		if r := h.toHandler(p.ID, 1); r.Code != 400 {
+		h.intreq.sendFirst(p)
+		h.intreq.fromProxy(p.ID, 0)
+		if r := h.intreq.fromProxy(p.ID, 1); r.Code != 400 {
 			t.Fatalf("got %s, want 400", describe(r))
 		}
 	})
@@ -499,9 +382,9 @@ func TestProxyIntreqKeepAlive(t *testing.T) {
 	p := h.intreqRequest("GET", "http://127.0.0.1:7999/next", passthroughDict("*,*,*,*", true, true))
 	z := h.intreqStart(p)
 	h.zurlSend(zurlResponse(z.ID, 0, 200, "OK", gripNextHeaders(), "part", true))
-	h.toHandler(p.ID, 1)
+	h.intreq.fromProxy(p.ID, 1)
 	offset.Store(int64(46 * time.Second))
-	if ka := h.toHandler(p.ID, 2); ka.Type != zhttp.TypeKeepAlive {
+	if ka := h.intreq.fromProxy(p.ID, 2); ka.Type != zhttp.TypeKeepAlive {
 		t.Fatalf("got %s, want keep-alive", describe(ka))
 	}
 	h.noneToConnmgr()
