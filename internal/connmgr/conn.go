@@ -72,9 +72,17 @@ type conn struct {
 	// few instructions of a deliver*, the connection goroutine to take the
 	// mailbox or change state. Nothing blocking happens under it, and it is
 	// the only lock in the package besides Service.connsMu (never nested).
-	mu      sync.Mutex
-	mb      mailbox
-	parked  bool // in a readability wait the engine may interrupt
+	mu     sync.Mutex
+	mb     mailbox
+	parked bool // in a readability wait the engine may interrupt
+	// Detached (parker.go): the exchange waiting without a goroutine, the
+	// socket's descriptor, whether the parker has it registered, and when
+	// the stream timeout ends the wait.
+	fd           int
+	epollAdded   bool
+	parkedX      *exchange
+	parkDeadline time.Time
+
 	wakeDue bool // the mailbox changed and the engine will wake us (deliverLater)
 	idle    bool // between requests
 	closing bool // shutting down: no keep-alive
@@ -85,7 +93,8 @@ func newConn(s *Service, nc *net.TCPConn, no uint64) (*conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &conn{s: s, nc: nc, rc: rc, no: no, closed: make(chan struct{}), wake: make(chan struct{}, 1)}
+	c := &conn{s: s, nc: nc, rc: rc, no: no, closed: make(chan struct{}), wake: make(chan struct{}, 1), fd: -1}
+	rc.Control(func(fd uintptr) { c.fd = int(fd) })
 	if a, ok := nc.RemoteAddr().(*net.TCPAddr); ok {
 		c.peerIP, c.peerPort = a.IP.String(), int64(a.Port)
 	}
@@ -95,6 +104,15 @@ func newConn(s *Service, nc *net.TCPConn, no uint64) (*conn, error) {
 func (c *conn) close() {
 	c.closeOnce.Do(func() {
 		close(c.closed)
+		// Out of the parker before the descriptor can be reused; a
+		// detached exchange resumes to find the connection closed.
+		c.mu.Lock()
+		if c.epollAdded {
+			c.s.parker.forget(c)
+			c.epollAdded = false
+		}
+		c.resumeLocked(resumeClosed)
+		c.mu.Unlock()
 		c.nc.Close()
 	})
 }
@@ -139,6 +157,16 @@ func (c *conn) deliver(req uint64, f func(*mailbox)) bool {
 		return false
 	}
 	f(&c.mb)
+	c.signalLocked()
+	return true
+}
+
+// signalLocked tells the connection its mailbox changed: a detached
+// exchange resumes in a new goroutine, a parked one is interrupted.
+func (c *conn) signalLocked() {
+	if c.resumeLocked(resumeMail) {
+		return
+	}
 	select {
 	case c.wake <- struct{}{}:
 	default:
@@ -146,7 +174,6 @@ func (c *conn) deliver(req uint64, f func(*mailbox)) bool {
 	if c.parked {
 		c.nc.SetReadDeadline(aLongTimeAgo)
 	}
-	return true
 }
 
 // deliverLater changes the mailbox like deliver but leaves the wake-up
@@ -177,13 +204,7 @@ func (c *conn) wakeNow() {
 		return
 	}
 	c.wakeDue = false
-	select {
-	case c.wake <- struct{}{}:
-	default:
-	}
-	if c.parked {
-		c.nc.SetReadDeadline(aLongTimeAgo)
-	}
+	c.signalLocked()
 }
 
 func addCredits(n int) func(*mailbox) { return func(mb *mailbox) { mb.credits += n } }
@@ -243,28 +264,144 @@ func (c *conn) take() mailbox {
 
 // --- connection goroutine -------------------------------------------------
 
-func (c *conn) serve() {
-	defer c.close()
-	defer c.lingerClose()
-	defer c.releaseReader()
+// serve runs the connection from its first request. It reports false
+// when it detached (the connection lives on without a goroutine).
+func (c *conn) serve() bool { return c.loop(nil, 0) }
+
+// loop serves requests; with x set it first resumes that detached
+// exchange after why. It ends the connection (end) unless it detaches
+// again, which it reports as false.
+func (c *conn) loop(x *exchange, why resumeReason) bool {
+	if x != nil {
+		switch c.runFrom(x, why) {
+		case outDetached:
+			return false
+		case outEnd:
+			c.end()
+			return true
+		}
+	}
 	for {
 		if c.br == nil || c.br.Buffered() == 0 {
 			c.releaseReader()
 			if !c.setIdle(true) {
-				return
+				break
 			}
 			c.nc.SetReadDeadline(time.Now().Add(c.s.cfg.StreamTimeout))
 			st := c.waitReadable()
 			c.setIdle(false)
 			if st != rsData {
-				return
+				break
 			}
 			c.br = c.s.getReader(c.nc)
 		}
-		if !c.exchange() {
-			return
+		switch c.exchange() {
+		case outDetached:
+			return false
+		case outEnd:
+			c.end()
+			return true
 		}
 	}
+	c.end()
+	return true
+}
+
+// outcome is how an exchange left the connection.
+type outcome int
+
+const (
+	outEnd      outcome = iota // close the connection
+	outNext                    // it can carry another request
+	outDetached                // the exchange waits without a goroutine
+)
+
+func boolOut(keep bool) outcome {
+	if keep {
+		return outNext
+	}
+	return outEnd
+}
+
+// end closes the connection after its last exchange.
+func (c *conn) end() {
+	c.releaseReader()
+	c.lingerClose()
+	c.close()
+	c.s.connDone(c)
+}
+
+// resumeReason says why a detached exchange resumes.
+type resumeReason int
+
+const (
+	resumeMail     resumeReason = iota + 1 // the engine changed the mailbox
+	resumeReadable                         // client bytes or EOF
+	resumeTimeout                          // the stream timeout passed
+	resumeClosed                           // the connection was closed
+)
+
+// tryDetach parks x without a goroutine when nothing is pending; the
+// caller then returns all the way out of its goroutine.
+func (c *conn) tryDetach(x *exchange) bool {
+	if c.s.parker == nil || c.fd < 0 {
+		return false
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	select {
+	case <-c.wake:
+		// Mail arrived since the last take: keep going.
+		c.wake <- struct{}{}
+		return false
+	default:
+	}
+	if c.closing || c.isClosedLocked() {
+		return false
+	}
+	if err := c.s.parker.arm(c, !c.epollAdded); err != nil {
+		return false
+	}
+	c.epollAdded = true
+	c.parkedX = x
+	c.parkDeadline = time.Now().Add(c.s.cfg.StreamTimeout)
+	return true
+}
+
+func (c *conn) isClosedLocked() bool {
+	select {
+	case <-c.closed:
+		return true
+	default:
+		return false
+	}
+}
+
+// resumeLocked starts a goroutine for the detached exchange, if any.
+func (c *conn) resumeLocked(why resumeReason) bool {
+	x := c.parkedX
+	if x == nil {
+		return false
+	}
+	c.parkedX = nil
+	go c.loop(x, why)
+	return true
+}
+
+// wakeParked is the parker's event for c.
+func (c *conn) wakeParked(why resumeReason) {
+	c.mu.Lock()
+	c.resumeLocked(why)
+	c.mu.Unlock()
+}
+
+// expireParked resumes c with a timeout once its stream timeout passed.
+func (c *conn) expireParked(now time.Time) {
+	c.mu.Lock()
+	if c.parkedX != nil && !now.Before(c.parkDeadline) {
+		c.resumeLocked(resumeTimeout)
+	}
+	c.mu.Unlock()
 }
 
 // lingerClose half-closes and discards input for a moment before the
@@ -399,7 +536,7 @@ type exchange struct {
 
 // exchange reads one request, runs it, and reports whether the connection
 // can carry another.
-func (c *conn) exchange() bool {
+func (c *conn) exchange() outcome {
 	bufSize := c.s.cfg.BufferSize
 	n, err := c.readHead()
 	if err != nil {
@@ -408,22 +545,22 @@ func (c *conn) exchange() bool {
 			c.writeBytes(appendError(nil, true, http.StatusRequestHeaderFieldsTooLarge,
 				fmt.Sprintf("Request header size exceeded limit of %d bytes.\n", bufSize), false))
 		}
-		return false
+		return outEnd
 	}
 	raw, _ := c.br.Peek(n)
 	hs, host, err := scanHeaders(string(raw))
 	if err != nil {
 		c.badRequest(err)
-		return false
+		return outEnd
 	}
 	req, err := http.ReadRequest(c.br)
 	if err != nil {
 		c.badRequest(err)
-		return false
+		return outEnd
 	}
 	if req.ProtoMajor != 1 {
 		c.writeBytes(appendError(nil, true, http.StatusHTTPVersionNotSupported, "Only HTTP/1.x is supported.\n", false))
-		return false
+		return outEnd
 	}
 	x := &exchange{
 		req:        req,
@@ -436,11 +573,11 @@ func (c *conn) exchange() bool {
 	}
 	x.expect100 = x.uploading && x.proto11 && strings.EqualFold(req.Header.Get("Expect"), "100-continue")
 	if isWebSocket(hs) {
-		return c.refuse(x, http.StatusNotImplemented, "WebSocket is not supported yet.\n")
+		return boolOut(c.refuse(x, http.StatusNotImplemented, "WebSocket is not supported yet.\n"))
 	}
 	uri := requestURI(host, req.RequestURI)
 	if len(uri) > MaxURI {
-		return c.refuse(x, http.StatusRequestURITooLong, fmt.Sprintf("Request URI exceeded limit of %d bytes.\n", MaxURI))
+		return boolOut(c.refuse(x, http.StatusRequestURITooLong, fmt.Sprintf("Request URI exceeded limit of %d bytes.\n", MaxURI)))
 	}
 	if !x.uploading {
 		x.req = nil // keep nothing of the request while the response runs
@@ -466,7 +603,7 @@ func (c *conn) exchange() bool {
 	p.PeerAddress = c.peerIP
 	p.PeerPort = c.peerPort
 	if !c.send(connMsg{kind: msgStart, c: c, req: c.nreq, id: x.id, pkt: p}) {
-		return c.refuse(x, http.StatusServiceUnavailable, msgNoServer)
+		return boolOut(c.refuse(x, http.StatusServiceUnavailable, msgNoServer))
 	}
 	x.live = true
 	return c.run(x)
@@ -523,52 +660,76 @@ func (c *conn) readHead() (int, error) {
 }
 
 // run drives one exchange until its response is complete or it fails.
-func (c *conn) run(x *exchange) bool {
+func (c *conn) run(x *exchange) outcome { return c.runFrom(x, 0) }
+
+// runFrom is run, resuming a detached exchange after why (0: fresh).
+func (c *conn) runFrom(x *exchange, why resumeReason) outcome {
+	switch why {
+	case resumeReadable:
+		if !c.afterPark(x, c.park()) {
+			return outEnd
+		}
+	case resumeTimeout, resumeClosed:
+		c.gone(x)
+		return outEnd
+	}
 	for {
 		mb := c.take()
 		if mb.abort {
-			return false
+			return outEnd
 		}
 		if mb.reject != 0 {
 			x.live = false
-			return c.refuse(x, mb.reject, mb.rejectMsg)
+			return boolOut(c.refuse(x, mb.reject, mb.rejectMsg))
 		}
 		x.budget += mb.credits
 		if mb.head != nil || len(mb.body) > 0 || mb.ended {
 			ok, done := c.writeResponse(x, &mb)
 			if !ok {
 				c.gone(x)
-				return false
+				return outEnd
 			}
 			if done {
-				return x.rh.persistent && !c.isClosing()
+				return boolOut(x.rh.persistent && !c.isClosing())
 			}
 		}
 		if x.uploading && x.budget > 0 {
 			if !c.upload(x) {
 				c.gone(x)
-				return false
+				return outEnd
 			}
 			continue
 		}
 		if x.watch && (c.br == nil || c.br.Buffered() == 0) {
-			switch c.park() {
-			case rsWake:
-			case rsData:
-				// Pipelined bytes (or body we have no credits for): stop
-				// watching until we consume them.
-				x.watch = false
-			default: // client closed, error or stream timeout
-				c.gone(x)
-				return false
+			if !x.uploading && c.tryDetach(x) {
+				return outDetached // resumed later in a new goroutine
+			}
+			if !c.afterPark(x, c.park()) {
+				return outEnd
 			}
 			continue
 		}
 		if !c.waitMail() {
 			c.gone(x)
-			return false
+			return outEnd
 		}
 	}
+}
+
+// afterPark applies the result of a park; false means the exchange is
+// over (the client went away).
+func (c *conn) afterPark(x *exchange, st readState) bool {
+	switch st {
+	case rsWake:
+	case rsData:
+		// Pipelined bytes (or body we have no credits for): stop
+		// watching until we consume them.
+		x.watch = false
+	default: // client closed, error or stream timeout
+		c.gone(x)
+		return false
+	}
+	return true
 }
 
 // gone tells the engine the client side is over (it then sends cancel).

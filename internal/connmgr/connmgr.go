@@ -50,6 +50,9 @@ type Service struct {
 	heads   sync.Pool // *[]byte, response heads and chunk lines
 
 	slots chan struct{} // --stream-maxconn
+	// parker holds detached held responses (parker.go); nil when epoll is
+	// unavailable, then every connection keeps its goroutine.
+	parker *parker
 
 	// readersOut and chunksOut count pooled buffers currently lent out; an
 	// idle connection holds none (tests check this).
@@ -211,6 +214,13 @@ func (s *Service) Run(ctx context.Context) error {
 		cancel()
 		engErr <- err
 	}()
+	if p, err := newParker(); err != nil {
+		s.log.Warn().Err(err).Msg("no epoll parker: every held connection keeps a goroutine")
+	} else {
+		s.parker = p
+		go p.run()
+		defer p.stop() // after waitConns: no connection uses it any more
+	}
 	var ag sync.WaitGroup
 	for _, ln := range s.lns {
 		s.log.Info().Str("addr", ln.Addr().String()).Msgf("listening on %s", ln.Addr())
@@ -281,13 +291,16 @@ func (s *Service) startConn(nc net.Conn) bool {
 	}
 	s.conns[c] = struct{}{}
 	s.wg.Add(1)
-	go func() {
-		defer s.wg.Done()
-		defer func() { <-s.slots }()
-		defer s.forget(c)
-		c.serve()
-	}()
+	go c.serve()
 	return true
+}
+
+// connDone releases what a connection held in the Service once it ended
+// (in whichever goroutine ran its last exchange).
+func (s *Service) connDone(c *conn) {
+	s.forget(c)
+	<-s.slots
+	s.wg.Done()
 }
 
 func (s *Service) forget(c *conn) {

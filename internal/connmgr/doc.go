@@ -45,7 +45,9 @@
 //	socket owners   3               one zsock.Socket each (internal/zsock)
 //	engine          1               the session table; reads SUB, conn messages, drop notices, ticker
 //	accept          1 per listener  a slot of --stream-maxconn before each Accept
-//	connection      1 per client    runs serve; no other goroutine per connection
+//	connection      ≤ 1 per client  runs serve while the connection reads or writes;
+//	                                a held response with nothing to write has none
+//	parker          1               one epoll instance for the detached held responses
 //
 // Connections → engine: one channel of EngineQueue messages; a connection
 // blocks on it (the engine never blocks on a connection). Engine →
@@ -53,6 +55,12 @@
 // engine never blocks, and what a mailbox can hold is bounded by the
 // credits we granted (--buffer-size of body; a server exceeding them gets
 // cancelled, as condure's BufferExceeded).
+//
+// A held response with nothing to write detaches: its goroutine returns
+// and the parker (parker.go) watches the socket on one epoll instance;
+// engine mail, client bytes or EOF, the stream timeout or a close start a
+// new goroutine that resumes the exchange. That halves what a held stream
+// costs (the goroutine stack was the largest part).
 //
 // An idle connection (between requests, or holding a response that is not
 // moving) pins no buffer: it waits for readability through RawConn.Read

@@ -457,7 +457,7 @@ type acceptJob struct {
 // AcceptQueueLen bounds the accepted holds waiting for the engine; when
 // it is full, accepts are answered `{}` (the proxy then answers the
 // clients 500 "Accept service unavailable.").
-const AcceptQueueLen = 1024
+const AcceptQueueLen = 8192
 
 // serveAccept answers the proxy's accept calls (zmq-wire.md §4.3). Parsing
 // and the replies happen here; holds go to the engine through jobs, which

@@ -14,7 +14,7 @@
 //	name                 type    bind/connect  key                       HWM     when full
 //	condure-out          PULL    connect       condure_in_specs          100     connmgr holds/refuses (its 503)
 //	condure-out-stream   ROUTER  connect       condure_in_stream_specs   101000  libzmq drops
-//	condure-in           PUB     connect       condure_out_specs         101000  packet dropped, logged
+//	condure-in           PUB     connect       condure_out_specs         none    Go queue 65536; beyond: packet dropped, logged
 //	zurl-in              PUSH    connect       zurl_out_specs            100     502 "zhttp service unreachable"
 //	zurl-in-stream       ROUTER  connect       zurl_out_stream_specs     101000  packet dropped, logged
 //	zurl-out             SUB     connect       zurl_in_specs             101000  libzmq drops
@@ -22,7 +22,7 @@
 //	retry                PULL    bind          handler_retry_in_spec     101000  libzmq holds
 //	intreq-in            PULL    bind          intreq_in_specs           100     handler holds/fails its request
 //	intreq-in-stream     ROUTER  bind          intreq_in_stream_specs    101000  libzmq drops
-//	intreq-out           PUB     bind          intreq_out_specs          101000  packet dropped, logged
+//	intreq-out           PUB     bind          intreq_out_specs          none    Go queue 65536; beyond: packet dropped, logged
 //
 // GRIP: a backend response with a Grip-* header or the grip-instruct
 // content type (route not no_grip) is collected (≤ 100000 bytes), the

@@ -31,6 +31,11 @@ const (
 	lingerStream    = 500 * time.Millisecond
 	tickInterval    = time.Second
 	dropQueueLength = 1024
+	// outQueueLen is the Go queue in front of the PUBs to connmgr and to
+	// the handler's intreq client. A packet that does not fit is lost and
+	// breaks its session's sequence, so it takes a whole burst of new
+	// requests (thousands at once) with room to spare.
+	outQueueLen = 65536
 	// acceptSendTimeout bounds how long an accept call waits for a handler
 	// to be connected before the client gets 500.
 	acceptSendTimeout = time.Second
@@ -235,7 +240,7 @@ func (s *Service) openSockets(zctx *zsock.Context, drops, acceptDrops chan<- str
 		return fail(err)
 	}
 	if ss.connmgrOut, err = open(zsock.Options{Name: "condure-in", Type: zmq.PUB, Direction: zsock.SendOnly,
-		Connect: s.cfg.ConnmgrOutSpecs, SndHWM: zsock.Unlimited, Linger: lingerStream}); err != nil {
+		Connect: s.cfg.ConnmgrOutSpecs, SndHWM: zsock.Unlimited, Linger: lingerStream, QueueLen: outQueueLen}); err != nil {
 		return fail(err)
 	}
 	if ss.clientOut, err = open(zsock.Options{Name: "zurl-in", Type: zmq.PUSH, Direction: zsock.SendOnly,
@@ -301,7 +306,7 @@ func (s *Service) openSockets(zctx *zsock.Context, drops, acceptDrops chan<- str
 			return fail(err)
 		}
 		if ss.intreqOut, err = open(zsock.Options{Name: "intreq-out", Type: zmq.PUB, Direction: zsock.SendOnly,
-			Bind: s.cfg.IntreqOutSpecs, SndHWM: zsock.Unlimited, Linger: lingerStream}); err != nil {
+			Bind: s.cfg.IntreqOutSpecs, SndHWM: zsock.Unlimited, Linger: lingerStream, QueueLen: outQueueLen}); err != nil {
 			return fail(err)
 		}
 	} else if s.cfg.intreqPartial() {
