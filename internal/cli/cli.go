@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime/debug"
 	"runtime/pprof"
 	"syscall"
 
@@ -17,6 +18,9 @@ import (
 
 	"tack/internal/logging"
 )
+
+// DefaultGCPercent is the GC target of every tack binary unless GOGC is set.
+const DefaultGCPercent = 50
 
 // Version is set at build time with -ldflags "-X tack/internal/cli.Version=...".
 var Version = "dev"
@@ -40,6 +44,13 @@ func Main(cmd *cobra.Command) int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	// The servers hold many small long-lived objects (a few kilobytes per
+	// held connection) and little else: collecting at 50 % growth instead
+	// of Go's 100 % keeps their resident memory near what they use, for a
+	// few percent of CPU. GOGC in the environment still wins.
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(DefaultGCPercent)
+	}
 	// TACK_CPUPROFILE=<dir> writes <dir>/<binary>.<pid>.pprof while the
 	// process runs: a benchmarking aid, off unless set.
 	if dir := os.Getenv("TACK_CPUPROFILE"); dir != "" {

@@ -4,8 +4,6 @@ import (
 	"runtime"
 	"syscall"
 	"testing"
-
-	"tack/pkg/zhttp"
 )
 
 // BenchmarkConnmgrHeldStreamMemory reports what one held streaming
@@ -40,12 +38,12 @@ func BenchmarkConnmgrHeldStreamMemory(b *testing.B) {
 		}
 		return fd
 	}
-	measure := func() (heap, stack uint64) {
+	measure := func() (heap, stack int64) {
 		runtime.GC()
 		runtime.GC()
 		var ms runtime.MemStats
 		runtime.ReadMemStats(&ms)
-		return ms.HeapAlloc, ms.StackInuse
+		return int64(ms.HeapAlloc), int64(ms.StackInuse)
 	}
 	for range b.N {
 		h0, s0 := measure()
@@ -70,5 +68,4 @@ func BenchmarkConnmgrHeldStreamMemory(b *testing.B) {
 			syscall.Close(fd)
 		}
 	}
-	_ = zhttp.New
 }

@@ -39,12 +39,13 @@ func (e *engine) channel(name string) *channel {
 
 // subscribe adds s to channel name (Pushpin hs_subscribe + addSub).
 func (e *engine) subscribe(s *hsession, name string, sc sessChannel, now time.Time) {
-	if old := s.chans[name]; old != nil {
+	sc.name = name
+	if old := s.chans.get(name); old != nil {
 		*old = sc
 		return
 	}
 	sc2 := sc
-	s.chans[name] = &sc2
+	s.chans = append(s.chans, &sc2)
 	c := e.channel(name)
 	set, mode := c.stream, "stream"
 	if s.mode == grip.HoldResponse {
@@ -76,7 +77,7 @@ func (e *engine) subscribe(s *hsession, name string, sc sessChannel, now time.Ti
 
 // unsubscribe removes s from channel name (Pushpin removeSessionChannel).
 func (e *engine) unsubscribe(s *hsession, name string, now time.Time) {
-	delete(s.chans, name)
+	s.chans.del(name)
 	c := e.channels[name]
 	if c == nil {
 		return

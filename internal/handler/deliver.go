@@ -159,7 +159,7 @@ func (e *engine) deliverResponseTo(s *hsession, it *grip.Item, d *responseDelive
 	if s.state != stateHolding || s.mode != grip.HoldResponse {
 		return
 	}
-	sc := s.chans[it.Channel]
+	sc := s.chans.get(it.Channel)
 	if sc == nil {
 		return
 	}
@@ -279,7 +279,7 @@ func (e *engine) deliverStreamTo(s *hsession, it *grip.Item, d *streamDelivery, 
 	if s.state != stateHolding || s.mode != grip.HoldStream {
 		return
 	}
-	sc := s.chans[it.Channel]
+	sc := s.chans.get(it.Channel)
 	if sc == nil {
 		return
 	}

@@ -614,7 +614,7 @@ func (e *engine) finish(s *hsession, now time.Time, retry bool) {
 	e.sendGone(s, now)
 	delete(e.sessions, s.key)
 	e.live.remove(s.conn)
-	for name := range s.chans {
+	for _, name := range s.chans.names() {
 		e.unsubscribe(s, name, now)
 	}
 	e.stats.connRemove(s, now, retry)

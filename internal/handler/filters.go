@@ -121,7 +121,7 @@ func (e *engine) responseFilters(s *hsession, body []byte) ([]byte, error) {
 func prevIDVars(s *hsession) map[string]string {
 	vars := map[string]string{}
 	for _, c := range s.in.Channels {
-		if sc := s.chans[c.Name]; sc != nil {
+		if sc := s.chans.get(c.Name); sc != nil {
 			if sc.hasPrev {
 				vars[c.BackendName] = sc.prevID
 			}

@@ -168,7 +168,11 @@ func startHarness(t testing.TB, mod func(*Config)) *harness {
 	if mod != nil {
 		mod(&cfg)
 	}
-	log := zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.DebugLevel)
+	lvl := zerolog.DebugLevel
+	if _, bench := t.(*testing.B); bench {
+		lvl = zerolog.WarnLevel // benchmarks measure, their logs are noise
+	}
+	log := zerolog.New(zerolog.NewTestWriter(t)).Level(lvl)
 	if h.svc, err = New(cfg, log); err != nil {
 		t.Fatal(err)
 	}

@@ -51,7 +51,7 @@ func (e *engine) fetchNext(s *hsession, now time.Time) {
 	s.linkRetryDue = false
 	var headers []grip.Header
 	for _, c := range s.in.Channels {
-		if sc := s.chans[c.Name]; sc != nil && sc.hasPrev {
+		if sc := s.chans.get(c.Name); sc != nil && sc.hasPrev {
 			headers = append(headers, grip.Header{Name: "Grip-Last", Value: c.BackendName + "; last-id=" + sc.prevID})
 		}
 	}
@@ -174,7 +174,7 @@ func (e *engine) applyNext(s *hsession, in *grip.Instruct, now time.Time) {
 			want[c.Name] = true
 		}
 	}
-	for name := range s.chans {
+	for _, name := range s.chans.names() {
 		if !want[name] {
 			e.unsubscribe(s, name, now)
 		}
@@ -183,7 +183,7 @@ func (e *engine) applyNext(s *hsession, in *grip.Instruct, now time.Time) {
 	s.mode = in.Hold
 	if in.Hold == grip.HoldStream {
 		for _, name := range s.acc.ImplicitChannels {
-			if s.chans[name] == nil {
+			if s.chans.get(name) == nil {
 				e.subscribe(s, name, sessChannel{}, now)
 			}
 		}

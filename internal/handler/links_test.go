@@ -261,7 +261,7 @@ func TestLinksBuildID(t *testing.T) {
 }
 
 func TestFilterBuildIDErrors(t *testing.T) {
-	s := &hsession{in: nil, chans: map[string]*sessChannel{}}
+	s := &hsession{}
 	for _, tc := range []struct {
 		meta    map[string]string
 		content string

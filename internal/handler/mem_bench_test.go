@@ -16,21 +16,22 @@ import (
 func BenchmarkHandlerHeldStreamMemory(b *testing.B) {
 	const n = 2000
 	h := startHarness(b, func(c *Config) { c.UpdateOnFirstSubscription = false })
-	measure := func() uint64 {
+	measure := func() int64 {
 		runtime.GC()
 		runtime.GC()
 		var ms runtime.MemStats
 		runtime.ReadMemStats(&ms)
-		return ms.HeapAlloc
+		return int64(ms.HeapAlloc)
 	}
 	for range b.N {
 		h0 := measure()
+		base := len(h.svc.eng.sessions) // earlier iterations' sessions stay held
 		for i := range n {
-			rid := fmt.Sprintf("m-%d", i)
+			rid := fmt.Sprintf("m-%d-%d", base, i)
 			h.sendAccept(acceptArgs(rid, 2, 200000, streamResponse()))
 			h.acceptReply()
 		}
-		h.waitEngine("all held", func(e *engine) bool { return len(e.sessions) >= n })
+		h.waitEngine("all held", func(e *engine) bool { return len(e.sessions) >= base+n })
 		time.Sleep(100 * time.Millisecond)
 		h1 := measure()
 		b.ReportMetric(float64(h1-h0)/n, "heap-B/stream")

@@ -120,9 +120,9 @@ func retryFromAccept(a *acceptData) tnetstring.Dict {
 func retryFromSession(s *hsession) tnetstring.Dict {
 	req := retryRequest(&s.rs, s.z.InSeq, s.z.OutSeq, s.z.Credits, s.z.UserData)
 	prev := map[string]string{}
-	for name, c := range s.chans {
+	for _, c := range s.chans {
 		if c.hasPrev {
-			prev[name] = c.prevID
+			prev[c.name] = c.prevID
 		}
 	}
 	return retryPacket(s.acc, []any{req}, s.in.Channels, prev)

@@ -31,8 +31,40 @@ const (
 	stateDone                        // removed from every table
 )
 
+// chanList is a session's channels: a few at most
+// (connection_subscription_max), so a slice beats a map in size and speed.
+type chanList []*sessChannel
+
+func (l chanList) get(name string) *sessChannel {
+	for _, c := range l {
+		if c.name == name {
+			return c
+		}
+	}
+	return nil
+}
+
+func (l *chanList) del(name string) {
+	for i, c := range *l {
+		if c.name == name {
+			*l = append((*l)[:i], (*l)[i+1:]...)
+			return
+		}
+	}
+}
+
+// names copies the channel names (for loops that unsubscribe).
+func (l chanList) names() []string {
+	out := make([]string, len(l))
+	for i, c := range l {
+		out[i] = c.name
+	}
+	return out
+}
+
 // sessChannel is one channel a session listens on.
 type sessChannel struct {
+	name    string
 	prevID  string
 	hasPrev bool
 	filters []string
@@ -63,7 +95,7 @@ type hsession struct {
 	acc   *acceptData
 	in    *grip.Instruct // acc.Instruct
 	mode  grip.HoldMode
-	chans map[string]*sessChannel
+	chans chanList
 	state sessionState
 
 	// extra holds the pre-encoded fields every packet of this session
@@ -110,13 +142,12 @@ func (e *engine) flushCoalesced(s *hsession, now time.Time) bool {
 
 func newSession(rs requestState, acc *acceptData, now time.Time) *hsession {
 	s := &hsession{
-		key:   string(rs.Sender) + "\x00" + string(rs.ID),
-		conn:  string(rs.Sender) + ":" + string(rs.ID),
-		rs:    rs,
-		acc:   acc,
-		in:    acc.Instruct,
-		mode:  acc.Instruct.Hold,
-		chans: map[string]*sessChannel{},
+		key:  string(rs.Sender) + "\x00" + string(rs.ID),
+		conn: string(rs.Sender) + ":" + string(rs.ID),
+		rs:   rs,
+		acc:  acc,
+		in:   acc.Instruct,
+		mode: acc.Instruct.Hold,
 		z: zhttpsession.Session{
 			ID:       rs.ID,
 			Peer:     rs.Sender,
@@ -340,7 +371,7 @@ func (e *engine) contentWritten(s *hsession, now time.Time) {
 // channel (grip-reference §3.10 rule 3). On a gap it asks for an update
 // and reports false.
 func (e *engine) trackPrevID(s *hsession, channel string, hasPrev bool, prevID, id string, now time.Time) bool {
-	c := s.chans[channel]
+	c := s.chans.get(channel)
 	if c == nil || !c.hasPrev {
 		return true
 	}

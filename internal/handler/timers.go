@@ -21,14 +21,16 @@ const (
 // at most one heap entry per kind that is current (at == armedAt); moving a
 // deadline later only changes due, and the entry re-arms itself when it
 // pops early, so frequent restarts (idle keep-alives) cost no heap work.
+// Deadlines are Unix nanoseconds (0 = disabled): a third of time.Time's
+// size, in every held session.
 type sessionTimers struct {
-	due     [numTimerKinds]time.Time // zero = disabled
-	armedAt [numTimerKinds]time.Time
+	due     [numTimerKinds]int64
+	armedAt [numTimerKinds]int64
 	armed   [numTimerKinds]bool
 }
 
 type timerEntry struct {
-	at   time.Time
+	at   int64
 	s    *hsession
 	kind timerKind
 }
@@ -37,7 +39,7 @@ type timerEntry struct {
 type timerHeap []timerEntry
 
 func (h timerHeap) Len() int           { return len(h) }
-func (h timerHeap) Less(i, j int) bool { return h[i].at.Before(h[j].at) }
+func (h timerHeap) Less(i, j int) bool { return h[i].at < h[j].at }
 func (h timerHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
 func (h *timerHeap) Push(x any)        { *h = append(*h, x.(timerEntry)) }
 func (h *timerHeap) Pop() any {
@@ -49,10 +51,12 @@ func (h *timerHeap) Pop() any {
 }
 
 // arm sets the deadline of kind k of s to at.
-func (h *timerHeap) arm(s *hsession, k timerKind, at time.Time) {
+func (h *timerHeap) arm(s *hsession, k timerKind, at time.Time) { h.armNS(s, k, at.UnixNano()) }
+
+func (h *timerHeap) armNS(s *hsession, k timerKind, at int64) {
 	t := &s.timers
 	t.due[k] = at
-	if t.armed[k] && !t.armedAt[k].After(at) {
+	if t.armed[k] && t.armedAt[k] <= at {
 		return // the pending entry pops no later and re-arms
 	}
 	t.armed[k] = true
@@ -62,7 +66,7 @@ func (h *timerHeap) arm(s *hsession, k timerKind, at time.Time) {
 
 // disarm disables kind k of s; its heap entry is discarded when it pops.
 func (h *timerHeap) disarm(s *hsession, k timerKind) {
-	s.timers.due[k] = time.Time{}
+	s.timers.due[k] = 0
 }
 
 // next returns the earliest entry's time.
@@ -70,16 +74,17 @@ func (h timerHeap) next() (time.Time, bool) {
 	if len(h) == 0 {
 		return time.Time{}, false
 	}
-	return h[0].at, true
+	return time.Unix(0, h[0].at), true
 }
 
 // popDue removes and returns the next entry that is current and due at
 // now; ok is false when none is left.
 func (h *timerHeap) popDue(now time.Time) (s *hsession, k timerKind, ok bool) {
-	for len(*h) > 0 && !(*h)[0].at.After(now) {
+	ns := now.UnixNano()
+	for len(*h) > 0 && (*h)[0].at <= ns {
 		e := heap.Pop(h).(timerEntry)
 		t := &e.s.timers
-		if !t.armed[e.kind] || !t.armedAt[e.kind].Equal(e.at) {
+		if !t.armed[e.kind] || t.armedAt[e.kind] != e.at {
 			continue // superseded by an earlier entry
 		}
 		t.armed[e.kind] = false
@@ -87,14 +92,14 @@ func (h *timerHeap) popDue(now time.Time) (s *hsession, k timerKind, ok bool) {
 			continue
 		}
 		due := t.due[e.kind]
-		if due.IsZero() {
+		if due == 0 {
 			continue
 		}
-		if due.After(now) {
-			h.arm(e.s, e.kind, due)
+		if due > ns {
+			h.armNS(e.s, e.kind, due)
 			continue
 		}
-		t.due[e.kind] = time.Time{}
+		t.due[e.kind] = 0
 		return e.s, e.kind, true
 	}
 	return nil, 0, false
