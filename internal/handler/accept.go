@@ -71,9 +71,9 @@ type inspectInfo struct {
 // read-only, by the sessions it creates.
 type acceptData struct {
 	Requests         []requestState
-	Request          requestData // as sent to the backend
-	OrigRequest      requestData // as received from the client
-	Inspect          inspectInfo
+	Request          requestData  // as sent to the backend
+	OrigRequest      requestData  // as received from the client
+	Inspect          *inspectInfo // nil when the accept had none
 	Route            string
 	StatsRoute       string // Route when separate-stats, else ""
 	ChannelPrefix    string
@@ -180,9 +180,11 @@ func parseAccept(args tnetstring.Dict, from []byte, cfg *Config) (*acceptData, e
 		if !ok {
 			return nil, errBadRequest
 		}
-		if a.Inspect, err = parseInspect(d); err != nil {
+		ii, err := parseInspect(d)
+		if err != nil {
 			return nil, err
 		}
+		a.Inspect = &ii
 	}
 	if a.ResponseSent, err = optBool(args, "response-sent"); err != nil {
 		return nil, err
@@ -213,12 +215,13 @@ func (a *acceptData) detach() {
 	}
 	a.Request.Body = bytes.Clone(a.Request.Body)
 	a.OrigRequest.Body = bytes.Clone(a.OrigRequest.Body)
-	in := &a.Inspect
-	in.SharingKey, in.SID = bytes.Clone(in.SharingKey), bytes.Clone(in.SID)
-	if in.LastIDs != nil {
-		in.LastIDs = cloneTnet(in.LastIDs).(tnetstring.Dict)
+	if in := a.Inspect; in != nil {
+		in.SharingKey, in.SID = bytes.Clone(in.SharingKey), bytes.Clone(in.SID)
+		if in.LastIDs != nil {
+			in.LastIDs = cloneTnet(in.LastIDs).(tnetstring.Dict)
+		}
+		in.UserData = cloneTnet(in.UserData)
 	}
-	in.UserData = cloneTnet(in.UserData)
 }
 
 // cloneTnet deep-copies a decoded tnetstring value.
@@ -252,7 +255,12 @@ func (a *acceptData) trimForStream() {
 	for _, rs := range a.Requests {
 		cors = cors || rs.AutoCrossOrigin
 	}
-	a.Requests, a.Instruct, a.Inspect = nil, nil, inspectInfo{}
+	if a.Instruct != nil {
+		// The sessions keep this instruct (shared): its initial response
+		// is out.
+		a.Instruct.Response.Headers, a.Instruct.Response.Body = nil, nil
+	}
+	a.Requests, a.Instruct, a.Inspect = nil, nil, nil
 	a.Request.Body, a.OrigRequest.Headers, a.OrigRequest.Body = nil, nil, nil
 	if !cors {
 		a.Request.Headers = nil

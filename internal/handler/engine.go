@@ -450,13 +450,9 @@ func (e *engine) accept(a *acceptData, now time.Time) {
 			return
 		}
 	}
-	// Once started, stream sessions keep the instructions without the
-	// initial response, and a trimmed accept.
-	var leanIn *grip.Instruct
+	// Once started, stream sessions keep a trimmed accept (and
+	// instructions without the initial response).
 	if in.Hold != grip.HoldResponse {
-		t := *in
-		t.Response = grip.Response{Code: in.Response.Code, Reason: in.Response.Reason}
-		leanIn = &t
 		defer a.trimForStream()
 	}
 	for _, rs := range a.Requests {
@@ -477,9 +473,6 @@ func (e *engine) accept(a *acceptData, now time.Time) {
 		}
 		e.armZhttpKeepAlive(s)
 		e.start(s, now)
-		if leanIn != nil && s.in == in {
-			s.in = leanIn
-		}
 	}
 }
 
@@ -607,9 +600,9 @@ func (e *engine) finish(s *hsession, now time.Time, retry bool) {
 	if retry {
 		rp = retryFromSession(s)
 	}
-	if s.outReq != nil {
-		e.cancelOutReq(s.outReq, now)
-		s.outReq = nil
+	if l := s.links; l != nil && l.outReq != nil {
+		e.cancelOutReq(l.outReq, now)
+		l.outReq = nil
 	}
 	e.sendGone(s, now)
 	delete(e.sessions, s.key)

@@ -153,7 +153,8 @@ func (e *engine) startOutReq(kind outKind, s *hsession, acc *acceptData, method,
 	}
 	e.outReqs[string(r.z.ID)] = r
 	if ev := e.log.Debug(); ev.Enabled() {
-		ev.Str("kind", kind.String()).Str("method", method).Str("uri", uri).Bool("internal", internal).Msg("outbound request")
+		ev.Str("kind", kind.String()).Str("method", method).Str("uri", uri).Bool("internal", internal).
+			Str(logging.FieldRoute, acc.Route).Bool("trusted", acc.Trusted).Msg("outbound request")
 	}
 	return r, nil
 }
@@ -265,8 +266,8 @@ func (e *engine) outReqData(r *outReq, p *zhttp.Packet, now time.Time) {
 			ev.Str("uri", r.uri).Int("code", r.code).Msg("gone link sent")
 		}
 	case outNext:
-		if s := r.s; s != nil && s.outReq == r {
-			s.outReq = nil
+		if s := r.s; s != nil && s.links != nil && s.links.outReq == r {
+			s.links.outReq = nil
 			e.nextLinkResponse(s, r, now)
 		}
 	}
@@ -278,8 +279,8 @@ func (e *engine) outReqFailed(r *outReq, why string, now time.Time) {
 	e.log.Debug().Str(logging.FieldRID, string(r.z.ID)).Str("kind", r.kind.String()).Str("uri", r.uri).
 		Str("error", why).Msg("outbound request failed")
 	if r.kind == outNext {
-		if s := r.s; s != nil && s.outReq == r {
-			s.outReq = nil
+		if s := r.s; s != nil && s.links != nil && s.links.outReq == r {
+			s.links.outReq = nil
 			e.nextLinkFailed(s, now)
 		}
 	}

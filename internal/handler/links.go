@@ -29,6 +29,28 @@ const (
 	textNonStream   = "Next link returned non-stream hold."
 )
 
+// linkState is a session's Grip-Link state, allocated for the sessions
+// that have links.
+type linkState struct {
+	gone         *grip.Link // from the first instructions only
+	outReq       *outReq    // next-link request in flight
+	currentURI   string     // the last next link fetched; "" before
+	retries      int        // failed next-link fetches in a row
+	retryDue     bool       // timerNextLink is a retry, not a window end
+	fetchOnFlush bool       // fetch the next link once pending is written
+}
+
+// link returns s's link state, allocating it on first use.
+func (s *hsession) link() *linkState {
+	if s.links == nil {
+		s.links = &linkState{}
+	}
+	return s.links
+}
+
+// inFlight reports whether a next-link request of s is out.
+func (s *hsession) inFlight() bool { return s.links != nil && s.links.outReq != nil }
+
 // streaming reports whether s writes an open-ended response: a stream
 // hold, or no hold with a next link.
 func (s *hsession) streaming() bool { return s.mode != grip.HoldResponse }
@@ -36,19 +58,19 @@ func (s *hsession) streaming() bool { return s.mode != grip.HoldResponse }
 // baseURI is what s's relative next links resolve against: the last next
 // link fetched, or the client's request URI.
 func (s *hsession) baseURI() string {
-	if s.currentURI != "" {
-		return s.currentURI
+	if s.links != nil && s.links.currentURI != "" {
+		return s.links.currentURI
 	}
 	return s.acc.OrigRequest.URI
 }
 
 // fetchNext requests s's next link now, unless one is in flight.
 func (e *engine) fetchNext(s *hsession, now time.Time) {
-	if s.state != stateHolding || s.in.NextLink == nil || s.outReq != nil {
+	if s.state != stateHolding || s.in.NextLink == nil || s.inFlight() {
 		return
 	}
 	e.timers.disarm(s, timerNextLink)
-	s.linkRetryDue = false
+	s.link().retryDue = false
 	var headers []grip.Header
 	for _, c := range s.in.Channels {
 		if sc := s.chans.get(c.Name); sc != nil && sc.hasPrev {
@@ -61,7 +83,7 @@ func (e *engine) fetchNext(s *hsession, now time.Time) {
 		e.nextLinkFailed(s, now)
 		return
 	}
-	s.outReq = r
+	s.link().outReq = r
 }
 
 // nextLinkFailed schedules the next attempt, or ends s after the last.
@@ -69,23 +91,24 @@ func (e *engine) nextLinkFailed(s *hsession, now time.Time) {
 	if s.state != stateHolding {
 		return
 	}
-	if s.linkRetries >= nextLinkRetries {
+	l := s.link()
+	if l.retries >= nextLinkRetries {
 		e.fail(s, textNextFailed, now)
 		return
 	}
-	d := time.Duration(1<<s.linkRetries)*time.Second + time.Duration(rand.Int64N(int64(time.Second)))
-	s.linkRetries++
-	s.linkRetryDue = true
+	d := time.Duration(1<<l.retries)*time.Second + time.Duration(rand.Int64N(int64(time.Second)))
+	l.retries++
+	l.retryDue = true
 	e.timers.arm(s, timerNextLink, now.Add(d))
 }
 
 // nextLinkTimer handles timerNextLink: a retry falling due, or the end of
 // a stream hold's link window.
 func (e *engine) nextLinkTimer(s *hsession, now time.Time) {
-	if s.state != stateHolding || s.in.NextLink == nil || s.outReq != nil {
+	if s.state != stateHolding || s.in.NextLink == nil || s.inFlight() {
 		return
 	}
-	if s.linkRetryDue {
+	if s.links != nil && s.links.retryDue {
 		e.fetchNext(s, now)
 		return
 	}
@@ -149,8 +172,9 @@ func (e *engine) nextLinkResponse(s *hsession, r *outReq, now time.Time) {
 		e.fail(s, textNonStream, now)
 		return
 	}
-	s.linkRetries = 0
-	s.currentURI = r.uri // later relative links resolve against it
+	l := s.link()
+	l.retries = 0
+	l.currentURI = r.uri // later relative links resolve against it
 	e.applyNext(s, in, now)
 }
 
@@ -227,7 +251,7 @@ func (e *engine) applyNext(s *hsession, in *grip.Instruct, now time.Time) {
 // taken what was written so far, so that a chain never outruns it.
 func (e *engine) chainNext(s *hsession, now time.Time) {
 	if len(s.pending) > 0 {
-		s.fetchOnFlush = true
+		s.link().fetchOnFlush = true
 		return
 	}
 	e.fetchNext(s, now)
@@ -235,10 +259,11 @@ func (e *engine) chainNext(s *hsession, now time.Time) {
 
 // sendGone POSTs the session's gone link (its request ended).
 func (e *engine) sendGone(s *hsession, now time.Time) {
-	if s.gone == nil {
+	if s.links == nil || s.links.gone == nil {
 		return
 	}
-	if _, err := e.startOutReq(outGone, nil, s.acc, "POST", s.acc.OrigRequest.URI, s.gone.URI, nil, now); err != nil {
-		e.log.Warn().Err(err).Str(logging.FieldRID, string(s.z.ID)).Str("link", s.gone.URI).Msg("gone link request not sent")
+	g := s.links.gone
+	if _, err := e.startOutReq(outGone, nil, s.acc, "POST", s.acc.OrigRequest.URI, g.URI, nil, now); err != nil {
+		e.log.Warn().Err(err).Str(logging.FieldRID, string(s.z.ID)).Str("link", g.URI).Msg("gone link request not sent")
 	}
 }

@@ -15,6 +15,9 @@ import (
 // -benchtime=1x.
 func BenchmarkHandlerHeldStreamMemory(b *testing.B) {
 	const n = 2000
+	if os.Getenv("TACK_HEAPPROFILE") != "" {
+		runtime.MemProfileRate = 1
+	}
 	h := startHarness(b, func(c *Config) { c.UpdateOnFirstSubscription = false })
 	measure := func() int64 {
 		runtime.GC()

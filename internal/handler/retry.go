@@ -54,6 +54,9 @@ func retryPacket(a *acceptData, requests []any, channels []grip.Channel, prevIDs
 		{Key: "request-data", Value: a.OrigRequest.dict()},
 	}
 	in := a.Inspect
+	if in == nil {
+		in = &inspectInfo{}
+	}
 	lastIDs := append(tnetstring.Dict(nil), in.LastIDs...)
 	present := in.Present
 	noProxy := in.NoProxy

@@ -110,14 +110,8 @@ type hsession struct {
 
 	timers sessionTimers
 
-	// Links (links.go).
-	gone         *grip.Link // from the first instructions only
-	outReq       *outReq    // next-link request in flight
-	currentURI   string     // the last next link fetched; "" before
-	linkRetries  int        // failed next-link fetches in a row
-	linkRetryDue bool       // timerNextLink is a retry, not a window end
-	fetchOnFlush bool       // fetch the next link once pending is written
-	updQueued    bool       // in the engine's update queue
+	links     *linkState // Grip-Link state (links.go); nil without links
+	updQueued bool       // in the engine's update queue
 
 	// coalesced holds the contents of items of one publish batch, credits
 	// already spent, that leave as one packet at the end of the batch
@@ -159,10 +153,12 @@ func newSession(rs requestState, acc *acceptData, now time.Time) *hsession {
 			LastOut:  now,
 		},
 		headSent: rs.ResponseCode >= 0 || acc.ResponseSent,
-		gone:     acc.Instruct.GoneLink,
 	}
 	if rs.UserData != nil {
 		s.extra = appendField(nil, "user-data", rs.UserData)
+	}
+	if g := acc.Instruct.GoneLink; g != nil {
+		s.link().gone = g
 	}
 	return s
 }
@@ -299,7 +295,9 @@ func (e *engine) prepareToClose(s *hsession) {
 	e.timers.disarm(s, timerHold)
 	e.timers.disarm(s, timerGripKeepAlive)
 	e.timers.disarm(s, timerNextLink)
-	s.fetchOnFlush = false
+	if s.links != nil {
+		s.links.fetchOnFlush = false
+	}
 }
 
 // creditsArrived resumes output after connmgr granted credits.
@@ -310,8 +308,8 @@ func (e *engine) creditsArrived(s *hsession, now time.Time) {
 	if s.state != stateHolding || !s.streaming() {
 		return
 	}
-	if s.fetchOnFlush && len(s.pending) == 0 {
-		s.fetchOnFlush = false
+	if l := s.links; l != nil && l.fetchOnFlush && len(s.pending) == 0 {
+		l.fetchOnFlush = false
 		e.fetchNext(s, now)
 		return
 	}

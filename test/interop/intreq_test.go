@@ -21,7 +21,6 @@ const intreqSigKey = "intreq-route-key"
 // nextSeen is what the backend saw of one /next request.
 type nextSeen struct {
 	query, host, sig, feature, last string
-	sigOK                           bool
 }
 
 // nextLinkBackend answers /stream with a stream hold on "c" and a relative
@@ -30,10 +29,12 @@ type nextSeen struct {
 // absolute next link straight to the backend (a direct request); /next?n=2
 // with "next-2\n" and no GRIP headers, which ends the client's response.
 // Other paths (warm-up, readiness) get what gripBackend gives them.
-func nextLinkBackend(t *testing.T) (addr string, seen <-chan nextSeen) {
+// /stream also carries a gone link; POSTs to /gone are reported on gone
+// (1.36 ignores gone links, tack-handler POSTs it when the request ends).
+func nextLinkBackend(t *testing.T) (addr string, seen <-chan nextSeen, gone <-chan string) {
 	t.Helper()
 	ch := make(chan nextSeen, 16)
-	key := grip.NewSecretKey([]byte(intreqSigKey))
+	goneCh := make(chan string, 4)
 	var self string
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		h := w.Header()
@@ -46,12 +47,18 @@ func nextLinkBackend(t *testing.T) (addr string, seen <-chan nextSeen) {
 		case "/stream":
 			h.Set("Grip-Hold", "stream")
 			h.Set("Grip-Channel", "c")
-			h.Set("Grip-Link", "</next?n=1>; rel=next; timeout=30")
+			h.Add("Grip-Link", "</next?n=1>; rel=next; timeout=30")
+			h.Add("Grip-Link", "</gone?from=stream>; rel=gone")
 			io.WriteString(w, "[open]\n")
+		case "/gone":
+			select {
+			case goneCh <- r.Method + " " + r.URL.RequestURI():
+			default:
+			}
 		case "/next":
 			sig := r.Header.Get("Grip-Sig")
 			s := nextSeen{query: r.URL.RawQuery, host: r.Host, sig: sig, feature: r.Header.Get("Grip-Feature"),
-				last: r.Header.Get("Grip-Last"), sigOK: grip.ValidateToken(sig, key, time.Now())}
+				last: r.Header.Get("Grip-Last")}
 			select {
 			case ch <- s:
 			default:
@@ -71,22 +78,23 @@ func nextLinkBackend(t *testing.T) (addr string, seen <-chan nextSeen) {
 	}))
 	t.Cleanup(srv.Close)
 	self = strings.TrimPrefix(srv.URL, "http://")
-	return self, ch
+	return self, ch, goneCh
 }
 
-// Pushpin's runner, condure, zurl and the real 1.36 pushpin-handler with
-// tack-proxy in place of pushpin-proxy: the handler fetches the next links
-// of a stream hold through tack-proxy's intreq sockets (zmq-wire.md §4.8),
-// once routed internally by route id (prefer-internal) and once directly to
-// another host:port, and appends their bodies to the client's stream.
-func TestInteropIntreqNextLinksWithPushpinHandler(t *testing.T) {
+// nextLinkScenario runs Pushpin's runner with the given PATH symlinks,
+// opens /stream on nextLinkBackend and checks that the client gets the
+// initial body and both next-link bodies, then the end of the response;
+// each /next request must be signed under sigKey and carry the Host of its
+// routing (through the route: the client's; direct: the link's). It
+// returns the backend's gone-link channel.
+func nextLinkScenario(t *testing.T, links map[string]string, sigKey string) <-chan string {
+	t.Helper()
 	requirePushpin(t)
-	be, seen := nextLinkBackend(t)
+	be, seen, gone := nextLinkBackend(t)
 	d := newDeployment(t)
 	conf := debianConfig(t, d.dir, d.httpPort, d.portOffset, nil)
 	writeRoutes(t, d.dir, "*,sig_key="+intreqSigKey+" "+be+"\n")
-	links := symlinkDir(t, map[string]string{"pushpin-proxy": filepath.Join(binDir, "tack-proxy")})
-	d.startPushpin(t, conf, links)
+	d.startPushpin(t, conf, symlinkDir(t, links))
 	d.waitReady(t, "/ready")
 	d.waitGripPath(t, "/warm")
 
@@ -115,6 +123,7 @@ func TestInteropIntreqNextLinksWithPushpinHandler(t *testing.T) {
 		"n=1": fmt.Sprintf("127.0.0.1:%d", d.httpPort), // through the route: the URI host is kept
 		"n=2": be,                                      // direct: the link's own host:port
 	}
+	key := grip.NewSecretKey([]byte(sigKey))
 	for i := 0; i < 2; i++ {
 		var s nextSeen
 		select {
@@ -122,8 +131,8 @@ func TestInteropIntreqNextLinksWithPushpinHandler(t *testing.T) {
 		case <-time.After(time.Second):
 			t.Fatalf("backend saw %d next requests, want 2", i)
 		}
-		if !s.sigOK {
-			t.Errorf("next %s: Grip-Sig %q does not validate under the route's key", s.query, s.sig)
+		if !grip.ValidateToken(s.sig, key, time.Now()) {
+			t.Errorf("next %s: Grip-Sig %q does not validate under %q", s.query, s.sig, sigKey)
 		}
 		if !strings.Contains(s.feature, "link:next") {
 			t.Errorf("next %s: Grip-Feature %q", s.query, s.feature)
@@ -132,5 +141,34 @@ func TestInteropIntreqNextLinksWithPushpinHandler(t *testing.T) {
 			t.Errorf("next %s: Host %q, want %q", s.query, s.host, want)
 		}
 		delete(wantHosts, s.query)
+	}
+	return gone
+}
+
+// Pushpin's runner, condure, zurl and the real 1.36 pushpin-handler with
+// tack-proxy in place of pushpin-proxy: the handler fetches the next links
+// of a stream hold through tack-proxy's intreq sockets (zmq-wire.md §4.8),
+// once routed internally by route id (prefer-internal) and once directly to
+// another host:port, and appends their bodies to the client's stream.
+// tack-proxy signs them with the route's key, as 1.41 does.
+func TestInteropIntreqNextLinksWithPushpinHandler(t *testing.T) {
+	nextLinkScenario(t, map[string]string{"pushpin-proxy": filepath.Join(binDir, "tack-proxy")}, intreqSigKey)
+}
+
+// The other way round: the real 1.36 pushpin-proxy with tack-handler in
+// place of pushpin-handler. Our handler's outbound requests must be
+// understood by the real proxy: it routes them (internally, then
+// directly), signs them (with [proxy] sig_key: 1.36 ignores the route's
+// key here, checked with Pushpin alone), and leaves their GRIP headers for
+// us to follow; the gone link goes out through it when the response ends.
+func TestInteropIntreqNextLinksWithTackHandler(t *testing.T) {
+	gone := nextLinkScenario(t, map[string]string{"pushpin-handler": filepath.Join(binDir, "tack-handler")}, "changeme")
+	select {
+	case g := <-gone:
+		if g != "POST /gone?from=stream" {
+			t.Errorf("gone request %q", g)
+		}
+	case <-time.After(5 * time.Second):
+		t.Error("gone link never requested")
 	}
 }
