@@ -80,6 +80,8 @@ type conn struct {
 	// the stream timeout ends the wait.
 	fd           int
 	epollAdded   bool
+	readableSeen bool      // a parker event came while the goroutine ran
+	wdlSet       time.Time // when the write deadline was last moved (writeDeadline)
 	parkedX      *exchange
 	parkDeadline time.Time
 
@@ -359,6 +361,12 @@ func (c *conn) tryDetach(x *exchange) bool {
 	if c.closing || c.isClosedLocked() {
 		return false
 	}
+	if c.readableSeen {
+		// Client bytes or EOF arrived meanwhile (edge-triggered: no
+		// second event): look at them first.
+		c.readableSeen = false
+		return false
+	}
 	if err := c.s.parker.arm(c, !c.epollAdded); err != nil {
 		return false
 	}
@@ -391,7 +399,9 @@ func (c *conn) resumeLocked(why resumeReason) bool {
 // wakeParked is the parker's event for c.
 func (c *conn) wakeParked(why resumeReason) {
 	c.mu.Lock()
-	c.resumeLocked(why)
+	if !c.resumeLocked(why) {
+		c.readableSeen = true
+	}
 	c.mu.Unlock()
 }
 
@@ -893,7 +903,7 @@ func (c *conn) writeResponse(x *exchange, mb *mailbox) (ok, done bool) {
 		}
 	}
 	if len(bufs) > 0 {
-		c.nc.SetWriteDeadline(time.Now().Add(c.s.cfg.StreamTimeout))
+		c.writeDeadline()
 		if _, err := bufs.WriteTo(c.nc); err != nil {
 			return false, false
 		}
@@ -906,6 +916,18 @@ func (c *conn) writeResponse(x *exchange, mb *mailbox) (ok, done bool) {
 		c.send(connMsg{kind: msgWrote, c: c, req: c.nreq, id: x.id, n: consumed})
 	}
 	return true, false
+}
+
+// writeDeadline keeps a write deadline of about the stream timeout ahead,
+// moving it only when a tenth of it has passed: a held stream writes often
+// and the deadline only has to catch a client that stopped reading.
+func (c *conn) writeDeadline() {
+	now := time.Now()
+	if now.Sub(c.wdlSet) < c.s.cfg.StreamTimeout/10 {
+		return
+	}
+	c.wdlSet = now
+	c.nc.SetWriteDeadline(now.Add(c.s.cfg.StreamTimeout))
 }
 
 // writeBytes writes b to the client with the stream timeout.

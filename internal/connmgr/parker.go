@@ -18,9 +18,11 @@ import (
 // the largest part of a held connection's cost, so this halves it.
 //
 // Go's own netpoller keeps the descriptor registered too; ours is a
-// second, level-triggered one-shot registration, re-armed at each detach
-// and removed before the descriptor is closed (conn.close), so a reused
-// descriptor number never reaches the wrong connection.
+// second, edge-triggered registration made at the first detach (no system
+// call at the later ones) and removed before the descriptor is closed
+// (conn.close), so a reused descriptor number never reaches the wrong
+// connection. An event for a connection whose goroutine is running is
+// remembered (conn.readableSeen) so that it does not detach past it.
 
 // parkSweep is how often detached connections are checked for the stream
 // timeout.
@@ -54,13 +56,13 @@ func newParker() (*parker, error) {
 	return &parker{epfd: epfd, evfd: evfd, byFD: map[int32]*conn{}, done: make(chan struct{})}, nil
 }
 
-// arm watches c's socket for one readability event (ADD the first time,
-// MOD after). Called with c.mu held.
+// arm watches c's socket for readability (edge-triggered: once for the
+// connection's life). Called with c.mu held.
 func (p *parker) arm(c *conn, first bool) error {
-	ev := &unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLRDHUP | unix.EPOLLONESHOT, Fd: int32(c.fd)}
 	if !first {
-		return unix.EpollCtl(p.epfd, unix.EPOLL_CTL_MOD, c.fd, ev)
+		return nil
 	}
+	ev := &unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLRDHUP | unix.EPOLLET, Fd: int32(c.fd)}
 	p.mu.Lock()
 	p.byFD[int32(c.fd)] = c
 	p.mu.Unlock()
