@@ -21,8 +21,12 @@ const (
 	// EngineQueue is the capacity of the connections → engine channel;
 	// connections block on it (the engine never blocks on a connection).
 	EngineQueue = 4096
-	// DropQueue holds notices of messages a socket owner had to drop.
-	DropQueue = 256
+	// DropQueue holds notices of messages a socket owner had to drop. A
+	// notice that does not fit leaves its request to the 10 s ack timeout
+	// instead of an immediate 503; 2,000 concurrent opens overflowed 256
+	// (208 clients waited the 10 s), so it takes several PUSH queues'
+	// worth.
+	DropQueue = 8192
 	// shutdownDrain bounds the wait for the shutdown cancels to leave the
 	// ROUTER's Go queue (libzmq then lingers RouterLinger).
 	shutdownDrain = 500 * time.Millisecond
