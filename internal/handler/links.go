@@ -27,6 +27,7 @@ const (
 	nextLinkRetries = 5
 	textNextFailed  = "Failed to retrieve next link."
 	textNonStream   = "Next link returned non-stream hold."
+	textNoIntreq    = "Instruct contained link, but handler not configured for outbound requests."
 )
 
 // linkState is a session's Grip-Link state, allocated for the sessions
@@ -78,6 +79,10 @@ func (e *engine) fetchNext(s *hsession, now time.Time) {
 		}
 	}
 	r, err := e.startOutReq(outNext, s, s.acc, "GET", s.baseURI(), s.in.NextLink.URI, headers, now)
+	if errors.Is(err, errNoIntreq) {
+		e.fail(s, textNoIntreq, now) // as Pushpin: no retries
+		return
+	}
 	if err != nil {
 		e.log.Warn().Err(err).Str(logging.FieldRID, string(s.z.ID)).Str("link", s.in.NextLink.URI).Msg("next link request not sent")
 		e.nextLinkFailed(s, now)

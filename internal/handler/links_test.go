@@ -312,3 +312,24 @@ func TestLinkTarget(t *testing.T) {
 }
 
 func instructWithMeta(meta map[string]string) *grip.Instruct { return &grip.Instruct{Meta: meta} }
+
+func TestLinksWithoutIntreq(t *testing.T) {
+	h := startHarness(t, func(c *Config) {
+		c.UpdateOnFirstSubscription = false
+		c.IntreqOutSpecs, c.IntreqOutStream, c.IntreqInSpecs = nil, nil, nil
+	})
+	args := acceptArgs("ni-1", 2, 200000, streamResponse("Grip-Link", "</next>; rel=next; timeout=5"))
+	reqs, _ := args.List("requests")
+	reqs[0] = append(reqs[0].(tnetstring.Dict), tnetstring.Field{Key: "debug", Value: true})
+	h.sendAccept(args)
+	h.expectAccepted()
+	expectKeepAliveTakeover(t, h, "ni-1", 2)
+	h.expectPacket()
+	// The window ends: no outbound sockets, so the stream fails at once
+	// with Pushpin's text (debug mode writes it).
+	h.advance(5 * time.Second)
+	if body := h.drainBody(); !strings.Contains(string(body), textNoIntreq) {
+		t.Fatalf("body %q", body)
+	}
+	h.waitGone("condure:ni-1")
+}
