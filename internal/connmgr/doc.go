@@ -68,9 +68,13 @@
 // --buffer-size only while a request head or body is read (kept only while
 // it holds pipelined bytes). Response heads are encoded into pooled buffers
 // and body packets written with writev straight from the received packets,
-// then released; credits are granted as bytes reach the client (§2.7). The
-// engine wakes a connection parked in the readability wait by setting a
-// read deadline in the past (documented net.Conn behaviour).
+// then released; credits are granted as bytes reach the client (§2.7): at
+// once when the server is down to half its window, else with the next
+// 100 ms tick, so a stream of small items costs one credit packet per
+// tick. The engine wakes a connection parked in the readability wait by
+// setting a read deadline in the past (documented net.Conn behaviour), and
+// wakes the connections it touched only once its SUB queue is empty (or
+// after maxDeferredWakes), so items arriving together leave together.
 //
 // # Behaviour that differs from condure 1.9.1 (see also the tests)
 //

@@ -52,6 +52,10 @@
 // No goroutine per subscriber: a publish is encoded once per channel and
 // item (frames.go), and each session's packet is its small envelope
 // (from/id/seq/user-data) in front of that shared payload.
+// When the engine finds several published items waiting (up to
+// maxBatchItems), it publishes them as one batch and each stream
+// session's share of it leaves as one packet (publishBatch): a burst then
+// costs connmgr one client write per subscriber, not one per item.
 //
 // # Rate limiting
 //

@@ -106,11 +106,17 @@ func runGRIPScenarios(t *testing.T, d *deployment) {
 				if l != "hello stream\n" {
 					t.Fatalf("published line %q", l)
 				}
-				d.publish(t, `{"items":[{"channel":"s1","formats":{"http-stream":{"action":"close"}}}]}`)
-				// Only repeats of the publish may precede the end.
+				// Several items in one publish (tack-handler coalesces them
+				// into one packet per client), then close.
+				item := func(c string) string {
+					return `{"channel":"s1","formats":{"http-stream":{"content":"` + c + `\n"}}}`
+				}
+				d.publish(t, `{"items":[`+item("a")+`,`+item("b")+`,`+item("c")+
+					`,{"channel":"s1","formats":{"http-stream":{"action":"close"}}}]}`)
+				// Only repeats of the first publish may precede them.
 				rest, err := io.ReadAll(rd)
-				if err != nil || strings.ReplaceAll(string(rest), "hello stream\n", "") != "" {
-					t.Fatalf("after close %q: %v", rest, err)
+				if err != nil || strings.ReplaceAll(string(rest), "hello stream\n", "") != "a\nb\nc\n" {
+					t.Fatalf("after the batch and close %q: %v", rest, err)
 				}
 				return
 			case <-time.After(300 * time.Millisecond):
