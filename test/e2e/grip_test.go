@@ -118,6 +118,18 @@ func (s *suite) postPublish(t *testing.T, body string) {
 	}
 }
 
+// getInto GETs u and sends "<status> <body>", or the error, to got.
+func getInto(u string, got chan<- string) {
+	resp, err := http.Get(u)
+	if err != nil {
+		got <- err.Error()
+		return
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	got <- fmt.Sprintf("%d %s", resp.StatusCode, b)
+}
+
 func streamItem(ch, content string) string {
 	b, _ := json.Marshal(map[string]any{"channel": ch, "formats": map[string]any{"http-stream": map[string]any{"content": content}}})
 	return string(b)
@@ -206,16 +218,7 @@ func TestE2EGripStreamAndResponse(t *testing.T) {
 	// Long-polling: a publish answers; a silent channel times out with the
 	// backend's own body.
 	got := make(chan string, 2)
-	poll := func(ch string) {
-		resp, err := http.Get(s.url("/poll?ch=" + ch))
-		if err != nil {
-			got <- err.Error()
-			return
-		}
-		b, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		got <- fmt.Sprintf("%d %s", resp.StatusCode, b)
-	}
+	poll := func(ch string) { getInto(s.url("/poll?ch="+ch), got) }
 	go poll("p1")
 	start := time.Now()
 	go poll("p2")
