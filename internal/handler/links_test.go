@@ -333,3 +333,49 @@ func TestLinksWithoutIntreq(t *testing.T) {
 	}
 	h.waitGone("condure:ni-1")
 }
+
+// TestLinksBadReplies: garbage, unknown ids, replies without a status and
+// bodies over OutReqBodyMax from the intreq side never take the handler
+// down; the fetch fails (and is retried) as a network error would.
+func TestLinksBadReplies(t *testing.T) {
+	h := startHarness(t, func(c *Config) { c.UpdateOnFirstSubscription = false })
+	h.sendAccept(acceptArgs("bad-1", 2, 200000, response(200, "OK", []string{"Grip-Link", "</more>; rel=next"}, "")))
+	h.expectAccepted()
+	expectKeepAliveTakeover(t, h, "bad-1", 2)
+	h.expectPacket()
+	req := h.recvOutReq()
+	for _, frame := range [][]byte{
+		[]byte("no-space-at-all"),
+		[]byte("handler_test garbage"),
+		[]byte("handler_test T5:junk"),
+		zhttp.PubFrame([]byte("handler_test"), &zhttp.Packet{From: []byte("proxy_test"), ID: []byte("nobody"), Seq: 0, Type: zhttp.TypeKeepAlive, Credits: -1, Code: -1, MaxSize: -1, Timeout: -1, PeerPort: -1, ConnectPort: -1}),
+	} {
+		if _, err := h.iout.SendBytes(frame, 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A data packet without a status code fails the fetch.
+	p := zhttp.New()
+	p.From, p.ID, p.Seq, p.Body = []byte("proxy_test"), req.ID, 0, []byte("x")
+	if _, err := h.iout.SendBytes(zhttp.PubFrame(req.From, p), 0); err != nil {
+		t.Fatal(err)
+	}
+	h.waitEngine("failed fetch", func(e *engine) bool { return len(e.outReqs) == 0 })
+	// The retry comes, and an oversized body fails it too.
+	h.advance(2 * time.Second)
+	h.sync()
+	req = h.recvOutReq()
+	big := zhttp.New()
+	big.From, big.ID, big.Seq, big.Code, big.Reason = []byte("proxy_test"), req.ID, 0, 200, "OK"
+	big.Body, big.More = make([]byte, OutReqBodyMax+1), true
+	if _, err := h.iout.SendBytes(zhttp.PubFrame(req.From, big), 0); err != nil {
+		t.Fatal(err)
+	}
+	h.waitEngine("oversized fetch dropped", func(e *engine) bool { return len(e.outReqs) == 0 })
+	// The session is still held (the failures only schedule retries).
+	h.inEngine(func(e *engine) {
+		if e.sessions["condure\x00bad-1"] == nil {
+			t.Error("session gone after bad replies")
+		}
+	})
+}
