@@ -153,13 +153,19 @@ func (e *engine) deliverResponse(c *channel, it *grip.Item, f *grip.HTTPResponse
 	}
 }
 
+// heldOn returns s's subscription to channel when s is holding in mode,
+// else nil.
+func heldOn(s *hsession, mode grip.HoldMode, channel string) *sessChannel {
+	if s.state != stateHolding || s.mode != mode {
+		return nil
+	}
+	return s.chans.get(channel)
+}
+
 // deliverResponseTo delivers an http-response item to one session.
 func (e *engine) deliverResponseTo(s *hsession, it *grip.Item, d *responseDelivery, now time.Time) {
 	f := d.f
-	if s.state != stateHolding || s.mode != grip.HoldResponse {
-		return
-	}
-	sc := s.chans.get(it.Channel)
+	sc := heldOn(s, grip.HoldResponse, it.Channel)
 	if sc == nil {
 		return
 	}
@@ -276,10 +282,7 @@ func (e *engine) deliverStream(c *channel, it *grip.Item, f *grip.HTTPStreamForm
 // deliverStreamTo delivers an http-stream item to one session.
 func (e *engine) deliverStreamTo(s *hsession, it *grip.Item, d *streamDelivery, now time.Time) {
 	f := d.f
-	if s.state != stateHolding || s.mode != grip.HoldStream {
-		return
-	}
-	sc := s.chans.get(it.Channel)
+	sc := heldOn(s, grip.HoldStream, it.Channel)
 	if sc == nil {
 		return
 	}
