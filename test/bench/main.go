@@ -8,6 +8,8 @@
 //	burst    -items publishes back to back to -small and -n subscribers
 //	steady   publish->receive latency at a steady -rate publishes/s to -small subscribers
 //	grip     = streams,publish,burst,steady (see grip.go)
+//	floor    the bench's client against a null server in-process: the most
+//	         streams/s and the fastest one-line fan-out this machine allows (floor.go)
 package main
 
 import (
@@ -33,7 +35,7 @@ func main() {
 		size     = flag.Int("size", 1024, "response body bytes")
 		bin      = flag.String("bin", "bin", "directory holding the tack binaries")
 		pushpin  = flag.Bool("pushpin", true, "also measure the real Pushpin when installed")
-		partsF   = flag.String("parts", "all", "comma-separated parts: proxy,streams,publish,burst,steady, grip (= the last four), all")
+		partsF   = flag.String("parts", "all", "comma-separated parts: proxy,streams,publish,burst,steady,floor, grip (= streams..steady), all")
 	)
 	flag.IntVar(&gripOpts.n, "n", 10000, "held streams (GRIP parts); one bench process holds at most ~17000")
 	flag.IntVar(&gripOpts.inflight, "inflight", 500, "stream opens in flight")
@@ -46,14 +48,14 @@ func main() {
 	for _, p := range strings.Split(*partsF, ",") {
 		switch p = strings.TrimSpace(p); p {
 		case "all":
-			for _, q := range []string{"proxy", "streams", "publish", "burst", "steady"} {
+			for _, q := range []string{"proxy", "streams", "publish", "burst", "steady", "floor"} {
 				parts[q] = true
 			}
 		case "grip":
 			for _, q := range []string{"streams", "publish", "burst", "steady"} {
 				parts[q] = true
 			}
-		case "proxy", "streams", "publish", "burst", "steady":
+		case "proxy", "streams", "publish", "burst", "steady", "floor":
 			parts[p] = true
 		case "":
 		default:
@@ -70,6 +72,12 @@ func main() {
 	}
 	if parts["streams"] || parts["publish"] || parts["burst"] || parts["steady"] {
 		if err := runGrip(parts, *bin, *pushpin); err != nil {
+			fmt.Fprintln(os.Stderr, "bench:", err)
+			failed = true
+		}
+	}
+	if parts["floor"] {
+		if err := runFloor(); err != nil {
 			fmt.Fprintln(os.Stderr, "bench:", err)
 			failed = true
 		}
