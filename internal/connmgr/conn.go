@@ -367,10 +367,12 @@ func (c *conn) tryDetach(x *exchange) bool {
 		c.readableSeen = false
 		return false
 	}
-	if err := c.s.parker.arm(c, !c.epollAdded); err != nil {
-		return false
+	if !c.epollAdded {
+		if err := c.s.parker.add(c); err != nil {
+			return false
+		}
+		c.epollAdded = true
 	}
-	c.epollAdded = true
 	c.parkedX = x
 	c.parkDeadline = time.Now().Add(c.s.cfg.StreamTimeout)
 	return true

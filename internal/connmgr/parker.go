@@ -56,12 +56,9 @@ func newParker() (*parker, error) {
 	return &parker{epfd: epfd, evfd: evfd, byFD: map[int32]*conn{}, done: make(chan struct{})}, nil
 }
 
-// arm watches c's socket for readability (edge-triggered: once for the
-// connection's life). Called with c.mu held.
-func (p *parker) arm(c *conn, first bool) error {
-	if !first {
-		return nil
-	}
+// add watches c's socket for readability, edge-triggered, for the
+// connection's life. Called with c.mu held, once per connection.
+func (p *parker) add(c *conn) error {
 	ev := &unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLRDHUP | unix.EPOLLET, Fd: int32(c.fd)}
 	p.mu.Lock()
 	p.byFD[int32(c.fd)] = c

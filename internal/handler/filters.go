@@ -1,6 +1,7 @@
 package handler
 
 import (
+	"encoding/hex"
 	"strings"
 
 	"tack/internal/grip"
@@ -140,12 +141,12 @@ func buildID(content []byte, s *hsession) ([]byte, error) {
 	if !ok {
 		return nil, errFilter("no sub meta 'id_format'")
 	}
-	hex := false
+	hexIDs := false
 	if enc, ok := s.in.Meta["id_encoding"]; ok {
 		if enc != "hex" {
 			return nil, errFilter("unsupported encoding: " + enc)
 		}
-		hex = true
+		hexIDs = true
 	}
 	if !strings.Contains(string(content), "%") {
 		return content, nil
@@ -183,20 +184,11 @@ func buildID(content []byte, s *hsession) ([]byte, error) {
 			}
 			v = id
 		}
-		if hex {
-			return []byte(hexEncode(v)), nil
+		if hexIDs {
+			return []byte(hex.EncodeToString(v)), nil
 		}
 		return v, nil
 	})
-}
-
-func hexEncode(b []byte) string {
-	const digits = "0123456789abcdef"
-	out := make([]byte, 2*len(b))
-	for i, c := range b {
-		out[2*i], out[2*i+1] = digits[c>>4], digits[c&15]
-	}
-	return string(out)
 }
 
 // substVars is var-subst: %(name)s becomes sub meta name, %% becomes %.
