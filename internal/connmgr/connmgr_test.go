@@ -468,12 +468,6 @@ func TestConnmgrHandoff(t *testing.T) {
 	if q := proxy.expectType(zhttp.TypeHandoffProceed); q.Seq != 2 || !q.Multi {
 		t.Fatalf("proceed seq %d multi %v", q.Seq, q.Multi)
 	}
-	if refBin == "" {
-		// A stray packet from the old owner is dropped, not a bad seq.
-		stray := proxy.packet(p.ID, 2)
-		stray.Type = zhttp.TypeKeepAlive
-		proxy.send(stray)
-	}
 	ka := handler.packet(p.ID, 2)
 	ka.Type, ka.Multi = zhttp.TypeKeepAlive, true
 	handler.send(ka)
@@ -485,6 +479,13 @@ func TestConnmgrHandoff(t *testing.T) {
 	if _, err := io.ReadFull(br, got); err != nil || string(got) != want {
 		t.Fatalf("body %q %v", got, err)
 	}
+	if refBin == "" {
+		// A late packet from the old owner, once the new one has spoken,
+		// is dropped, not a bad seq.
+		stray := proxy.packet(p.ID, 4)
+		stray.Type = zhttp.TypeKeepAlive
+		proxy.send(stray)
+	}
 	if q := handler.expectType(zhttp.TypeCredit); q.Seq != 3 || q.Credits != 7 {
 		t.Fatalf("credit to handler seq %d credits %d", q.Seq, q.Credits)
 	}
@@ -493,6 +494,34 @@ func TestConnmgrHandoff(t *testing.T) {
 		t.Fatalf("cancel seq %d", q.Seq)
 	}
 	proxy.noStream(50 * time.Millisecond)
+}
+
+// TestConnmgrHandoffResume: the old owner takes the session back after
+// handoff-proceed (Pushpin's proxy does when the handler refuses the
+// accept) and its answer reaches the client.
+func TestConnmgrHandoffResume(t *testing.T) {
+	h := startConnmgr(t, nil)
+	proxy := newFakeServer(t, h, "proxy_h5945")
+	proxy.warm()
+	c := dial(t, h)
+	br := bufio.NewReader(c)
+	fmt.Fprint(c, "GET /x HTTP/1.1\r\nHost: x\r\n\r\n")
+	p, _ := proxy.first()
+	ka := proxy.packet(p.ID, 0)
+	ka.Type = zhttp.TypeKeepAlive
+	proxy.send(ka)
+	hs := proxy.packet(p.ID, 1)
+	hs.Type = zhttp.TypeHandoffStart
+	proxy.send(hs)
+	proxy.expectType(zhttp.TypeHandoffProceed)
+	ka = proxy.packet(p.ID, 2)
+	ka.Type = zhttp.TypeKeepAlive
+	proxy.send(ka)
+	proxy.respond(p.ID, 3, 502, hdr("Content-Type", "text/plain", "Content-Length", "32"), "Error while proxying to origin.\n", false)
+	head, body := readHTTP(t, br)
+	if !strings.HasPrefix(head, "HTTP/1.1 502") || body != "Error while proxying to origin.\n" {
+		t.Fatalf("got %q %q", head, body)
+	}
 }
 
 func TestConnmgrKeepAliveTimer(t *testing.T) {

@@ -40,8 +40,9 @@ const (
 	stWaitAck sessState = iota + 1
 	// stActive: the server's address is known; follow-ups go to it.
 	stActive
-	// stHandoff: we answered handoff-start and forgot the peer; packets from
-	// the old owner are dropped until the new owner speaks (§2.10).
+	// stHandoff: we answered handoff-start and forgot the peer; the next
+	// packet's sender (the new owner, or the old one resuming) becomes the
+	// peer (§2.10).
 	stHandoff
 	// stOrphan: the client is gone (or was answered 503) before any server
 	// spoke; the first server packet gets a cancel, then the session goes.
@@ -278,11 +279,14 @@ func knownType(t string) bool {
 // onPacket applies one server packet to its session (§2.6–§2.10).
 func (e *engine) onPacket(s *session, p *zhttp.Packet) {
 	now := e.now()
-	if s.oldPeer != nil && bytes.Equal(p.From, s.oldPeer) && !bytes.Equal(p.From, s.zs.Peer) {
-		// §2.10: the old owner must be silent once it sent handoff-start; a
-		// stray packet from it (e.g. a keep-alive that crossed our
-		// handoff-proceed, or one overtaken by the new owner's packets on
-		// another PUB link) is dropped rather than failing the seq check.
+	if s.state != stHandoff && s.oldPeer != nil && bytes.Equal(p.From, s.oldPeer) && !bytes.Equal(p.From, s.zs.Peer) {
+		// §2.10: once the new owner has spoken, a late packet from the old
+		// one (overtaken by the new owner's packets on another PUB link) is
+		// dropped rather than failing the seq check. Before that, the old
+		// owner may take the session back: Pushpin's proxy resumes with a
+		// keep-alive and answers the client itself when the handler
+		// refuses the accept (instruct errors, a plain "response"), and
+		// condure delivers that answer.
 		if ev := e.log.Debug(); ev.Enabled() {
 			ev.Bytes(logging.FieldRID, s.zs.ID).Str("type", p.Type).Msg("dropping packet from old owner")
 		}
