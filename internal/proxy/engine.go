@@ -84,8 +84,11 @@ type session struct {
 
 	test *testRequest // built-in test handler state
 
-	completing bool   // a locally generated response is being sent
-	outBody    []byte // its body not yet covered by credits
+	completing bool // a locally generated response is being sent
+	// sentFirst: the proxy sent the initial response of a large GRIP
+	// stream hold itself (large.go); the hand-off follows its body.
+	sentFirst bool
+	outBody   []byte // its body not yet covered by credits
 
 	// GRIP hand-off (handoff.go).
 	grip       bool          // the response is GRIP: collect it, do not relay
@@ -778,6 +781,24 @@ func (e *engine) flushResp(s *session, head *zhttp.Packet, now time.Time) {
 		return
 	}
 	if last && head == nil && n == 0 && s.respEndSent {
+		return
+	}
+	if last && s.sentFirst {
+		// The initial response of a large stream hold: the handler
+		// continues the body (large.go).
+		if head != nil || n > 0 {
+			p := head
+			if p == nil {
+				p = zhttp.New()
+			}
+			p.Body = append([]byte(nil), s.respPending[:n]...)
+			p.More = true
+			s.respBytes += int64(n)
+			e.sendIn(s, p, now)
+		}
+		s.respPending = nil
+		s.respEndSent = true
+		e.sentFirstDone(s, now)
 		return
 	}
 	p := head

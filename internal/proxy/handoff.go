@@ -73,9 +73,7 @@ func (e *engine) startGRIP(s *session, p *zhttp.Packet, now time.Time) {
 func (e *engine) gripBody(s *session, b []byte, more bool, now time.Time) {
 	s.respBody = append(s.respBody, b...)
 	if len(s.respBody) > GripBodyMax {
-		e.log.Warn().Str(logging.FieldRID, string(s.in.ID)).Msg("GRIP response body exceeds 100000 bytes")
-		e.cancelClient(s, now)
-		e.respondError(s, 502, "Bad Gateway", textProxyError, "Error: GRIP response too large.", now)
+		e.gripTooLarge(s, more, now)
 		return
 	}
 	if more {
@@ -86,6 +84,12 @@ func (e *engine) gripBody(s *session, b []byte, more bool, now time.Time) {
 		e.respond(s, 400, "Bad Request", "text/plain", textGripTooLarge, now)
 		return
 	}
+	e.handOff(s, now)
+}
+
+// handOff starts the hand-off of a complete GRIP response (or, for one
+// the proxy relayed itself, of the session after its initial body).
+func (e *engine) handOff(s *session, now time.Time) {
 	// Pause the client session only once a handler is connected: a long
 	// pause is where the real condure goes wrong (see waitingHandler).
 	if e.acceptPeers != nil && e.acceptPeers() == 0 {
@@ -122,6 +126,10 @@ func (e *engine) retryWaitingHandler(now time.Time) {
 			e.startHandoff(s, now)
 		case now.Sub(s.awaitingSince) > acceptSendTimeout:
 			delete(e.waitingHandler, k)
+			if s.sentFirst {
+				e.sentFirstFailed(s, "Accept service unavailable.", now)
+				continue
+			}
 			e.respondError(s, 500, "Internal Server Error", textAcceptUnavailable, "", now)
 		}
 	}
@@ -146,8 +154,7 @@ func (e *engine) handoffProceed(s *session, now time.Time) {
 	b, err := tnetstring.Encode(nil, req)
 	if err != nil {
 		e.log.Error().Err(err).Msg("encode accept")
-		e.resume(s, now)
-		e.respondError(s, 500, "Internal Server Error", textAcceptUnavailable, "", now)
+		e.acceptUnavailable(s, now)
 		return
 	}
 	e.accepts[id] = &pendingAccept{s: s, deadline: now.Add(AcceptTimeout)}
@@ -202,6 +209,9 @@ func (e *engine) acceptArgs(s *session) tnetstring.Dict {
 	if s.isRetry {
 		rq = append(rq, tnetstring.Field{Key: "is-retry", Value: true})
 	}
+	if s.sentFirst {
+		rq = append(rq, tnetstring.Field{Key: "response-code", Value: s.code})
+	}
 	if s.in.UserData != nil {
 		rq = append(rq, tnetstring.Field{Key: "user-data", Value: s.in.UserData})
 	}
@@ -219,6 +229,9 @@ func (e *engine) acceptArgs(s *session) tnetstring.Dict {
 			{Key: "headers", Value: headerList(s.respHead.Headers)},
 			{Key: "body", Value: append([]byte{}, s.respBody...)},
 		}},
+	}
+	if s.sentFirst {
+		args = append(args, tnetstring.Field{Key: "response-sent", Value: true})
 	}
 	insp := tnetstring.Dict{{Key: "no-proxy", Value: false}}
 	if len(s.lastIDs) > 0 {
@@ -306,6 +319,10 @@ func (e *engine) handleAcceptReply(m zsock.Message, now time.Time) {
 	if !d.Bool("success") {
 		cond, _ := d.Bytes("condition")
 		msg, _ := d.Bytes("value")
+		if s.sentFirst {
+			e.sentFirstFailed(s, fmt.Sprintf("Accept failed: %s %s", cond, msg), now)
+			return
+		}
 		e.resume(s, now)
 		if string(cond) == "bad-format" {
 			e.respondError(s, 502, "Bad Gateway", textProxyError, "Failed to parse accept instructions: "+string(msg), now)
@@ -320,6 +337,12 @@ func (e *engine) handleAcceptReply(m zsock.Message, now time.Time) {
 		s.code = s.respHead.Code
 		e.handedOff[s.key] = now
 		e.finish(s, "accept")
+		return
+	}
+	if s.sentFirst {
+		r, _ := v.Dict("response")
+		body, _ := r.Bytes("body")
+		e.sentFirstRefused(s, body, now)
 		return
 	}
 	if r, ok := v.Dict("response"); ok {
@@ -364,8 +387,17 @@ func (e *engine) acceptFailed(id string, now time.Time) {
 	if e.byIn[pa.s.key] != pa.s {
 		return
 	}
-	e.resume(pa.s, now)
-	e.respondError(pa.s, 500, "Internal Server Error", textAcceptUnavailable, "", now)
+	e.acceptUnavailable(pa.s, now)
+}
+
+// acceptUnavailable answers a paused session the handler could not take.
+func (e *engine) acceptUnavailable(s *session, now time.Time) {
+	if s.sentFirst {
+		e.sentFirstFailed(s, "Accept service unavailable.", now)
+		return
+	}
+	e.resume(s, now)
+	e.respondError(s, 500, "Internal Server Error", textAcceptUnavailable, "", now)
 }
 
 func newUUID() string {

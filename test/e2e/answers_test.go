@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"bufio"
 	"io"
 	"net/http"
 	"strings"
@@ -109,4 +110,52 @@ func TestE2EGripAnswersAtOnce(t *testing.T) {
 	if a := getAnswer(t, req, 10*time.Second); a.code != 201 {
 		t.Fatalf("after: %d", a.code)
 	}
+}
+
+// TestE2EGripLargeAnswers (PX-26): a stream hold whose initial body passes
+// 100,000 bytes is sent by the proxy itself (Grip-* and Content-Length
+// removed, Grip-Status applied) and then held by the handler, which
+// delivers publishes after it; a response hold that large is a 502, as
+// with Pushpin 1.36.
+func TestE2EGripLargeAnswers(t *testing.T) {
+	big := strings.Repeat("a", 150000)
+	be := cannedBackend(t, map[string]cannedAnswer{
+		"/stream": {200, [][2]string{{"Content-Type", "text/plain"}, {"Grip-Hold", "stream"},
+			{"Grip-Channel", "big"}, {"Grip-Status", "203 Big"}}, big},
+		"/response":       {200, [][2]string{{"Grip-Hold", "response"}, {"Grip-Channel", "big"}}, big},
+		"/stream-buildid": {200, [][2]string{{"Grip-Hold", "stream"}, {"Grip-Channel", "big; filter=build-id"}}, big},
+	})
+	s := startSuite(t, suiteOptions{routes: "* " + be + "\n"})
+
+	for _, path := range []string{"/response", "/stream-buildid"} {
+		req, _ := http.NewRequest("GET", s.url(path), nil)
+		if a := getAnswer(t, req, 10*time.Second); a.code != 502 || a.body != "Error while proxying to origin.\n" {
+			t.Fatalf("%s: got %d %q", path, a.code, a.body)
+		}
+	}
+
+	resp, err := (&http.Client{Timeout: 30 * time.Second}).Get(s.url("/stream"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != 203 || resp.Status != "203 Big" {
+		t.Fatalf("status %q", resp.Status)
+	}
+	if resp.ContentLength != -1 || len(resp.TransferEncoding) == 0 {
+		t.Errorf("content-length %d, transfer-encoding %v", resp.ContentLength, resp.TransferEncoding)
+	}
+	for k := range resp.Header {
+		if strings.HasPrefix(strings.ToLower(k), "grip-") {
+			t.Errorf("client saw %s", k)
+		}
+	}
+	br := bufio.NewReader(resp.Body)
+	initial := make([]byte, len(big))
+	if _, err := io.ReadFull(br, initial); err != nil || string(initial) != big {
+		t.Fatalf("initial body: %v", err)
+	}
+	expectLine(t, br, "after\n", func() {
+		s.postPublish(t, `{"items":[{"channel":"big","formats":{"http-stream":{"content":"after\n"}}}]}`)
+	})
 }
