@@ -84,11 +84,11 @@ type session struct {
 
 	test *testRequest // built-in test handler state
 
-	completing bool // a locally generated response is being sent
+	completing bool   // a locally generated response is being sent
+	outBody    []byte // its body not yet covered by credits
 	// sentFirst: the proxy sent the initial response of a large GRIP
 	// stream hold itself (large.go); the hand-off follows its body.
 	sentFirst bool
-	outBody   []byte // its body not yet covered by credits
 
 	// GRIP hand-off (handoff.go).
 	grip       bool          // the response is GRIP: collect it, do not relay
