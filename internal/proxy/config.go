@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"tack/internal/config"
+	"tack/internal/grip"
 )
 
 // Defaults mirroring Pushpin 1.36.
@@ -57,14 +58,21 @@ type Config struct {
 	AcceptXForwardedProtocol bool
 	SetXForwardedProtocol    string // "", "true", "proto-only"
 	XForwardedFor            XFFRule
-	AcceptPushpinRoute       bool
-	LogFrom, LogUserAgent    bool
-	SigIss, SigKey           string
-	ConfigDir                string // base for relative file: keys
-	MaxOpenRequests          int
-	AcceptSpecs              []string // DEALER, bind: accept calls to the handler
-	RetryInSpecs             []string // PULL, bind: retry packets from the handler (1.36 framing)
-	ServiceTimeout           time.Duration
+	// Upstream trust (trust.go): a request whose Grip-Sig verifies with
+	// UpstreamKey comes from another GRIP proxy.
+	UpstreamKey           *grip.Key // nil: not configured
+	XForwardedForTrusted  XFFRule   // x_forwarded_for_trusted, for trusted clients
+	OrigHeadersNeedMark   []string  // orig_headers_need_mark
+	CDNLoop               string    // cdn_loop (1.37+)
+	AutoCrossOrigin       bool      // auto_cross_origin: CORS and JSON-P on every route
+	AcceptPushpinRoute    bool
+	LogFrom, LogUserAgent bool
+	SigIss, SigKey        string
+	ConfigDir             string // base for relative file: keys
+	MaxOpenRequests       int
+	AcceptSpecs           []string // DEALER, bind: accept calls to the handler
+	RetryInSpecs          []string // PULL, bind: retry packets from the handler (1.36 framing)
+	ServiceTimeout        time.Duration
 
 	// The handler's own outbound requests (intreq, zmq-wire.md §4.8); on
 	// only when all three are set, as in Pushpin.
@@ -91,8 +99,7 @@ func (c *Config) intreqPartial() bool {
 
 // unsupportedProxyKeys are [proxy] settings tack does not act on yet; a
 // set value is reported at start-up rather than ignored.
-var unsupportedProxyKeys = []string{"auto_cross_origin", "upstream_key", "x_forwarded_for_trusted",
-	"orig_headers_need_mark", "cdn_loop", "prometheus_port", "updates_check"}
+var unsupportedProxyKeys = []string{"auto_cross_origin", "prometheus_port", "updates_check"}
 
 // UnsupportedWarnings names each unsupported [proxy] key that has a value
 // (updates_check=off is the only value that needs nothing).
@@ -158,6 +165,9 @@ func ConfigFromFile(f *config.File, routeLines []string) (Config, error) {
 	}
 	if c.XForwardedFor, err = parseXFF(f.List("proxy", "x_forwarded_for")); err != nil {
 		return c, fmt.Errorf("%s: [proxy] x_forwarded_for: %w", f.Path(), err)
+	}
+	if err := c.trustFromFile(f); err != nil {
+		return c, err
 	}
 	if c.AcceptPushpinRoute, err = f.Bool("proxy", "accept_pushpin_route", false); err != nil {
 		return c, err

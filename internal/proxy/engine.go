@@ -373,6 +373,8 @@ func (e *engine) handleFirst(sd clientSide, frame []byte, now time.Time) {
 	if sd == sideIntreq {
 		ci.internal = true
 		ci.peer = "" // no client behind it: no X-Forwarded-For append, no peer in logs
+	} else {
+		ci.trusted = e.trustedClient(p, now)
 	}
 	s.ci = ci
 	if _, ok := p.Header("Pushpin-Check"); ok {
@@ -405,15 +407,13 @@ func (e *engine) handleFirst(sd clientSide, frame []byte, now time.Time) {
 // when accepted, else by host, TLS and path (grip-reference §2.1 step 3).
 func (e *engine) clientRoute(p *zhttp.Packet, ci clientInfo) *routes.Route {
 	t := e.routes()
-	if e.cfg.AcceptPushpinRoute {
-		if id, ok := p.Header("Pushpin-Route"); ok && t != nil {
-			if r := t.ByID(strings.TrimSpace(id)); r != nil {
-				return r
-			}
-		}
-	}
 	if t == nil {
 		return nil
+	}
+	// A non-empty Pushpin-Route names the route outright: an unknown id
+	// is "No route", not a host lookup (as Pushpin 1.36 does).
+	if id, _ := p.Header("Pushpin-Route"); e.cfg.AcceptPushpinRoute && strings.TrimSpace(id) != "" {
+		return t.ByID(strings.TrimSpace(id))
 	}
 	return t.Lookup(ci.host, "http", ci.tls, ci.path)
 }

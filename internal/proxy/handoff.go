@@ -46,7 +46,8 @@ func toGripHeaders(hs []zhttp.Header) []grip.Header {
 func (e *engine) isGRIPResponse(s *session, p *zhttp.Packet) bool {
 	// The handler's own requests are relayed as they are: it reads their
 	// Grip-* headers itself (grip-reference §3.1).
-	if s.side == sideIntreq || (s.route != nil && s.route.NoGrip) {
+	// So are a trusted client's: the GRIP proxy in front interprets them.
+	if s.side == sideIntreq || s.ci.trusted || (s.route != nil && s.route.NoGrip) {
 		return false
 	}
 	return grip.IsGRIP(toGripHeaders(p.Headers))
@@ -264,7 +265,7 @@ func (e *engine) acceptArgs(s *session) tnetstring.Dict {
 // logicalPeer is the first X-Forwarded-For entry unless the rule is
 // truncate:0 (grip-reference §2.1 step 5, quirk 24), else the TCP peer.
 func (e *engine) logicalPeer(s *session) string {
-	if v, ok := headerValue(s.first.Headers, "X-Forwarded-For"); ok && e0(v) != "" && e.cfg.XForwardedFor.Truncate != 0 {
+	if v, ok := headerValue(s.first.Headers, "X-Forwarded-For"); ok && e0(v) != "" && e.xffRule(s.ci).Truncate != 0 {
 		return e0(v)
 	}
 	return s.ci.peer

@@ -169,13 +169,12 @@ func (e *engine) rewriteRequest(p *zhttp.Packet, ci clientInfo, r *routes.Route,
 			hs = append(hs, zhttp.Header{Name: h.Name, Value: v})
 		}
 	}
-	if !r.OrigHeaders {
-		hs = removePrefixed(hs, "eb9bf0f5-")
-	}
+	hs = e.origHeaders(hs, r.OrigHeaders, ci.trusted)
 	hs = removeHeaders(hs, requestHopHeaders...)
 	if e.cfg.AcceptPushpinRoute {
 		hs = removeHeaders(hs, "Pushpin-Route")
 	}
+	hs = applyCDNLoop(hs, e.cfg.CDNLoop)
 	if !ci.trusted && !ci.internal {
 		hs = removePrefixed(hs, "Grip-")
 	}
@@ -192,7 +191,7 @@ func (e *engine) rewriteRequest(p *zhttp.Packet, ci clientInfo, r *routes.Route,
 			hs = append(hs, zhttp.Header{Name: "X-Forwarded-Protocol", Value: scheme})
 		}
 	}
-	hs = applyXFF(hs, e.cfg.XForwardedFor, ci.peer)
+	hs = applyXFF(hs, e.xffRule(ci), ci.peer)
 	if !r.NoGrip && !ci.trusted {
 		iss, key := e.cfg.SigIss, e.cfg.SigKey
 		if r.HasSigIss {
@@ -247,17 +246,7 @@ func applyXFF(hs []zhttp.Header, rule XFFRule, peer string) []zhttp.Header {
 	if rule.Truncate < 0 && !rule.Append {
 		return hs
 	}
-	var vals []string
-	for _, h := range hs {
-		if strings.EqualFold(h.Name, "X-Forwarded-For") {
-			for _, v := range strings.Split(h.Value, ",") {
-				if v = strings.TrimSpace(v); v != "" {
-					vals = append(vals, v)
-				}
-			}
-		}
-	}
-	hs = removeHeaders(hs, "X-Forwarded-For")
+	vals, hs := takeList(hs, "X-Forwarded-For")
 	if rule.Truncate >= 0 && len(vals) > rule.Truncate {
 		vals = vals[len(vals)-rule.Truncate:]
 	}
@@ -268,6 +257,22 @@ func applyXFF(hs []zhttp.Header, rule XFFRule, peer string) []zhttp.Header {
 		hs = append(hs, zhttp.Header{Name: "X-Forwarded-For", Value: strings.Join(vals, ", ")})
 	}
 	return hs
+}
+
+// takeList removes every header called name and returns their values,
+// split at commas and trimmed, empty items dropped.
+func takeList(hs []zhttp.Header, name string) ([]string, []zhttp.Header) {
+	var vals []string
+	for _, h := range hs {
+		if strings.EqualFold(h.Name, name) {
+			for _, v := range strings.Split(h.Value, ",") {
+				if v = strings.TrimSpace(v); v != "" {
+					vals = append(vals, v)
+				}
+			}
+		}
+	}
+	return vals, removeHeaders(hs, name)
 }
 
 // filterResponseHeaders drops hop-by-hop headers from a backend response.
