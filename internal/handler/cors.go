@@ -12,15 +12,6 @@ import (
 // auto-cross-origin (grip-reference §11.1, §11.2; Pushpin
 // src/corelib/cors.cpp and HttpSession::respond [1.36]).
 
-func hasHeader(hs []grip.Header, name string) bool {
-	for _, h := range hs {
-		if strings.EqualFold(h.Name, name) {
-			return true
-		}
-	}
-	return false
-}
-
 func getHeader(hs []grip.Header, name string) string {
 	for _, h := range hs {
 		if strings.EqualFold(h.Name, name) {
@@ -30,74 +21,8 @@ func getHeader(hs []grip.Header, name string) string {
 	return ""
 }
 
-var corsSimpleHeaders = []string{"Cache-Control", "Content-Language", "Content-Length", "Content-Type", "Expires", "Last-Modified", "Pragma"}
-
 // applyCORS adds the Access-Control-* headers the response lacks.
-func applyCORS(req, resp []grip.Header) []grip.Header {
-	out := append([]grip.Header(nil), resp...)
-	if !hasHeader(out, "Access-Control-Allow-Methods") {
-		m := getHeader(req, "Access-Control-Request-Method")
-		if m == "" {
-			m = "OPTIONS, HEAD, GET, POST, PUT, DELETE"
-		}
-		out = append(out, grip.Header{Name: "Access-Control-Allow-Methods", Value: m})
-	}
-	if !hasHeader(out, "Access-Control-Allow-Headers") {
-		var allow []string
-		for _, h := range req {
-			if strings.EqualFold(h.Name, "Access-Control-Request-Headers") {
-				for _, v := range strings.Split(h.Value, ",") {
-					if v = strings.TrimSpace(v); v != "" {
-						allow = append(allow, v)
-					}
-				}
-			}
-		}
-		if len(allow) > 0 {
-			out = append(out, grip.Header{Name: "Access-Control-Allow-Headers", Value: strings.Join(allow, ", ")})
-		}
-	}
-	if !hasHeader(out, "Access-Control-Expose-Headers") {
-		var expose []string
-		for _, h := range out {
-			if containsFoldStr(corsSimpleHeaders, h.Name) || hasPrefixFold(h.Name, "Access-Control-") ||
-				hasPrefixFold(h.Name, "Grip-") || containsFoldStr(expose, h.Name) {
-				continue
-			}
-			expose = append(expose, h.Name)
-		}
-		if len(expose) > 0 {
-			out = append(out, grip.Header{Name: "Access-Control-Expose-Headers", Value: strings.Join(expose, ", ")})
-		}
-	}
-	if !hasHeader(out, "Access-Control-Allow-Credentials") {
-		out = append(out, grip.Header{Name: "Access-Control-Allow-Credentials", Value: "true"})
-	}
-	if !hasHeader(out, "Access-Control-Allow-Origin") {
-		o := getHeader(req, "Origin")
-		if o == "" {
-			o = "*"
-		}
-		out = append(out, grip.Header{Name: "Access-Control-Allow-Origin", Value: o})
-	}
-	if !hasHeader(out, "Access-Control-Max-Age") {
-		out = append(out, grip.Header{Name: "Access-Control-Max-Age", Value: "3600"})
-	}
-	return out
-}
-
-func containsFoldStr(l []string, s string) bool {
-	for _, x := range l {
-		if strings.EqualFold(x, s) {
-			return true
-		}
-	}
-	return false
-}
-
-func hasPrefixFold(s, prefix string) bool {
-	return len(s) >= len(prefix) && strings.EqualFold(s[:len(prefix)], prefix)
-}
+func applyCORS(req, resp []grip.Header) []grip.Header { return grip.CORSHeaders(req, resp) }
 
 // crossOrigin applies CORS or JSON-P to a complete response of s.
 func crossOrigin(s *hsession, code int, reason string, headers []grip.Header, body []byte) (int, string, []grip.Header, []byte) {

@@ -99,7 +99,7 @@ func (c *Config) intreqPartial() bool {
 
 // unsupportedProxyKeys are [proxy] settings tack does not act on yet; a
 // set value is reported at start-up rather than ignored.
-var unsupportedProxyKeys = []string{"auto_cross_origin", "prometheus_port", "updates_check"}
+var unsupportedProxyKeys = []string{"prometheus_port", "updates_check"}
 
 // UnsupportedWarnings names each unsupported [proxy] key that has a value
 // (updates_check=off is the only value that needs nothing).

@@ -84,6 +84,11 @@ type session struct {
 
 	test *testRequest // built-in test handler state
 
+	// Auto cross-origin (crossorigin.go): CORS on every response, or the
+	// JSON-P wrapping the request asked for.
+	aco   bool
+	jsonp *jsonpState
+
 	completing bool   // a locally generated response is being sent
 	outBody    []byte // its body not yet covered by credits
 	// sentFirst: the proxy sent the initial response of a large GRIP
@@ -202,7 +207,8 @@ func (e *engine) respond(s *session, code int, reason, ctype, body string, now t
 	}
 	p.Body = []byte(body)
 	s.code = int64(code)
-	s.respBytes = int64(len(body))
+	e.crossOriginComplete(s, p)
+	s.respBytes = int64(len(p.Body))
 	e.sendComplete(s, p, now)
 }
 
@@ -377,10 +383,6 @@ func (e *engine) handleFirst(sd clientSide, frame []byte, now time.Time) {
 		ci.trusted = e.trustedClient(p, now)
 	}
 	s.ci = ci
-	if _, ok := p.Header("Pushpin-Check"); ok {
-		e.respond(s, 200, "OK", "text/plain", textCheck, now)
-		return
-	}
 	var r *routes.Route
 	if sd == sideIntreq {
 		if r, err = e.intreqRoute(p, ci); err != nil {
@@ -389,6 +391,13 @@ func (e *engine) handleFirst(sd clientSide, frame []byte, now time.Time) {
 		}
 	} else {
 		r = e.clientRoute(p, ci)
+		if !e.crossOriginRequest(s, r, now) {
+			return
+		}
+	}
+	if _, ok := p.Header("Pushpin-Check"); ok {
+		e.respond(s, 200, "OK", "text/plain", textCheck, now)
+		return
 	}
 	if r == nil || len(r.Targets) == 0 {
 		e.respondError(s, 502, "Bad Gateway", fmt.Sprintf(textNoRoute, ci.host), "", now)
@@ -396,9 +405,9 @@ func (e *engine) handleFirst(sd clientSide, frame []byte, now time.Time) {
 	}
 	s.route = r
 	s.targets = r.Targets
-	if len(p.Body) > 0 {
-		e.keepBody(s, p.Body)
-		s.pendingOut = append(s.pendingOut, p.Body...)
+	if len(s.first.Body) > 0 {
+		e.keepBody(s, s.first.Body)
+		s.pendingOut = append(s.pendingOut, s.first.Body...)
 	}
 	e.startTarget(s, now)
 }
@@ -760,10 +769,11 @@ func (e *engine) clientData(s *session, p *zhttp.Packet, now time.Time) {
 		s.respEnd = true
 		e.dropOut(s)
 	}
-	s.respPending = append(s.respPending, p.Body...)
 	if out.Code >= 0 {
+		s.respPending = append(s.respPending, e.crossOriginHead(s, out, p.Body, p.More)...)
 		e.flushResp(s, out, now)
 	} else {
+		s.respPending = append(s.respPending, e.crossOriginBody(s, p.Body, p.More)...)
 		e.flushResp(s, nil, now)
 	}
 }
@@ -822,7 +832,7 @@ func (e *engine) flushResp(s *session, head *zhttp.Packet, now time.Time) {
 	// Grants are batched: the zhttp client still has at least
 	// ResponseBuffer-creditBatch of room, so it never waits on them, and
 	// short responses cost no credit packet at all.
-	s.grantOwed += int64(n)
+	s.grantOwed += int64(s.rawSent(n))
 	if s.grantOwed >= creditBatch && s.outActive && s.outAcked {
 		c := zhttp.New()
 		c.Type = zhttp.TypeCredit

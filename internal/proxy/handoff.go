@@ -213,6 +213,7 @@ func (e *engine) acceptArgs(s *session) tnetstring.Dict {
 	if s.sentFirst {
 		rq = append(rq, tnetstring.Field{Key: "response-code", Value: s.code})
 	}
+	rq = append(rq, s.crossOriginFields()...)
 	if s.in.UserData != nil {
 		rq = append(rq, tnetstring.Field{Key: "user-data", Value: s.in.UserData})
 	}
@@ -366,6 +367,7 @@ func (e *engine) handleAcceptReply(m zsock.Message, now time.Time) {
 		}
 		body, _ := r.Bytes("body")
 		p.Body = append([]byte{}, body...)
+		e.crossOriginComplete(s, p)
 		if !hasHeader(p.Headers, "Content-Length") {
 			p.Headers = append(p.Headers, zhttp.Header{Name: "Content-Length", Value: fmt.Sprint(len(p.Body))})
 		}

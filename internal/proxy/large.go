@@ -27,7 +27,9 @@ func (e *engine) gripTooLarge(s *session, more bool, now time.Time) {
 		target = targetName(&s.targets[s.ti])
 	}
 	head, ok, err := grip.ProxyLargeHead(int(s.respHead.Code), s.respHead.Reason, toGripHeaders(s.respHead.Headers))
-	if !ok || s.bodyOverflow {
+	// A JSON-P request's response cannot be continued by the handler
+	// unwrapped, so it is refused like any other large answer.
+	if !ok || s.bodyOverflow || s.jsonp != nil {
 		e.log.Warn().Str(logging.FieldRID, string(s.in.ID)).Str("target", target).Msg("GRIP response body exceeds 100000 bytes")
 		e.cancelClient(s, now)
 		e.respondError(s, 502, "Bad Gateway", textProxyError, textGripResponseTooLarge+target, now)
@@ -51,6 +53,9 @@ func (e *engine) gripTooLarge(s *session, more bool, now time.Time) {
 		out.Headers[i] = zhttp.Header{Name: h.Name, Value: h.Value}
 	}
 	out.Headers = filterResponseHeaders(out.Headers)
+	if s.aco {
+		out.Headers = corsHeaders(s.first.Headers, out.Headers)
+	}
 	s.respPending = append(s.respPending[:0], s.respBody...)
 	s.respBody = nil
 	if !more {

@@ -155,10 +155,7 @@ func (s *Service) loadRoutes() (*routes.Watcher, error) {
 
 // unsupportedProps are route options parsed but not acted on yet; each
 // use is reported so that nothing is ignored silently.
-var unsupportedProps = []string{
-	"sockjs", "sockjs_as_path", "aco", "session", "orig_headers", "jsonp_mode", "jsonp_cb",
-	"jsonp_body", "jsonp_defcb", "jsonp_defmethod",
-}
+var unsupportedProps = []string{"sockjs", "sockjs_as_path", "session"}
 
 var unsupportedTargetProps = []string{"sub", "over_http", "one_event"}
 

@@ -76,6 +76,7 @@ func (e *engine) handleRetry(frame []byte, now time.Time) {
 		if ud, ok := rq.Get("user-data"); ok {
 			s.in.UserData = ud
 		}
+		s.crossOriginFromRetry(rq)
 		e.byIn[key] = s
 		e.resume(s, now)
 		ci, err := parseClient(first, e.cfg.AcceptXForwardedProtocol)
