@@ -249,7 +249,8 @@ func (e *engine) flushComplete(s *session, now time.Time) {
 func (e *engine) respondError(s *session, code int, reason, text, debugText string, now time.Time) {
 	body := text
 	if debugText != "" && e.debug(s) {
-		body = text + debugText + "\n"
+		// Pushpin 1.36 sends the debug message instead of the text.
+		body = debugText + "\n"
 	}
 	e.respond(s, code, reason, "text/plain", body, now)
 }

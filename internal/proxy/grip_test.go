@@ -131,7 +131,7 @@ func TestProxyGRIPAcceptReplies(t *testing.T) {
 			code: 502, rsn: "Bad Gateway", body: "Error while proxying to origin.\n"},
 		{name: "bad-format debug", host: "debug.example", fail: true, reply: tnetstring.Dict{
 			{Key: "condition", Value: "bad-format"}, {Key: "value", Value: "bad hold mode"}},
-			code: 502, rsn: "Bad Gateway", body: "Error while proxying to origin.\nFailed to parse accept instructions: bad hold mode\n"},
+			code: 502, rsn: "Bad Gateway", body: "Failed to parse accept instructions: bad hold mode\n"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			h.t = t

@@ -368,7 +368,7 @@ func TestProxyFailover(t *testing.T) {
 	}{
 		{"plain", "* 127.0.0.1:9 127.0.0.1:10", "Error while proxying to origin.\n"},
 		{"debug", "*,debug 127.0.0.1:9 127.0.0.1:10",
-			"Error while proxying to origin.\nUnable to connect to any targets. Tried: 127.0.0.1:9, 127.0.0.1:10\n"},
+			"Unable to connect to any targets. Tried: 127.0.0.1:9, 127.0.0.1:10\n"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			h := startProxy(t, harnessOpts{routes: []string{tc.route}})
@@ -471,7 +471,7 @@ func TestProxyBadSeqFromZurl(t *testing.T) {
 func TestProxyNoZurl(t *testing.T) {
 	for _, tc := range []struct{ name, route, body string }{
 		{"plain", "* 127.0.0.1:9", "Error while proxying to origin.\n"},
-		{"debug", "*,debug 127.0.0.1:9", "Error while proxying to origin.\nError: zhttp service for route is unreachable.\n"},
+		{"debug", "*,debug 127.0.0.1:9", "Error: zhttp service for route is unreachable.\n"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			h := startProxy(t, harnessOpts{routes: []string{tc.route}, noZurl: true})

@@ -159,3 +159,23 @@ func TestE2EGripLargeAnswers(t *testing.T) {
 		s.postPublish(t, `{"items":[{"channel":"big","formats":{"http-stream":{"content":"after\n"}}}]}`)
 	})
 }
+
+// TestE2EGripAnswersDebug: with the route's debug option, Pushpin 1.36
+// sends the detailed reason instead of "Error while proxying to origin."
+// (checked against it).
+func TestE2EGripAnswersDebug(t *testing.T) {
+	be := cannedBackend(t, map[string]cannedAnswer{
+		"/not-json": {200, [][2]string{{"Content-Type", gripInstruct}}, `not json`},
+		"/large":    {200, [][2]string{{"Grip-Hold", "response"}, {"Grip-Channel", "a"}}, strings.Repeat("a", 100001)},
+	})
+	s := startSuite(t, suiteOptions{routes: "*,debug " + be + "\n"})
+	for path, want := range map[string]string{
+		"/not-json": "Failed to parse accept instructions: failed to parse application/grip-instruct content as JSON\n",
+		"/large":    "GRIP instruct response too large from " + be + "\n",
+	} {
+		req, _ := http.NewRequest("GET", s.url(path), nil)
+		if a := getAnswer(t, req, 10*time.Second); a.code != 502 || a.body != want {
+			t.Errorf("%s: got %d %q, want 502 %q", path, a.code, a.body, want)
+		}
+	}
+}
