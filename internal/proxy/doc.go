@@ -44,7 +44,14 @@
 // is not done: each handler request gets its own backend request. The
 // sockets are opened only when all three intreq_* keys are set.
 //
+// A GRIP stream hold whose initial body passes 100000 bytes is sent by
+// the proxy itself and handed off with response-sent (large.go). Upstream
+// trust, orig_headers and cdn_loop are in trust.go; CORS and JSON-P
+// (auto_cross_origin, route aco, jsonp_*) in crossorigin.go: the proxy
+// applies them to what it relays or answers itself, and tells the handler
+// in the accept call to apply them to GRIP responses.
+//
 // Not yet: inspect calls (request sharing, sessions), WebSocket proxying,
-// zhttp/zhttpreq route targets, CORS/JSON-P, orig_headers marking, the
-// proxy-stats and proxy-command sockets, intreq auto-share.
+// zhttp/zhttpreq route targets, the proxy-stats and proxy-command sockets,
+// intreq auto-share.
 package proxy
