@@ -208,6 +208,7 @@ func TestE2ECrossOrigin(t *testing.T) {
 			checkCORS(t, a.header, map[string]string{"Access-Control-Allow-Origin": "http://o"})
 		})
 	}
+	s.runner.WaitFor(t, `bad JSON-P request.*reason="Invalid callback parameter\."`, 10*time.Second)
 	// Other clients are untouched by the bad requests.
 	if a := get("/plain"); a.code != 200 || a.body != "hello\n" {
 		t.Fatalf("after: %d %q", a.code, a.body)

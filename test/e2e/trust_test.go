@@ -98,6 +98,8 @@ func TestE2EUpstreamTrust(t *testing.T) {
 			}
 		})
 	}
+	// A signature that does not verify is logged with the request id.
+	s.runner.WaitFor(t, `Grip-Sig does not verify with upstream_key.*rid=`, 10*time.Second)
 	t.Run("trusted GRIP answer passes through", func(t *testing.T) {
 		a := getAnswer(t, request("/grip", good), 10*time.Second)
 		if a.code != 200 || a.body != "for the upstream proxy\n" || a.header.Get("Grip-Hold") != "response" || a.header.Get("Grip-Channel") != "up" {
