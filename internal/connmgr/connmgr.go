@@ -188,8 +188,8 @@ func (s *Service) openListeners() error {
 				ids = newIdentities(s.cfg.TLSIdentities, s.log.With().Str(logging.FieldComponent, "tls").Logger())
 			}
 			if l.DefaultCert != "" {
-				if _, err := ids.get(l.DefaultCert); err != nil {
-					return fmt.Errorf("listen %s: default certificate %q in %s: %w", l.Addr, l.DefaultCert, s.cfg.TLSIdentities, err)
+				if err := checkDefaultCert(ids, l); err != nil {
+					return err
 				}
 			} else {
 				s.log.Warn().Str("addr", l.Addr).Msg("TLS listener without default-cert: clients must send a server name with a certificate")

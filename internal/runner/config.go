@@ -3,6 +3,7 @@ package runner
 import (
 	"errors"
 	"fmt"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -313,9 +314,40 @@ func (c *Config) buildListen(f *config.File, port string) error {
 		c.TLS = true
 	}
 	for _, p := range f.List("runner", "local_ports") {
-		c.Listen = append(c.Listen, p+",local,stream")
+		v, err := localListen(p)
+		if err != nil {
+			return fmt.Errorf("%s: invalid local port %q: %w", f.Pos("runner", "local_ports"), p, err)
+		}
+		c.Listen = append(c.Listen, v)
 	}
 	return nil
+}
+
+// localListen turns a local_ports entry, `path[?mode=<octal>&user=<name>&group=<name>]`
+// (the options are Pushpin 1.37's), into a condure --listen value.
+func localListen(p string) (string, error) {
+	path, query, _ := strings.Cut(p, "?")
+	if path == "" {
+		return "", errors.New("empty path")
+	}
+	v := path + ",local,stream"
+	q, err := url.ParseQuery(query)
+	if err != nil {
+		return "", err
+	}
+	for _, k := range []string{"mode", "user", "group"} {
+		if val := q.Get(k); val != "" {
+			if strings.ContainsAny(val, ",=") {
+				return "", fmt.Errorf("bad %s %q", k, val)
+			}
+			v += "," + k + "=" + val
+		}
+		delete(q, k)
+	}
+	for k := range q {
+		return "", fmt.Errorf("unknown option %q", k)
+	}
+	return v, nil
 }
 
 // listenAddr turns "[addr:]port" into "addr:port" (addr 0.0.0.0).
@@ -391,8 +423,7 @@ func (c *Config) Args(kind string) []string {
 			"--buffer-size="+strconv.Itoa(c.BufferSize),
 			"--stream-maxconn="+strconv.Itoa(c.MaxConn))
 		if c.TLS {
-			// Pushpin joins without cleaning: "./runner/certs" for "pushpin.conf".
-			a = append(a, "--tls-identities-dir="+c.ConfigDir+"/runner/certs")
+			a = append(a, "--tls-identities-dir="+c.certsDir())
 		}
 	case ServiceZurl:
 		a = append(a, "--config="+c.zurlConfPath())
