@@ -1,0 +1,331 @@
+package e2e
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"fmt"
+	"io"
+	"math/big"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"tack/internal/testutil"
+)
+
+// testCA is a throw-away certificate authority.
+type testCA struct {
+	cert *x509.Certificate
+	key  *ecdsa.PrivateKey
+	pem  []byte
+	pool *x509.CertPool
+}
+
+func newTestCA(t *testing.T) *testCA {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber:          big.NewInt(1),
+		Subject:               pkix.Name{CommonName: "tack test CA"},
+		NotBefore:             time.Now().Add(-time.Hour),
+		NotAfter:              time.Now().Add(24 * time.Hour),
+		IsCA:                  true,
+		BasicConstraintsValid: true,
+		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, _ := x509.ParseCertificate(der)
+	ca := &testCA{cert: cert, key: key, pem: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), pool: x509.NewCertPool()}
+	ca.pool.AddCert(cert)
+	return ca
+}
+
+// issue returns a PEM certificate and key for names (DNS names or IPs),
+// valid until notAfter.
+func (ca *testCA) issue(t *testing.T, notAfter time.Time, names ...string) (certPEM, keyPEM []byte) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	serial, _ := rand.Int(rand.Reader, big.NewInt(1<<62))
+	tmpl := &x509.Certificate{
+		SerialNumber: serial,
+		Subject:      pkix.Name{CommonName: names[0]},
+		NotBefore:    time.Now().Add(-48 * time.Hour),
+		NotAfter:     notAfter,
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	for _, n := range names {
+		if ip := net.ParseIP(n); ip != nil {
+			tmpl.IPAddresses = append(tmpl.IPAddresses, ip)
+		} else {
+			tmpl.DNSNames = append(tmpl.DNSNames, n)
+		}
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kder, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kder})
+}
+
+// addIdentity puts NAME.crt/NAME.key for names into files under runner/certs.
+func (ca *testCA) addIdentity(t *testing.T, files map[string][]byte, name string, notAfter time.Time, names ...string) {
+	t.Helper()
+	c, k := ca.issue(t, notAfter, names...)
+	files["runner/certs/"+name+".crt"] = c
+	files["runner/certs/"+name+".key"] = k
+}
+
+// listenerBackend answers "/" with its name and the X-Forwarded-Proto it
+// got, and holds streams on /stream.
+func listenerBackend(t *testing.T, name string) string {
+	t.Helper()
+	mux := http.NewServeMux()
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, "%s proto=%s\n", name, r.Header.Get("X-Forwarded-Proto"))
+	})
+	mux.HandleFunc("/stream", holdStream)
+	return newBackendWith(t, mux)
+}
+
+func getBody(t *testing.T, c *http.Client, url string) (int, string) {
+	t.Helper()
+	resp, err := c.Get(url)
+	if err != nil {
+		t.Fatalf("GET %s: %v", url, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+// TestE2ETLSListener: https_ports with certificates in
+// <configdir>/runner/certs: SNI picks the exact or wildcard identity, the
+// default_<port> one otherwise; requests are marked secure (ssl=yes route,
+// X-Forwarded-Proto: https), proxied end to end, and a held stream over
+// TLS receives a publish. A plain HTTP client on the TLS port gets a 400
+// and a stalled handshake blocks nobody.
+func TestE2ETLSListener(t *testing.T) {
+	ca := newTestCA(t)
+	tlsPort := testutil.FreePort(t)
+	files := map[string][]byte{}
+	later := time.Now().Add(24 * time.Hour)
+	ca.addIdentity(t, files, fmt.Sprintf("default_%d", tlsPort), later, "default.test", "127.0.0.1")
+	ca.addIdentity(t, files, "www.example.com", later, "www.example.com")
+	ca.addIdentity(t, files, "_.wild.test", later, "*.wild.test")
+	secure, plain := listenerBackend(t, "secure"), listenerBackend(t, "plain")
+	s := startSuite(t, suiteOptions{
+		routes: fmt.Sprintf("*,ssl=yes %s\n* %s\n", secure, plain),
+		runner: map[string]string{"https_ports": fmt.Sprintf("127.0.0.1:%d", tlsPort)},
+		files:  files,
+	})
+	addr := fmt.Sprintf("127.0.0.1:%d", tlsPort)
+
+	// Certificate selection.
+	for _, tc := range []struct{ sni, want string }{
+		{"www.example.com", "www.example.com"},
+		{"WWW.Example.COM", "www.example.com"},
+		{"a.wild.test", "*.wild.test"},
+		{"a.b.wild.test", "default.test"}, // one level only
+		{"unknown.test", "default.test"},
+		{"", "default.test"}, // no SNI
+	} {
+		conn, err := tls.DialWithDialer(&net.Dialer{Timeout: 10 * time.Second}, "tcp", addr,
+			&tls.Config{ServerName: tc.sni, InsecureSkipVerify: true})
+		if err != nil {
+			t.Fatalf("sni %q: %v", tc.sni, err)
+		}
+		got := conn.ConnectionState().PeerCertificates[0].DNSNames[0]
+		conn.Close()
+		if got != tc.want {
+			t.Errorf("sni %q: served %q, want %q", tc.sni, got, tc.want)
+		}
+	}
+
+	// A client that never finishes its handshake, and a plain HTTP one.
+	stall, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stall.Close()
+	stall.Write([]byte{0x16, 0x03, 0x01}) // half a record header, then nothing
+
+	// Verified https through the proxy to the backend.
+	hc := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
+		TLSClientConfig: &tls.Config{RootCAs: ca.pool, ServerName: "www.example.com"},
+	}}
+	defer hc.CloseIdleConnections()
+	if code, body := getBody(t, hc, "https://"+addr+"/"); code != 200 || body != "secure proto=https\n" {
+		t.Fatalf("https: %d %q", code, body)
+	}
+	if code, body := getBody(t, http.DefaultClient, s.url("/")); code != 200 || !strings.HasPrefix(body, "plain proto=") || strings.Contains(body, "https") {
+		t.Fatalf("http: %d %q", code, body)
+	}
+
+	raw, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw.SetDeadline(time.Now().Add(10 * time.Second))
+	io.WriteString(raw, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+	reply, _ := io.ReadAll(raw)
+	raw.Close()
+	if !strings.HasPrefix(string(reply), "HTTP/1.0 400 ") || !strings.Contains(string(reply), "HTTP request to an HTTPS server") {
+		t.Errorf("plain HTTP on the TLS port: %q", reply)
+	}
+	s.runner.WaitFor(t, `plain HTTP request on a TLS port`, 10*time.Second)
+
+	// A held stream over TLS gets a publish.
+	br, done := openStreamWith(t, hc, "https://"+addr+"/stream?ch=tls1", "[open]\n")
+	defer done()
+	expectLine(t, br, "secret\n", func() { s.postPublish(t, `{"items":[`+streamItem("tls1", "secret\n")+`]}`) })
+
+	// The stalled handshake is closed after the handshake timeout (10 s)
+	// and logged; everyone else was served meanwhile.
+	stall.SetReadDeadline(time.Now().Add(30 * time.Second))
+	if _, err := io.ReadAll(stall); err != nil {
+		t.Errorf("stalled handshake not closed: %v", err)
+	}
+	s.runner.WaitFor(t, `TLS handshake timed out`, 10*time.Second)
+}
+
+// TestE2ETLSMissingCertificate: https_ports without its default_<port>
+// certificate stops the start with a clear message and a non-zero exit.
+func TestE2ETLSMissingCertificate(t *testing.T) {
+	tlsPort := testutil.FreePort(t)
+	s := startRunner(t, suiteOptions{runner: map[string]string{"https_ports": fmt.Sprintf("127.0.0.1:%d", tlsPort)}})
+	expectStartFailure(t, s, fmt.Sprintf(`default certificate "default_%d" in \S+/runner/certs: \S+/default_%d.crt: no such file`, tlsPort, tlsPort))
+}
+
+// expectStartFailure waits for the runner to exit non-zero with a message
+// matching re, having restarted nothing.
+func expectStartFailure(t *testing.T, s *suite, re string) {
+	t.Helper()
+	if !s.runner.Wait(30 * time.Second) {
+		t.Fatalf("runner still running:\n%s", s.runner.Output())
+	}
+	if s.runner.Cmd.ProcessState.ExitCode() == 0 {
+		t.Errorf("runner exited 0")
+	}
+	s.runner.WaitFor(t, re, time.Second)
+	if out := s.runner.Output(); strings.Contains(out, "restarting") {
+		t.Errorf("runner restarted a child:\n%s", out)
+	}
+}
+
+// TestE2EUnixSocketListener: local_ports serves HTTP on a unix socket
+// (the nginx → unix socket → Pushpin setup) with the configured mode,
+// including a GRIP stream hold that receives a publish.
+func TestE2EUnixSocketListener(t *testing.T) {
+	backend := gripBackend(t)
+	s := startSuite(t, suiteOptions{
+		routes: "* " + backend + "\n",
+		runner: map[string]string{"local_ports": "{rundir}/{ipc_prefix}server?mode=600"},
+	})
+	path := filepath.Join(s.dir, "run", "pushpin-server")
+	st, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Mode()&os.ModeSocket == 0 || st.Mode().Perm() != 0o600 {
+		t.Errorf("socket mode %v, want socket 0600", st.Mode())
+	}
+	uc := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			return (&net.Dialer{}).DialContext(ctx, "unix", path)
+		},
+	}}
+	defer uc.CloseIdleConnections()
+	br, done := openStreamWith(t, uc, "http://tack.local/stream?ch=u1", "[open]\n")
+	defer done()
+	expectLine(t, br, "via unix\n", func() { s.postPublish(t, `{"items":[`+streamItem("u1", "via unix\n")+`]}`) })
+}
+
+// TestE2EStartupPortInUse: an http_port another process holds stops the
+// start with the bind error on the console; nothing loops.
+func TestE2EStartupPortInUse(t *testing.T) {
+	ln, err := net.Listen("tcp4", "0.0.0.0:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	port := ln.Addr().(*net.TCPAddr).Port
+	s := startRunner(t, suiteOptions{runner: map[string]string{"http_port": fmt.Sprint(port)}})
+	expectStartFailure(t, s, fmt.Sprintf(`cannot start: listen 0.0.0.0:%d: .*address already in use`, port))
+}
+
+// TestE2EStartupChildFails: a port only a child knows (the handler's
+// publish port) in use: the handler exits with the start-up code, and the
+// runner stops the suite with the handler's error instead of restarting
+// it forever.
+func TestE2EStartupChildFails(t *testing.T) {
+	base := testutil.FreePortBlock(t, 5)
+	ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", base+1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	dir := testutil.ShortTempDir(t)
+	s := &suite{dir: dir, httpPort: base + 4, portOffset: base - 5560}
+	conf := writeConfig(t, dir, s.httpPort, s.portOffset, suiteOptions{})
+	s.runner = testutil.Start(t, dir, nil, filepath.Join(binDir, "tack"), "--config", conf, "--merge-output")
+	expectStartFailure(t, s, fmt.Sprintf(`handler failed to start: .*%d.*address already in use`, base+1))
+}
+
+// TestE2ESecondInstance: a second runner on the same run directory stops
+// at once, without touching the first one's sockets or pid files, and the
+// first one keeps serving.
+func TestE2ESecondInstance(t *testing.T) {
+	s := startSuite(t, suiteOptions{})
+	pidFile := filepath.Join(s.dir, "run", "condure.pid")
+	pid, err := os.ReadFile(pidFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	second := testutil.Start(t, s.dir, nil, filepath.Join(binDir, "tack"), "--config", filepath.Join(s.dir, "pushpin.conf"), "--merge-output")
+	if !second.Wait(30 * time.Second) {
+		t.Fatalf("second runner still running:\n%s", second.Output())
+	}
+	if second.Cmd.ProcessState.ExitCode() == 0 {
+		t.Error("second runner exited 0")
+	}
+	second.WaitFor(t, `run directory \S+ \(\S+tack.lock\) is in use by another running instance \(pid \d+\)`, time.Second)
+	if strings.Contains(second.Output(), "starting condure") {
+		t.Errorf("second runner started children:\n%s", second.Output())
+	}
+	if now, _ := os.ReadFile(pidFile); string(now) != string(pid) {
+		t.Errorf("pid file changed: %q → %q", pid, now)
+	}
+	for i := 0; i < 3; i++ {
+		if code, body := getBody(t, http.DefaultClient, s.url("/")); code != 200 || body != "Hello from the Pushpin test handler!\n" {
+			t.Fatalf("first instance after the second: %d %q", code, body)
+		}
+	}
+	// A held stream still works end to end (handler sockets untouched).
+	br, done := openStream(t, s.url("/stream?channel=si"), "[stream opened]\n")
+	defer done()
+	expectLine(t, br, "still here\n", func() { s.postPublish(t, `{"items":[`+streamItem("si", "still here\n")+`]}`) })
+}
