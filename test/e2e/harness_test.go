@@ -41,6 +41,7 @@ type suiteOptions struct {
 	proxy  map[string]string // extra [proxy] keys
 	runner map[string]string // extra [runner] keys
 	files  map[string][]byte // more files to write, relative to the suite's dir
+	env    []string          // more environment for the runner (and its children)
 }
 
 func (s *suite) url(path string) string {
@@ -146,7 +147,7 @@ func startRunner(t *testing.T, o suiteOptions) *suite {
 			t.Fatal(err)
 		}
 	}
-	s.runner = testutil.Start(t, dir, nil, filepath.Join(binDir, "tack"), "--config", conf, "--merge-output")
+	s.runner = testutil.Start(t, dir, o.env, filepath.Join(binDir, "tack"), "--config", conf, "--merge-output")
 	return s
 }
 

@@ -11,11 +11,14 @@ import (
 	"encoding/pem"
 	"fmt"
 	"io"
+	"log"
 	"math/big"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -328,4 +331,57 @@ func TestE2ESecondInstance(t *testing.T) {
 	br, done := openStream(t, s.url("/stream?channel=si"), "[stream opened]\n")
 	defer done()
 	expectLine(t, br, "still here\n", func() { s.postPublish(t, `{"items":[`+streamItem("si", "still here\n")+`]}`) })
+}
+
+// TestE2EBackendTLS: `ssl` route targets reach an https backend through
+// tack-zhttp-client. A certificate from an unknown CA fails with a 502
+// naming the TLS error unless the target says `insecure`; with the CA
+// trusted (SSL_CERT_FILE in the environment, which Go's crypto/x509 reads
+// as zurl's OpenSSL does) the request goes through.
+func TestE2EBackendTLS(t *testing.T) {
+	ca := newTestCA(t)
+	certPEM, keyPEM := ca.issue(t, time.Now().Add(24*time.Hour), "127.0.0.1", "localhost")
+	cert, err := tls.X509KeyPair(certPEM, keyPEM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	be := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, "tls backend %s\n", r.URL.Path)
+	}))
+	be.TLS = &tls.Config{Certificates: []tls.Certificate{cert}}
+	be.Config.ErrorLog = log.New(io.Discard, "", 0) // the refused handshakes
+	be.StartTLS()
+	defer be.Close()
+	target := strings.TrimPrefix(be.URL, "https://")
+
+	s := startRunner(t, suiteOptions{routes: fmt.Sprintf("*,path_beg=/insecure %s,ssl,insecure\n* %s,ssl\n", target, target)})
+	testutil.Eventually(t, 20*time.Second, func() error {
+		resp, err := http.Get(s.url("/insecure/ready"))
+		if err != nil {
+			return err
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			return fmt.Errorf("status %d", resp.StatusCode)
+		}
+		return nil
+	})
+	code, body := getBody(t, http.DefaultClient, s.url("/x"))
+	if code != http.StatusBadGateway || body != "Error while proxying to origin.\n" {
+		t.Errorf("untrusted backend: %d %q, want Pushpin's 502", code, body)
+	}
+	s.runner.WaitFor(t, `\[zurl\] TLS to the backend failed .*certificate signed by unknown authority.* condition=tls-error connect=`+regexp.QuoteMeta(target), 10*time.Second)
+	if code, body := getBody(t, http.DefaultClient, s.url("/insecure/y")); code != 200 || body != "tls backend /insecure/y\n" {
+		t.Errorf("insecure target: %d %q", code, body)
+	}
+	s.runner.Stop(10 * time.Second)
+
+	caFile := filepath.Join(testutil.ShortTempDir(t), "ca.pem")
+	if err := os.WriteFile(caFile, ca.pem, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	s = startSuite(t, suiteOptions{routes: "* " + target + ",ssl\n", env: []string{"SSL_CERT_FILE=" + caFile}})
+	if code, body := getBody(t, http.DefaultClient, s.url("/z")); code != 200 || body != "tls backend /z\n" {
+		t.Errorf("trusted backend: %d %q", code, body)
+	}
 }
