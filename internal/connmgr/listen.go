@@ -9,8 +9,6 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/rs/zerolog"
-
 	"tack/internal/zsock"
 )
 
@@ -45,29 +43,6 @@ func openListener(l Listener) (net.Listener, error) {
 		return nil, fmt.Errorf("listen %s: %w", l.Addr, err)
 	}
 	return ln, nil
-}
-
-// CheckListen tells whether l could be opened now without disturbing
-// anyone: the TCP port is free, no live process serves the unix socket
-// path, and a TLS listener's default-cert loads from identitiesDir. It
-// opens nothing that outlives it (the runner's start-up check).
-func CheckListen(l Listener, identitiesDir string) error {
-	if l.TLS && l.DefaultCert != "" {
-		if err := checkDefaultCert(newIdentities(identitiesDir, zerolog.Nop()), l); err != nil {
-			return err
-		}
-	}
-	if l.Local {
-		if zsock.UnixSocketLive(l.Addr) {
-			return fmt.Errorf("listen %s: %w", l.Addr, ErrInUse)
-		}
-		return nil
-	}
-	ln, err := net.Listen(l.network(), l.Addr)
-	if err != nil {
-		return fmt.Errorf("listen %s: %w", l.Addr, err)
-	}
-	return ln.Close()
 }
 
 // checkDefaultCert loads a TLS listener's default-cert.

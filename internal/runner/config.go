@@ -112,6 +112,7 @@ type Config struct {
 	PortOffset  int      // passed to the handler (--id), 0 = omitted
 	Services    []string // kinds, in start order
 	Listen      []string // condure --listen values
+	listens     []listenCheck
 	TLS         bool
 	BufferSize  int
 	MaxConn     int
@@ -295,6 +296,7 @@ func (c *Config) buildListen(f *config.File, port string) error {
 			return err
 		}
 		c.Listen = []string{addr + ",stream"}
+		c.listens = []listenCheck{{addr: addr}}
 		return nil
 	}
 	for _, p := range f.List("runner", "http_port") {
@@ -303,6 +305,7 @@ func (c *Config) buildListen(f *config.File, port string) error {
 			return fmt.Errorf("%s: invalid http port: %s", f.Pos("runner", "http_port"), p)
 		}
 		c.Listen = append(c.Listen, addr+",stream")
+		c.listens = append(c.listens, listenCheck{addr: addr})
 	}
 	for _, p := range f.List("runner", "https_ports") {
 		addr, err := listenAddr(p)
@@ -311,6 +314,7 @@ func (c *Config) buildListen(f *config.File, port string) error {
 		}
 		portNum := addr[strings.LastIndexByte(addr, ':')+1:]
 		c.Listen = append(c.Listen, addr+",stream,tls,default-cert=default_"+portNum)
+		c.listens = append(c.listens, listenCheck{addr: addr, cert: "default_" + portNum})
 		c.TLS = true
 	}
 	for _, p := range f.List("runner", "local_ports") {
@@ -319,6 +323,8 @@ func (c *Config) buildListen(f *config.File, port string) error {
 			return fmt.Errorf("%s: invalid local port %q: %w", f.Pos("runner", "local_ports"), p, err)
 		}
 		c.Listen = append(c.Listen, v)
+		path, _, _ := strings.Cut(p, "?")
+		c.listens = append(c.listens, listenCheck{addr: path, local: true})
 	}
 	return nil
 }

@@ -1,8 +1,10 @@
 package runner
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -10,8 +12,17 @@ import (
 	"sync"
 	"syscall"
 
-	"tack/internal/connmgr"
+	"tack/internal/zsock"
 )
+
+// listenCheck is one listener the runner asks connmgr for, as checked
+// before the start: a TCP address (with its default certificate for
+// https ports) or a unix socket path.
+type listenCheck struct {
+	addr  string
+	local bool
+	cert  string // identity name of an https port
+}
 
 // TailLines is how many lines of a child's output are kept to explain a
 // failed start.
@@ -56,22 +67,60 @@ func (c *Config) lockRunDir() (*os.File, error) {
 // preflight checks what the connection manager will open, so that a
 // port in use, a unix socket path another process serves or a missing TLS
 // certificate stops the start with a clear message before any child runs.
+// (The connmgr checks the same again when it starts; the runner does not
+// import it: services share no code but the wire.)
 func (c *Config) preflight() error {
 	if !c.has(ServiceConnmgr) {
 		return nil
 	}
 	var errs []error
-	for _, v := range c.Listen {
-		l, err := connmgr.ParseListen(v)
-		if err != nil {
-			errs = append(errs, err)
-			continue
+	for _, l := range c.listens {
+		var err error
+		switch {
+		case l.local:
+			if zsock.UnixSocketLive(l.addr) {
+				err = errors.New("in use by another process")
+			}
+		default:
+			err = portFree(l.addr)
+			if err == nil && l.cert != "" {
+				err = certLoads(c.certsDir(), l.cert)
+			}
 		}
-		if err := connmgr.CheckListen(l, c.certsDir()); err != nil {
-			errs = append(errs, err)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("listen %s: %w", l.addr, err))
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// portFree tells whether addr (host:port) can be listened on now.
+func portFree(addr string) error {
+	network := "tcp4"
+	if host, _, err := net.SplitHostPort(addr); err == nil {
+		if ip := net.ParseIP(host); ip != nil && ip.To4() == nil {
+			network = "tcp6"
+		}
+	}
+	ln, err := net.Listen(network, addr)
+	if err != nil {
+		return err
+	}
+	return ln.Close()
+}
+
+// certLoads tells whether the identity NAME.crt/NAME.key in dir loads.
+func certLoads(dir, name string) error {
+	crt, key := filepath.Join(dir, name+".crt"), filepath.Join(dir, name+".key")
+	for _, f := range []string{crt, key} {
+		if _, err := os.Stat(f); err != nil {
+			return fmt.Errorf("default certificate %q: %w (put %s.crt and %s.key in %s)", name, err, name, name, dir)
+		}
+	}
+	if _, err := tls.LoadX509KeyPair(crt, key); err != nil {
+		return fmt.Errorf("default certificate %q in %s: %w", name, dir, err)
+	}
+	return nil
 }
 
 // certsDir is what condure gets as --tls-identities-dir; Pushpin joins

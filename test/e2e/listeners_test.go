@@ -220,7 +220,7 @@ func TestE2ETLSListener(t *testing.T) {
 func TestE2ETLSMissingCertificate(t *testing.T) {
 	tlsPort := testutil.FreePort(t)
 	s := startRunner(t, suiteOptions{runner: map[string]string{"https_ports": fmt.Sprintf("127.0.0.1:%d", tlsPort)}})
-	expectStartFailure(t, s, fmt.Sprintf(`default certificate "default_%d" in \S+/runner/certs: \S+/default_%d.crt: no such file`, tlsPort, tlsPort))
+	expectStartFailure(t, s, fmt.Sprintf(`cannot start: listen 127.0.0.1:%d: default certificate "default_%d": stat \S+/runner/certs/default_%d.crt: no such file or directory \(put default_%d.crt and default_%d.key in \S+/runner/certs\)`, tlsPort, tlsPort, tlsPort, tlsPort, tlsPort))
 }
 
 // expectStartFailure waits for the runner to exit non-zero with a message
