@@ -2,17 +2,10 @@ package e2e
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"fmt"
 	"io"
 	"log"
-	"math/big"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -26,78 +19,10 @@ import (
 	"tack/internal/testutil"
 )
 
-// testCA is a throw-away certificate authority.
-type testCA struct {
-	cert *x509.Certificate
-	key  *ecdsa.PrivateKey
-	pem  []byte
-	pool *x509.CertPool
-}
-
-func newTestCA(t *testing.T) *testCA {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(1),
-		Subject:               pkix.Name{CommonName: "tack test CA"},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(24 * time.Hour),
-		IsCA:                  true,
-		BasicConstraintsValid: true,
-		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, _ := x509.ParseCertificate(der)
-	ca := &testCA{cert: cert, key: key, pem: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), pool: x509.NewCertPool()}
-	ca.pool.AddCert(cert)
-	return ca
-}
-
-// issue returns a PEM certificate and key for names (DNS names or IPs),
-// valid until notAfter.
-func (ca *testCA) issue(t *testing.T, notAfter time.Time, names ...string) (certPEM, keyPEM []byte) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	serial, _ := rand.Int(rand.Reader, big.NewInt(1<<62))
-	tmpl := &x509.Certificate{
-		SerialNumber: serial,
-		Subject:      pkix.Name{CommonName: names[0]},
-		NotBefore:    time.Now().Add(-48 * time.Hour),
-		NotAfter:     notAfter,
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	for _, n := range names {
-		if ip := net.ParseIP(n); ip != nil {
-			tmpl.IPAddresses = append(tmpl.IPAddresses, ip)
-		} else {
-			tmpl.DNSNames = append(tmpl.DNSNames, n)
-		}
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kder, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kder})
-}
-
 // addIdentity puts NAME.crt/NAME.key for names into files under runner/certs.
-func (ca *testCA) addIdentity(t *testing.T, files map[string][]byte, name string, notAfter time.Time, names ...string) {
+func addIdentity(t *testing.T, ca *testutil.CA, files map[string][]byte, name string, notAfter time.Time, names ...string) {
 	t.Helper()
-	c, k := ca.issue(t, notAfter, names...)
+	c, k := ca.Issue(t, notAfter, names...)
 	files["runner/certs/"+name+".crt"] = c
 	files["runner/certs/"+name+".key"] = k
 }
@@ -132,13 +57,13 @@ func getBody(t *testing.T, c *http.Client, url string) (int, string) {
 // TLS receives a publish. A plain HTTP client on the TLS port gets a 400
 // and a stalled handshake blocks nobody.
 func TestE2ETLSListener(t *testing.T) {
-	ca := newTestCA(t)
+	ca := testutil.NewCA(t)
 	tlsPort := testutil.FreePort(t)
 	files := map[string][]byte{}
 	later := time.Now().Add(24 * time.Hour)
-	ca.addIdentity(t, files, fmt.Sprintf("default_%d", tlsPort), later, "default.test", "127.0.0.1")
-	ca.addIdentity(t, files, "www.example.com", later, "www.example.com")
-	ca.addIdentity(t, files, "_.wild.test", later, "*.wild.test")
+	addIdentity(t, ca, files, fmt.Sprintf("default_%d", tlsPort), later, "default.test", "127.0.0.1")
+	addIdentity(t, ca, files, "www.example.com", later, "www.example.com")
+	addIdentity(t, ca, files, "_.wild.test", later, "*.wild.test")
 	secure, plain := listenerBackend(t, "secure"), listenerBackend(t, "plain")
 	s := startSuite(t, suiteOptions{
 		routes: fmt.Sprintf("*,ssl=yes %s\n* %s\n", secure, plain),
@@ -178,7 +103,7 @@ func TestE2ETLSListener(t *testing.T) {
 
 	// Verified https through the proxy to the backend.
 	hc := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
-		TLSClientConfig: &tls.Config{RootCAs: ca.pool, ServerName: "www.example.com"},
+		TLSClientConfig: &tls.Config{RootCAs: ca.Pool, ServerName: "www.example.com"},
 	}}
 	defer hc.CloseIdleConnections()
 	if code, body := getBody(t, hc, "https://"+addr+"/"); code != 200 || body != "secure proto=https\n" {
@@ -339,8 +264,8 @@ func TestE2ESecondInstance(t *testing.T) {
 // trusted (SSL_CERT_FILE in the environment, which Go's crypto/x509 reads
 // as zurl's OpenSSL does) the request goes through.
 func TestE2EBackendTLS(t *testing.T) {
-	ca := newTestCA(t)
-	certPEM, keyPEM := ca.issue(t, time.Now().Add(24*time.Hour), "127.0.0.1", "localhost")
+	ca := testutil.NewCA(t)
+	certPEM, keyPEM := ca.Issue(t, time.Now().Add(24*time.Hour), "127.0.0.1", "localhost")
 	cert, err := tls.X509KeyPair(certPEM, keyPEM)
 	if err != nil {
 		t.Fatal(err)
@@ -376,8 +301,8 @@ func TestE2EBackendTLS(t *testing.T) {
 	}
 	s.runner.Stop(10 * time.Second)
 
-	caFile := filepath.Join(testutil.ShortTempDir(t), "ca.pem")
-	if err := os.WriteFile(caFile, ca.pem, 0o644); err != nil {
+	caFile := filepath.Join(testutil.ShortTempDir(t), "ca.PEM")
+	if err := os.WriteFile(caFile, ca.PEM, 0o644); err != nil {
 		t.Fatal(err)
 	}
 	s = startSuite(t, suiteOptions{routes: "* " + target + ",ssl\n", env: []string{"SSL_CERT_FILE=" + caFile}})
