@@ -1006,6 +1006,11 @@ func (c *conn) writeResponse(x *exchange, mb *mailbox) (ok, done bool) {
 	}
 	if len(bufs) > 0 {
 		c.writeDeadline()
+		if c.tc != nil && len(bufs) > 1 {
+			// No writev under TLS: one record (and one syscall) for what
+			// would otherwise be a record per piece.
+			bufs = net.Buffers{joinBuffers(bufs)}
+		}
 		if _, err := bufs.WriteTo(c.nc); err != nil {
 			return false, false
 		}
@@ -1018,6 +1023,19 @@ func (c *conn) writeResponse(x *exchange, mb *mailbox) (ok, done bool) {
 		c.send(connMsg{kind: msgWrote, c: c, req: c.nreq, id: x.id, n: consumed})
 	}
 	return true, false
+}
+
+// joinBuffers copies bufs into one slice.
+func joinBuffers(bufs net.Buffers) []byte {
+	n := 0
+	for _, b := range bufs {
+		n += len(b)
+	}
+	out := make([]byte, 0, n)
+	for _, b := range bufs {
+		out = append(out, b...)
+	}
+	return out
 }
 
 // writeDeadline keeps a write deadline of about the stream timeout ahead,

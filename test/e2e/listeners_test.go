@@ -1,8 +1,12 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
+	"crypto/sha256"
 	"crypto/tls"
+	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"io"
 	"log"
@@ -64,9 +68,9 @@ func TestE2ETLSListener(t *testing.T) {
 	addIdentity(t, ca, files, fmt.Sprintf("default_%d", tlsPort), later, "default.test", "127.0.0.1")
 	addIdentity(t, ca, files, "www.example.com", later, "www.example.com")
 	addIdentity(t, ca, files, "_.wild.test", later, "*.wild.test")
-	secure, plain := listenerBackend(t, "secure"), listenerBackend(t, "plain")
+	secure, plain, big := listenerBackend(t, "secure"), listenerBackend(t, "plain"), newBackend(t).hostPort()
 	s := startSuite(t, suiteOptions{
-		routes: fmt.Sprintf("*,ssl=yes %s\n* %s\n", secure, plain),
+		routes: fmt.Sprintf("*,ssl=yes,path_beg=/big %s\n*,ssl=yes,path_beg=/up %s\n*,ssl=yes %s\n* %s\n", big, big, secure, plain),
 		runner: map[string]string{"https_ports": fmt.Sprintf("127.0.0.1:%d", tlsPort)},
 		files:  files,
 	})
@@ -111,6 +115,33 @@ func TestE2ETLSListener(t *testing.T) {
 	}
 	if code, body := getBody(t, http.DefaultClient, s.url("/")); code != 200 || !strings.HasPrefix(body, "plain proto=") || strings.Contains(body, "https") {
 		t.Fatalf("http: %d %q", code, body)
+	}
+
+	// Bodies larger than the credit window both ways, under TLS.
+	const size = 3<<20 + 123
+	resp, err := hc.Get("https://" + addr + "/big?n=" + fmt.Sprint(size) + "&chunked=1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := sha256.New()
+	n, _ := io.Copy(h, resp.Body)
+	resp.Body.Close()
+	want := sha256.New()
+	writePattern(want, size)
+	if resp.StatusCode != 200 || n != size || !bytes.Equal(h.Sum(nil), want.Sum(nil)) {
+		t.Errorf("big https response: %d, %d bytes", resp.StatusCode, n)
+	}
+	up := bytes.Repeat([]byte("0123456789abcdef"), 40000)
+	resp, err = hc.Post("https://"+addr+"/up", "application/octet-stream", bytes.NewReader(up))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var e echo
+	json.NewDecoder(resp.Body).Decode(&e)
+	resp.Body.Close()
+	sum := sha256.Sum256(up)
+	if resp.StatusCode != 200 || e.Length != int64(len(up)) || e.SHA256 != hex.EncodeToString(sum[:]) {
+		t.Errorf("https upload: %d %+v", resp.StatusCode, e)
 	}
 
 	raw, err := net.Dial("tcp", addr)
