@@ -14,9 +14,11 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"os/user"
 	"path/filepath"
 	"regexp"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -197,12 +199,21 @@ func expectStartFailure(t *testing.T, s *suite, re string) {
 
 // TestE2EUnixSocketListener: local_ports serves HTTP on a unix socket
 // (the nginx → unix socket → Pushpin setup) with the configured mode,
+// user and group (the test's own: changing to others needs privileges),
 // including a GRIP stream hold that receives a publish.
 func TestE2EUnixSocketListener(t *testing.T) {
 	backend := gripBackend(t)
+	me, err := user.Current()
+	if err != nil {
+		t.Fatal(err)
+	}
+	grp, err := user.LookupGroupId(me.Gid)
+	if err != nil {
+		t.Fatal(err)
+	}
 	s := startSuite(t, suiteOptions{
 		routes: "* " + backend + "\n",
-		runner: map[string]string{"local_ports": "{rundir}/{ipc_prefix}server?mode=600"},
+		runner: map[string]string{"local_ports": "{rundir}/{ipc_prefix}server?mode=600&user=" + me.Username + "&group=" + grp.Name},
 	})
 	path := filepath.Join(s.dir, "run", "pushpin-server")
 	st, err := os.Stat(path)
@@ -211,6 +222,9 @@ func TestE2EUnixSocketListener(t *testing.T) {
 	}
 	if st.Mode()&os.ModeSocket == 0 || st.Mode().Perm() != 0o600 {
 		t.Errorf("socket mode %v, want socket 0600", st.Mode())
+	}
+	if sys := st.Sys().(*syscall.Stat_t); fmt.Sprint(sys.Uid) != me.Uid || fmt.Sprint(sys.Gid) != me.Gid {
+		t.Errorf("socket owner %d:%d, want %s:%s", sys.Uid, sys.Gid, me.Uid, me.Gid)
 	}
 	uc := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
 		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
