@@ -34,6 +34,20 @@ type ExitError struct {
 func (e *ExitError) Error() string { return e.Err.Error() }
 func (e *ExitError) Unwrap() error { return e.Err }
 
+// ExitStartup is the exit code of a service that could not start (bad
+// configuration, a port or socket in use, a missing certificate): the
+// runner stops the suite instead of restarting it (sysexits EX_CONFIG).
+const ExitStartup = 78
+
+// Startup marks err (nil stays nil) as a failure to start: the process
+// exits with ExitStartup.
+func Startup(err error) error {
+	if err == nil {
+		return nil
+	}
+	return &ExitError{Code: ExitStartup, Err: err}
+}
+
 // Main runs cmd with a context that SIGINT and SIGTERM cancel, prints a
 // returned error once with the binary name in front and returns the exit code.
 func Main(cmd *cobra.Command) int {

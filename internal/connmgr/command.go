@@ -54,16 +54,16 @@ func Command() *cobra.Command {
 			}
 			cfg, err := f.config()
 			if err != nil {
-				return err
+				return cli.Startup(err)
 			}
 			log, closer, err := f.log.Logger("condure")
 			if err != nil {
-				return err
+				return cli.Startup(err)
 			}
 			defer closer.Close()
 			s, err := New(cfg, log)
 			if err != nil {
-				return err
+				return cli.Startup(err)
 			}
 			return s.Run(cmd.Context())
 		},

@@ -2,6 +2,7 @@ package connmgr
 
 import (
 	"bytes"
+	"fmt"
 	"os"
 	"strings"
 	"testing"
@@ -62,8 +63,22 @@ func TestCommandFlags(t *testing.T) {
 				}
 			},
 		},
-		{name: "tls", args: []string{"--listen=0.0.0.0:443,stream,tls,default-cert=default_443"}, wantErr: "tls is not supported yet"},
-		{name: "local", args: []string{"--listen=/tmp/x.sock,local,stream"}, wantErr: "local is not supported yet"},
+		{
+			name: "tls and local",
+			args: []string{"--listen=0.0.0.0:443,stream,tls,default-cert=default_443", "--listen=/tmp/x.sock,local,stream,mode=660,user=root,group=root", "--tls-identities-dir=/c"},
+			check: func(t *testing.T, c Config) {
+				want := []Listener{
+					{Addr: "0.0.0.0:443", Stream: true, TLS: true, DefaultCert: "default_443"},
+					{Addr: "/tmp/x.sock", Stream: true, Local: true, Mode: 0o660, User: "root", Group: "root"},
+				}
+				if fmt.Sprint(c.Listen) != fmt.Sprint(want) || c.TLSIdentities != "/c" {
+					t.Errorf("%+v", c.Listen)
+				}
+			},
+		},
+		{name: "tls local", args: []string{"--listen=/tmp/x.sock,local,tls"}, wantErr: "tls on a local listener is not supported yet"},
+		{name: "mode on tcp", args: []string{"--listen=80,mode=600"}, wantErr: "local listeners only"},
+		{name: "bad local mode", args: []string{"--listen=/x,local,mode=999"}, wantErr: "not an octal mode"},
 		{name: "req mode", args: []string{"--listen=8001,req"}, wantErr: "req mode is not supported yet"},
 		{name: "compression", args: []string{"--compression"}, wantErr: "compression: not supported yet"},
 		{name: "two binds", args: []string{"--zclient-stream=ipc://a", "--zclient-stream=ipc://b"}, wantErr: "not supported yet"},

@@ -84,6 +84,11 @@ type Listener struct {
 	TLS         bool
 	DefaultCert string
 	Local       bool
+	// Mode, User and Group set a local listener's socket file (listen
+	// params mode=<octal>, user=, group=; connmgr 1.37+, not condure 1.9.1).
+	Mode  os.FileMode
+	User  string
+	Group string
 }
 
 // Config is everything a Service needs; it is read-only once New has it.
@@ -106,9 +111,11 @@ type Config struct {
 	Compression    bool
 
 	// Test hooks and budgets with no condure flag; zero means the default.
-	AckTimeout    time.Duration
-	Tick          time.Duration
-	ShutdownGrace time.Duration
+	// HandshakeTimeout bounds a TLS handshake (DefaultHandshakeTimeout).
+	HandshakeTimeout time.Duration
+	AckTimeout       time.Duration
+	Tick             time.Duration
+	ShutdownGrace    time.Duration
 	// Now is the engine's clock (time.Now when nil); tests advance it to
 	// reach the 45 s keep-alive and 60 s expiry without waiting.
 	Now func() time.Time
@@ -145,7 +152,8 @@ func DefaultConfig() Config {
 }
 
 // ParseListen parses condure's `[addr:]port[,params...]` (params: stream,
-// req, tls, default-cert=NAME, local). A bare port listens on 0.0.0.0.
+// req, tls, default-cert=NAME, local; with local also mode=OCTAL, user=NAME,
+// group=NAME). A bare port listens on 0.0.0.0.
 func ParseListen(v string) (Listener, error) {
 	parts := strings.Split(v, ",")
 	l := Listener{}
@@ -163,6 +171,16 @@ func ParseListen(v string) (Listener, error) {
 			l.DefaultCert = val
 		case k == "local" && !hasVal:
 			l.Local = true
+		case k == "mode" && hasVal:
+			m, err := strconv.ParseUint(val, 8, 32)
+			if err != nil || m > 0o777 {
+				return Listener{}, fmt.Errorf("listen %q: mode %q: not an octal mode", v, val)
+			}
+			l.Mode = os.FileMode(m)
+		case k == "user" && hasVal && val != "":
+			l.User = val
+		case k == "group" && hasVal && val != "":
+			l.Group = val
 		default:
 			return Listener{}, fmt.Errorf("listen %q: invalid param: %s", v, p)
 		}
@@ -170,6 +188,9 @@ func ParseListen(v string) (Listener, error) {
 	// Stream mode is selected by "stream" or by the absence of "req" (condure).
 	l.Stream = stream || !req
 	addr := parts[0]
+	if !l.Local && (l.Mode != 0 || l.User != "" || l.Group != "") {
+		return Listener{}, fmt.Errorf("listen %q: mode, user and group apply to local listeners only", v)
+	}
 	if l.Local {
 		if addr == "" {
 			return Listener{}, fmt.Errorf("listen %q: empty path", v)
@@ -232,12 +253,10 @@ func (c *Config) Validate() error {
 	}
 	for _, l := range c.Listen {
 		switch {
-		case l.TLS:
-			add("listen %s: tls is %s", l.Addr, ErrNotSupported)
-		case l.DefaultCert != "":
-			add("listen %s: default-cert is %s", l.Addr, ErrNotSupported)
-		case l.Local:
-			add("listen %s: local is %s", l.Addr, ErrNotSupported)
+		case l.TLS && l.Local:
+			add("listen %s: tls on a local listener is %s", l.Addr, ErrNotSupported)
+		case l.DefaultCert != "" && !l.TLS:
+			add("listen %s: default-cert needs tls", l.Addr)
 		case !l.Stream:
 			add("listen %s: req mode is %s", l.Addr, ErrNotSupported)
 		}
@@ -276,6 +295,13 @@ func (c *Config) ackTimeout() time.Duration {
 		return c.AckTimeout
 	}
 	return DefaultAckTimeout
+}
+
+func (c *Config) handshakeTimeout() time.Duration {
+	if c.HandshakeTimeout > 0 {
+		return c.HandshakeTimeout
+	}
+	return DefaultHandshakeTimeout
 }
 
 func (c *Config) tick() time.Duration {

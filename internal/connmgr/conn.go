@@ -2,6 +2,7 @@ package connmgr
 
 import (
 	"bufio"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -46,13 +47,23 @@ type mailbox struct {
 	abort     bool // close without (more) response
 }
 
-// conn is one client TCP connection. Its goroutine runs serve; between
-// requests it holds no buffer: it waits for readability with a 1-byte peek
-// and borrows a pooled reader only while a request is being read.
+// wire is a client connection: *net.TCPConn, *net.UnixConn or *tls.Conn.
+type wire interface {
+	net.Conn
+	CloseWrite() error
+}
+
+// conn is one client connection (TCP, unix socket or TLS). Its goroutine
+// runs serve; between requests a plain connection holds no buffer: it
+// waits for readability with a 1-byte peek and borrows a pooled reader
+// only while a request is being read. A TLS connection cannot peek below
+// the TLS layer (decrypted bytes may wait inside tls.Conn), so it waits
+// by reading into a borrowed reader and never detaches into the parker.
 type conn struct {
 	s        *Service
-	nc       *net.TCPConn
-	rc       syscall.RawConn
+	nc       wire
+	rc       syscall.RawConn // nil for TLS
+	tc       *tls.Conn       // TLS only
 	no       uint64
 	peerIP   string
 	peerPort int64
@@ -90,17 +101,75 @@ type conn struct {
 	closing bool // shutting down: no keep-alive
 }
 
-func newConn(s *Service, nc *net.TCPConn, no uint64) (*conn, error) {
-	rc, err := nc.SyscallConn()
-	if err != nil {
-		return nil, err
-	}
-	c := &conn{s: s, nc: nc, rc: rc, no: no, closed: make(chan struct{}), wake: make(chan struct{}, 1), fd: -1}
-	rc.Control(func(fd uintptr) { c.fd = int(fd) })
+// newConn wraps an accepted connection; tc (a TLS listener's config)
+// makes it a TLS server connection whose handshake serve runs first.
+func newConn(s *Service, nc net.Conn, no uint64, tc *tls.Config) (*conn, error) {
+	c := &conn{s: s, no: no, closed: make(chan struct{}), wake: make(chan struct{}, 1), fd: -1}
 	if a, ok := nc.RemoteAddr().(*net.TCPAddr); ok {
 		c.peerIP, c.peerPort = a.IP.String(), int64(a.Port)
 	}
+	if tc != nil {
+		c.tc = tls.Server(nc, tc)
+		c.nc = c.tc
+		return c, nil
+	}
+	w, ok := nc.(interface {
+		wire
+		SyscallConn() (syscall.RawConn, error)
+	})
+	if !ok {
+		return nil, fmt.Errorf("unexpected connection type %T", nc)
+	}
+	rc, err := w.SyscallConn()
+	if err != nil {
+		return nil, err
+	}
+	c.nc, c.rc = w, rc
+	rc.Control(func(fd uintptr) { c.fd = int(fd) })
 	return c, nil
+}
+
+// handshake runs the TLS handshake under the handshake timeout; a failure
+// is logged with the connection and the client is closed. A plain HTTP
+// request on the TLS port gets a 400 saying so (as Go's net/http; condure
+// just closes).
+func (c *conn) handshake() bool {
+	c.nc.SetDeadline(time.Now().Add(c.s.cfg.handshakeTimeout()))
+	err := c.tc.Handshake()
+	if err == nil {
+		c.nc.SetDeadline(time.Time{})
+		return true
+	}
+	var rhe tls.RecordHeaderError
+	plain := errors.As(err, &rhe) && rhe.Conn != nil && looksLikeHTTP(rhe.RecordHeader[:])
+	if plain {
+		rhe.Conn.SetWriteDeadline(time.Now().Add(time.Second))
+		io.WriteString(rhe.Conn, "HTTP/1.0 400 Bad Request\r\nContent-Type: text/plain\r\nConnection: close\r\n\r\n"+msgPlainOnTLS)
+	}
+	ev := c.s.log.Info().Str(logging.FieldConn, string(appendID(nil, c.no, 0))).Str(logging.FieldPeer, c.peerIP).Err(err)
+	switch {
+	case plain:
+		ev.Msg("plain HTTP request on a TLS port")
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		ev.Msg("TLS handshake timed out")
+	default:
+		ev.Msg("TLS handshake failed")
+	}
+	return false
+}
+
+// msgPlainOnTLS answers a plain HTTP request on a TLS port.
+const msgPlainOnTLS = "Client sent an HTTP request to an HTTPS server.\n"
+
+// looksLikeHTTP reports whether the first bytes of a connection are an
+// HTTP/1.x method rather than a TLS record.
+func looksLikeHTTP(b []byte) bool {
+	for _, m := range []string{"GET ", "HEAD", "POST", "PUT ", "DELE", "OPTI", "PATC", "CONN", "TRAC"} {
+		if len(b) >= 4 && string(b[:4]) == m {
+			return true
+		}
+	}
+	return false
 }
 
 func (c *conn) close() {
@@ -268,7 +337,14 @@ func (c *conn) take() mailbox {
 
 // serve runs the connection from its first request. It reports false
 // when it detached (the connection lives on without a goroutine).
-func (c *conn) serve() bool { return c.loop(nil, 0) }
+func (c *conn) serve() bool {
+	if c.tc != nil && !c.handshake() {
+		c.close()
+		c.s.connDone(c)
+		return true
+	}
+	return c.loop(nil, 0)
+}
 
 // loop serves requests; with x set it first resumes that detached
 // exchange after why. It ends the connection (end) unless it detaches
@@ -295,7 +371,9 @@ func (c *conn) loop(x *exchange, why resumeReason) bool {
 			if st != rsData {
 				break
 			}
-			c.br = c.s.getReader(c.nc)
+			if c.br == nil {
+				c.br = c.s.getReader(c.nc)
+			}
 		}
 		switch c.exchange() {
 		case outDetached:
@@ -456,6 +534,9 @@ const (
 // netpoller parks the goroutine and a 1-byte MSG_PEEK tells data from EOF,
 // so an idle connection pins no buffer.
 func (c *conn) waitReadable() readState {
+	if c.rc == nil {
+		return c.waitReadableTLS()
+	}
 	st := rsErr
 	err := c.rc.Read(func(fd uintptr) bool {
 		for {
@@ -483,6 +564,25 @@ func (c *conn) waitReadable() readState {
 		return rsErr
 	}
 	return st
+}
+
+// waitReadableTLS waits for decrypted bytes by reading them into a
+// borrowed reader (kept until they are consumed).
+func (c *conn) waitReadableTLS() readState {
+	if c.br == nil {
+		c.br = c.s.getReader(c.nc)
+	}
+	_, err := c.br.Peek(1)
+	switch {
+	case err == nil:
+		return rsData
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		return rsTimeout
+	case errors.Is(err, io.EOF):
+		return rsEOF
+	default:
+		return rsErr
+	}
 }
 
 // park waits for readability or mail from the engine, whichever comes first.
@@ -587,7 +687,7 @@ func (c *conn) exchange() outcome {
 	if isWebSocket(hs) {
 		return boolOut(c.refuse(x, http.StatusNotImplemented, "WebSocket is not supported yet.\n"))
 	}
-	uri := requestURI(host, req.RequestURI)
+	uri := requestURI(host, req.RequestURI, c.tc != nil)
 	if len(uri) > MaxURI {
 		return boolOut(c.refuse(x, http.StatusRequestURITooLong, fmt.Sprintf("Request URI exceeded limit of %d bytes.\n", MaxURI)))
 	}
@@ -906,6 +1006,11 @@ func (c *conn) writeResponse(x *exchange, mb *mailbox) (ok, done bool) {
 	}
 	if len(bufs) > 0 {
 		c.writeDeadline()
+		if c.tc != nil && len(bufs) > 1 {
+			// No writev under TLS: one record (and one syscall) for what
+			// would otherwise be a record per piece.
+			bufs = net.Buffers{joinBuffers(bufs)}
+		}
 		if _, err := bufs.WriteTo(c.nc); err != nil {
 			return false, false
 		}
@@ -918,6 +1023,19 @@ func (c *conn) writeResponse(x *exchange, mb *mailbox) (ok, done bool) {
 		c.send(connMsg{kind: msgWrote, c: c, req: c.nreq, id: x.id, n: consumed})
 	}
 	return true, false
+}
+
+// joinBuffers copies bufs into one slice.
+func joinBuffers(bufs net.Buffers) []byte {
+	n := 0
+	for _, b := range bufs {
+		n += len(b)
+	}
+	out := make([]byte, 0, n)
+	for _, b := range bufs {
+		out = append(out, b...)
+	}
+	return out
 }
 
 // writeDeadline keeps a write deadline of about the stream timeout ahead,

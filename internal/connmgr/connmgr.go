@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -43,7 +44,9 @@ type Service struct {
 	rtr  *zsock.Socket
 	sub  *zsock.Socket
 	lns  []net.Listener
-	eng  *engine
+	// lnTLS[i] is the TLS config of lns[i], nil for a plain listener.
+	lnTLS []*tls.Config
+	eng   *engine
 
 	readers sync.Pool // *bufio.Reader of BufferSize, lent while a request is read
 	chunks  sync.Pool // *[]byte of BufferSize, one request body packet
@@ -67,8 +70,11 @@ type Service struct {
 	wg       sync.WaitGroup // client connection goroutines
 }
 
-// New binds (or connects) the zhttp sockets and opens the listeners. On
-// error everything already opened is closed again.
+// New opens the listeners, then binds (or connects) the zhttp sockets: a
+// port or unix socket another process serves fails the start before any
+// ipc socket file of ours is touched. TLS listeners need their
+// default-cert to load. On error everything already opened is closed
+// again.
 func New(cfg Config, log zerolog.Logger) (_ *Service, err error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -85,6 +91,17 @@ func New(cfg Config, log zerolog.Logger) (_ *Service, err error) {
 	s.connNo.Store(uint64(binary.BigEndian.Uint32(start[:]) >> 4))
 	s.eng = newEngine(s)
 
+	defer func() {
+		if err != nil {
+			for _, ln := range s.lns {
+				ln.Close()
+			}
+		}
+	}()
+	if err := s.openListeners(); err != nil {
+		return nil, err
+	}
+
 	zctx, err := zsock.NewContext()
 	if err != nil {
 		return nil, err
@@ -94,9 +111,6 @@ func New(cfg Config, log zerolog.Logger) (_ *Service, err error) {
 	defer func() {
 		if err == nil {
 			return
-		}
-		for _, ln := range s.lns {
-			ln.Close()
 		}
 		closeUnstarted(opened)
 		zctx.Close()
@@ -159,15 +173,37 @@ func New(cfg Config, log zerolog.Logger) (_ *Service, err error) {
 	}
 	opened = append(opened, s.sub)
 	s.eng.push, s.eng.router, s.eng.sub = s.push, s.rtr, s.sub.Recv()
+	return s, nil
+}
 
-	for _, l := range cfg.Listen {
-		ln, err := net.Listen(l.network(), l.Addr)
+// openListeners opens every --listen value; a TLS one first loads its
+// default-cert from --tls-identities-dir (condure starts without it and
+// fails each handshake; tack refuses to start, so the mistake shows).
+func (s *Service) openListeners() error {
+	var ids *identities
+	for _, l := range s.cfg.Listen {
+		var tc *tls.Config
+		if l.TLS {
+			if ids == nil {
+				ids = newIdentities(s.cfg.TLSIdentities, s.log.With().Str(logging.FieldComponent, "tls").Logger())
+			}
+			if l.DefaultCert != "" {
+				if err := checkDefaultCert(ids, l); err != nil {
+					return err
+				}
+			} else {
+				s.log.Warn().Str("addr", l.Addr).Msg("TLS listener without default-cert: clients must send a server name with a certificate")
+			}
+			tc = ids.config(l.DefaultCert)
+		}
+		ln, err := openListener(l)
 		if err != nil {
-			return nil, fmt.Errorf("listen %s: %w", l.Addr, err)
+			return err
 		}
 		s.lns = append(s.lns, ln)
+		s.lnTLS = append(s.lnTLS, tc)
 	}
-	return s, nil
+	return nil
 }
 
 // closeUnstarted closes sockets whose owner loop never ran: Run with a
@@ -222,9 +258,9 @@ func (s *Service) Run(ctx context.Context) error {
 		defer p.stop() // after waitConns: no connection uses it any more
 	}
 	var ag sync.WaitGroup
-	for _, ln := range s.lns {
-		s.log.Info().Str("addr", ln.Addr().String()).Msgf("listening on %s", ln.Addr())
-		ag.Go(func() { s.accept(runCtx, ln) })
+	for i, ln := range s.lns {
+		s.log.Info().Str("addr", ln.Addr().String()).Bool("tls", s.lnTLS[i] != nil).Msgf("listening on %s", ln.Addr())
+		ag.Go(func() { s.accept(runCtx, ln, s.lnTLS[i]) })
 	}
 
 	<-runCtx.Done()
@@ -244,7 +280,7 @@ func (s *Service) Run(ctx context.Context) error {
 	return err
 }
 
-func (s *Service) accept(ctx context.Context, ln net.Listener) {
+func (s *Service) accept(ctx context.Context, ln net.Listener, tc *tls.Config) {
 	backoff := 5 * time.Millisecond
 	for {
 		select {
@@ -268,20 +304,17 @@ func (s *Service) accept(ctx context.Context, ln net.Listener) {
 			continue
 		}
 		backoff = 5 * time.Millisecond
-		if !s.startConn(nc) {
+		if !s.startConn(nc, tc) {
 			nc.Close()
 			<-s.slots
 		}
 	}
 }
 
-func (s *Service) startConn(nc net.Conn) bool {
-	tc, ok := nc.(*net.TCPConn)
-	if !ok {
-		return false
-	}
-	c, err := newConn(s, tc, s.connNo.Add(1))
+func (s *Service) startConn(nc net.Conn, tc *tls.Config) bool {
+	c, err := newConn(s, nc, s.connNo.Add(1), tc)
 	if err != nil {
+		s.log.Warn().Err(err).Msg("accept")
 		return false
 	}
 	s.connsMu.Lock()

@@ -8,9 +8,30 @@
 // parsed by net/http, framing and persistence are ours), the zhttp client
 // session of each request (seq, credits, peer address, handoff, keep-alive,
 // expiry) and the three client sockets. It does not own: routing, GRIP or
-// X-Forwarded-* headers (the proxy's job), TLS, unix-socket and req-mode
-// listeners, WebSocket and compression (refused at start or answered 501
-// "not supported yet"), metrics (metrics.go is not written yet).
+// X-Forwarded-* headers (the proxy's job), req-mode listeners, WebSocket
+// and compression (refused at start or answered 501 "not supported
+// yet"), metrics (metrics.go is not written yet).
+//
+// # Listeners (listen.go, tlsid.go)
+//
+// --listen values are TCP (addr:port), TLS (",tls,default-cert=NAME") or
+// unix sockets (path,local, with mode=/user=/group= as connmgr 1.37+). They
+// are opened before the zhttp sockets, so a port or socket path in use
+// fails the start (exit 78, cli.ExitStartup) before any ipc file of ours
+// is touched; a unix path another live process accepts on is refused, a
+// stale one replaced. TLS identities come from --tls-identities-dir as in
+// condure: NAME.crt/NAME.key, chosen by the client's server name
+// (lowercased, exact, then "_.<parent>"), else default-cert; a pair is
+// read again when its files change; an expired one is served with a
+// warning. Unlike condure, a TLS listener whose default-cert does not load
+// fails the start. The handshake runs in the connection's goroutine under
+// DefaultHandshakeTimeout (logged when it fails or times out); a plain
+// HTTP request on a TLS port gets 400 "Client sent an HTTP request to an
+// HTTPS server." (condure closes). Requests on TLS connections carry an
+// https:// uri (how the proxy knows they are secure). A TLS connection
+// cannot peek under the TLS layer, so while idle it keeps a pooled reader
+// and its goroutine (no parker); unix-socket connections are handled like
+// TCP ones and carry no peer address.
 //
 // # Sockets
 //

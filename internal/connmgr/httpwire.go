@@ -81,12 +81,17 @@ func scanHeaders(head string) (hs []zhttp.Header, host string, err error) {
 // (or "localhost") and the request target as sent. An absolute-form target
 // is used as it stands (condure would prefix it again, producing a uri the
 // proxy cannot route).
-func requestURI(host, target string) string {
+func requestURI(host, target string, secure bool) string {
 	if strings.HasPrefix(target, "http://") || strings.HasPrefix(target, "https://") {
 		return target
 	}
 	if host == "" {
 		host = "localhost"
+	}
+	if secure {
+		// A TLS listener: the https scheme is how the proxy learns the
+		// request was secure (ssl=yes routes, X-Forwarded-Proto).
+		return "https://" + host + target
 	}
 	return "http://" + host + target
 }

@@ -42,12 +42,17 @@ func TestHTTPWireScanHeaders(t *testing.T) {
 }
 
 func TestHTTPWireRequestURI(t *testing.T) {
-	for _, tc := range []struct{ host, target, want string }{
-		{"example.com:8080", "/a?b", "http://example.com:8080/a?b"},
-		{"", "/a", "http://localhost/a"},
-		{"x", "http://other/p", "http://other/p"},
+	for _, tc := range []struct {
+		host, target string
+		secure       bool
+		want         string
+	}{
+		{"example.com:8080", "/a?b", false, "http://example.com:8080/a?b"},
+		{"", "/a", false, "http://localhost/a"},
+		{"x", "http://other/p", false, "http://other/p"},
+		{"example.com", "/a", true, "https://example.com/a"},
 	} {
-		if got := requestURI(tc.host, tc.target); got != tc.want {
+		if got := requestURI(tc.host, tc.target, tc.secure); got != tc.want {
 			t.Errorf("%q %q: %q", tc.host, tc.target, got)
 		}
 	}

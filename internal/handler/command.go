@@ -22,31 +22,31 @@ func Command() *cobra.Command {
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			log, closer, err := lf.Logger("handler")
 			if err != nil {
-				return err
+				return cli.Startup(err)
 			}
 			defer closer.Close()
 			if configPath == "" {
 				if configPath, err = config.FindDefault(); err != nil {
-					return err
+					return cli.Startup(err)
 				}
 			}
 			f, err := config.Load(configPath, config.Options{IPCPrefix: ipcPrefix, PortOffset: portOffset})
 			if err != nil {
-				return err
+				return cli.Startup(err)
 			}
 			for _, w := range f.Warnings() {
 				log.Warn().Msg(w)
 			}
 			cfg, err := ConfigFromFile(f)
 			if err != nil {
-				return err
+				return cli.Startup(err)
 			}
 			for _, w := range cfg.Inputs.Warnings {
 				log.Warn().Msg(w)
 			}
 			svc, err := New(cfg, log.With().Str("component", "handler").Logger())
 			if err != nil {
-				return err
+				return cli.Startup(err)
 			}
 			log.Info().Str("config", f.Path()).Msg("starting...")
 			return svc.Run(cmd.Context())

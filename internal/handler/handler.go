@@ -11,6 +11,7 @@ import (
 	"github.com/rs/zerolog"
 	"golang.org/x/sync/errgroup"
 
+	"tack/internal/cli"
 	"tack/internal/zsock"
 )
 
@@ -153,14 +154,15 @@ func (s *Service) openSockets(zctx *zsock.Context) (*sockets, error) {
 // Run serves until ctx is done. Every goroutine it starts has returned, and
 // every socket is closed, when it returns.
 func (s *Service) Run(ctx context.Context) error {
+	// Until the workers start, a failure means the handler could not start.
 	zctx, err := zsock.NewContext()
 	if err != nil {
-		return err
+		return cli.Startup(err)
 	}
 	defer zctx.Close()
 	ss, err := s.openSockets(zctx)
 	if err != nil {
-		return err
+		return cli.Startup(err)
 	}
 	chans, st, eng := s.chans, s.st, s.eng
 	if st != nil && ss.stats != nil {
@@ -183,7 +185,7 @@ func (s *Service) Run(ctx context.Context) error {
 		for _, so := range ss.all() {
 			closeSocket(so)
 		}
-		return err
+		return cli.Startup(err)
 	}
 	met, err := newMetricsServer(&s.cfg, st, s.log)
 	if err != nil {
@@ -191,7 +193,7 @@ func (s *Service) Run(ctx context.Context) error {
 		for _, so := range ss.all() {
 			closeSocket(so)
 		}
-		return err
+		return cli.Startup(err)
 	}
 
 	// Sockets outlive the workers so that what the engine queues while

@@ -23,28 +23,28 @@ func Command() *cobra.Command {
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			log, closer, err := lf.Logger("proxy")
 			if err != nil {
-				return err
+				return cli.Startup(err)
 			}
 			defer closer.Close()
 			if configPath == "" {
 				if configPath, err = config.FindDefault(); err != nil {
-					return err
+					return cli.Startup(err)
 				}
 			}
 			f, err := config.Load(configPath, config.Options{IPCPrefix: ipcPrefix})
 			if err != nil {
-				return err
+				return cli.Startup(err)
 			}
 			for _, w := range append(f.Warnings(), UnsupportedWarnings(f)...) {
 				log.Warn().Msg(w)
 			}
 			cfg, err := ConfigFromFile(f, routeLines)
 			if err != nil {
-				return err
+				return cli.Startup(err)
 			}
 			svc, err := New(cfg, log.With().Str("component", "proxy").Logger())
 			if err != nil {
-				return err
+				return cli.Startup(err)
 			}
 			log.Info().Str("config", f.Path()).Msg("starting...")
 			return svc.Run(cmd.Context())

@@ -14,6 +14,7 @@ import (
 
 	zmq "github.com/pebbe/zmq4"
 
+	"tack/internal/cli"
 	"tack/internal/routes"
 	"tack/internal/zsock"
 	"tack/pkg/tnetstring"
@@ -73,18 +74,18 @@ func New(cfg Config, log zerolog.Logger) (*Service, error) {
 func (s *Service) Run(ctx context.Context) error {
 	watcher, err := s.loadRoutes()
 	if err != nil {
-		return err
+		return cli.Startup(err)
 	}
 	zctx, err := zsock.NewContext()
 	if err != nil {
-		return err
+		return cli.Startup(err)
 	}
 	drops := make(chan string, dropQueueLength)
 	acceptDrops := make(chan string, dropQueueLength)
 	socks, err := s.openSockets(zctx, drops, acceptDrops)
 	if err != nil {
 		zctx.Close()
-		return err
+		return cli.Startup(err)
 	}
 	eng := newEngine(s.cfg, s.log, watcher.Current)
 	eng.toConnmgr = socks.connmgrOut.Send()

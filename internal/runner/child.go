@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+
+	"tack/internal/cli"
 )
 
 // child supervises one service process: it starts it, copies its output,
@@ -30,6 +32,8 @@ type child struct {
 
 	mu   sync.Mutex // guards proc
 	proc *os.Process
+
+	tail lineTail // the last output lines, to explain a failed start
 }
 
 // running is one started process and the channels that report its end.
@@ -66,7 +70,7 @@ func (c *child) start() (*running, error) {
 	run := &running{cmd: cmd, started: time.Now(), exited: make(chan error, 1), drained: make(chan struct{}), r: r}
 	go func() {
 		defer close(run.drained)
-		copyLines(r, c.out, c.name, c.prefix)
+		copyLines(r, io.MultiWriter(c.out, &c.tail), c.name, c.prefix)
 	}()
 	go func() { run.exited <- cmd.Wait() }()
 	c.mu.Lock()
@@ -115,6 +119,15 @@ func (c *child) PID() int {
 	return c.proc.Pid
 }
 
+// exitCode is the exit status of a process that exited normally, else -1.
+func exitCode(err error) int {
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		return ee.ExitCode()
+	}
+	return -1
+}
+
 // exitReason words an unexpected exit as Pushpin 1.36 does.
 func exitReason(err error) string {
 	var ee *exec.ExitError
@@ -132,14 +145,22 @@ func exitReason(err error) string {
 
 // supervise owns run until ctx is done: it restarts the process with
 // exponential backoff after each crash, and on ctx done stops it
-// (SIGTERM to the group, SIGKILL after StopGrace or on kill).
-func (c *child) supervise(ctx context.Context, run *running, kill <-chan struct{}) {
+// (SIGTERM to the group, SIGKILL after StopGrace or on kill). A first run
+// that exits with cli.ExitStartup could not start at all: that is
+// reported on failed (buffered) and the process is not restarted.
+func (c *child) supervise(ctx context.Context, run *running, kill <-chan struct{}, failed chan<- error) {
 	delay := RestartMin
 	defer os.Remove(c.pid)
+	first := true
 	for {
 		select {
 		case err := <-run.exited:
 			c.finish(run)
+			if first && exitCode(err) == cli.ExitStartup {
+				failed <- fmt.Errorf("%s failed to start: %s", c.name, c.tail.String())
+				return
+			}
+			first = false
 			c.log.Error().Msg(c.name + ": " + exitReason(err))
 			if time.Since(run.started) >= RestartReset {
 				delay = RestartMin

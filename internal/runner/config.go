@@ -3,6 +3,7 @@ package runner
 import (
 	"errors"
 	"fmt"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -111,6 +112,7 @@ type Config struct {
 	PortOffset  int      // passed to the handler (--id), 0 = omitted
 	Services    []string // kinds, in start order
 	Listen      []string // condure --listen values
+	listens     []listenCheck
 	TLS         bool
 	BufferSize  int
 	MaxConn     int
@@ -294,6 +296,7 @@ func (c *Config) buildListen(f *config.File, port string) error {
 			return err
 		}
 		c.Listen = []string{addr + ",stream"}
+		c.listens = []listenCheck{{addr: addr}}
 		return nil
 	}
 	for _, p := range f.List("runner", "http_port") {
@@ -302,6 +305,7 @@ func (c *Config) buildListen(f *config.File, port string) error {
 			return fmt.Errorf("%s: invalid http port: %s", f.Pos("runner", "http_port"), p)
 		}
 		c.Listen = append(c.Listen, addr+",stream")
+		c.listens = append(c.listens, listenCheck{addr: addr})
 	}
 	for _, p := range f.List("runner", "https_ports") {
 		addr, err := listenAddr(p)
@@ -310,12 +314,46 @@ func (c *Config) buildListen(f *config.File, port string) error {
 		}
 		portNum := addr[strings.LastIndexByte(addr, ':')+1:]
 		c.Listen = append(c.Listen, addr+",stream,tls,default-cert=default_"+portNum)
+		c.listens = append(c.listens, listenCheck{addr: addr, cert: "default_" + portNum})
 		c.TLS = true
 	}
 	for _, p := range f.List("runner", "local_ports") {
-		c.Listen = append(c.Listen, p+",local,stream")
+		v, err := localListen(p)
+		if err != nil {
+			return fmt.Errorf("%s: invalid local port %q: %w", f.Pos("runner", "local_ports"), p, err)
+		}
+		c.Listen = append(c.Listen, v)
+		path, _, _ := strings.Cut(p, "?")
+		c.listens = append(c.listens, listenCheck{addr: path, local: true})
 	}
 	return nil
+}
+
+// localListen turns a local_ports entry, `path[?mode=<octal>&user=<name>&group=<name>]`
+// (the options are Pushpin 1.37's), into a condure --listen value.
+func localListen(p string) (string, error) {
+	path, query, _ := strings.Cut(p, "?")
+	if path == "" {
+		return "", errors.New("empty path")
+	}
+	v := path + ",local,stream"
+	q, err := url.ParseQuery(query)
+	if err != nil {
+		return "", err
+	}
+	for _, k := range []string{"mode", "user", "group"} {
+		if val := q.Get(k); val != "" {
+			if strings.ContainsAny(val, ",=") {
+				return "", fmt.Errorf("bad %s %q", k, val)
+			}
+			v += "," + k + "=" + val
+		}
+		delete(q, k)
+	}
+	for k := range q {
+		return "", fmt.Errorf("unknown option %q", k)
+	}
+	return v, nil
 }
 
 // listenAddr turns "[addr:]port" into "addr:port" (addr 0.0.0.0).
@@ -391,8 +429,7 @@ func (c *Config) Args(kind string) []string {
 			"--buffer-size="+strconv.Itoa(c.BufferSize),
 			"--stream-maxconn="+strconv.Itoa(c.MaxConn))
 		if c.TLS {
-			// Pushpin joins without cleaning: "./runner/certs" for "pushpin.conf".
-			a = append(a, "--tls-identities-dir="+c.ConfigDir+"/runner/certs")
+			a = append(a, "--tls-identities-dir="+c.certsDir())
 		}
 	case ServiceZurl:
 		a = append(a, "--config="+c.zurlConfPath())

@@ -54,7 +54,8 @@
 // first of each pair). With --id=N the prefix passed on is p<N>-, but
 // {ipc_prefix} in the runner's own values (local_ports) keeps the file's
 // prefix, as in 1.36. --port replaces http_port, https_ports and
-// local_ports.
+// local_ports. A local_ports entry may end in ?mode=<octal>&user=&group=
+// (Pushpin 1.37+), passed on as the listen params mode=, user=, group=.
 //
 // # Output
 //
@@ -76,7 +77,21 @@
 // reopens --logfile and is forwarded to proxy and handler. SIGINT/SIGTERM
 // send SIGTERM to every child's process group and SIGKILL after
 // StopGrace; a second signal kills at once. A start failure at launch
-// stops the children already started and returns the error. Each child
+// stops the children already started and returns the error.
+//
+// # Start-up checks (startup.go)
+//
+// Before anything in the run directory is touched the runner takes an
+// exclusive flock on <rundir>/<fp>tack.lock (its pid inside): a second
+// instance on the same directory and --id stops with a message naming
+// the holder, leaving the first one's sockets and pid files alone. It
+// then checks what connmgr will open: TCP ports free, no live process on
+// a local_ports path, each https port's default_<port> certificate
+// loadable from <configdir>/runner/certs. A child whose first run exits
+// with code 78 (cli.ExitStartup: bad configuration, a port or socket in
+// use) failed to start: the runner stops the suite and returns the
+// child's last output lines as its error (printed on stderr, exit 1)
+// instead of restarting it. Later crashes are restarted as below. Each child
 // is owned by one supervise goroutine, which owns the goroutines that
 // wait for the process and copy its output; Run returns only after all
 // have ended.

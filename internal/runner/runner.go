@@ -36,6 +36,19 @@ func (r *Runner) Run(ctx context.Context) error {
 	if err := os.MkdirAll(r.cfg.RunDir, 0o755); err != nil {
 		return fmt.Errorf("create rundir: %w", err)
 	}
+	// Nothing in the run directory is touched before the lock is held,
+	// and no child starts before the ports it needs are known to be free.
+	lock, err := r.cfg.lockRunDir()
+	if err != nil {
+		r.log.Error().Msg(err.Error())
+		return err
+	}
+	defer lock.Close()
+	if err := r.cfg.preflight(); err != nil {
+		err = fmt.Errorf("cannot start: %w", err)
+		r.log.Error().Msg(err.Error())
+		return err
+	}
 	if !r.cfg.MergeOutput {
 		if err := os.MkdirAll(r.cfg.LogDir, 0o755); err != nil {
 			return fmt.Errorf("create logdir: %w", err)
@@ -62,6 +75,7 @@ func (r *Runner) Run(ctx context.Context) error {
 	childCtx, stopChildren := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopChildren()
 	kill := make(chan struct{})
+	failed := make(chan error, len(r.cfg.Services))
 	var wg sync.WaitGroup
 	var children []*child
 	var files []*os.File
@@ -79,7 +93,7 @@ func (r *Runner) Run(ctx context.Context) error {
 				wg.Add(1)
 				go func() {
 					defer wg.Done()
-					c.supervise(childCtx, run, kill)
+					c.supervise(childCtx, run, kill, failed)
 				}()
 			}
 		}
@@ -96,8 +110,13 @@ func (r *Runner) Run(ctx context.Context) error {
 	}
 	r.log.Info().Msg("started")
 
+	var failure error
 	for done := false; !done; {
 		select {
+		case failure = <-failed:
+			// A child could not start: stop the suite rather than loop.
+			r.log.Error().Msg(failure.Error())
+			done = true
 		case <-hup:
 			r.log.Info().Msg("reloading")
 			if r.reopen != nil {
@@ -128,7 +147,7 @@ func (r *Runner) Run(ctx context.Context) error {
 			}
 		case <-stopped:
 			r.log.Info().Msg("stopped")
-			return nil
+			return failure
 		}
 	}
 }

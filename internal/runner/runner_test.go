@@ -308,3 +308,25 @@ func TestRunnerZurlConf(t *testing.T) {
 		t.Error("unrendered placeholder")
 	}
 }
+
+func TestRunnerLocalPortOptions(t *testing.T) {
+	for _, tc := range []struct{ in, want, err string }{
+		{in: "/r/s", want: "/r/s,local,stream"},
+		{in: "/r/s?mode=660&user=www-data&group=adm", want: "/r/s,local,stream,mode=660,user=www-data,group=adm"},
+		{in: "/r/s?group=adm", want: "/r/s,local,stream,group=adm"},
+		{in: "/r/s?owner=x", err: `unknown option "owner"`},
+		{in: "/r/s?mode=6,6", err: `bad mode`},
+		{in: "?mode=600", err: "empty path"},
+	} {
+		got, err := localListen(tc.in)
+		if tc.err != "" {
+			if err == nil || !strings.Contains(err.Error(), tc.err) {
+				t.Errorf("%q: error %v, want %q", tc.in, err, tc.err)
+			}
+			continue
+		}
+		if err != nil || got != tc.want {
+			t.Errorf("%q: %q %v, want %q", tc.in, got, err, tc.want)
+		}
+	}
+}

@@ -49,7 +49,7 @@ func Command() *cobra.Command {
 func run(ctx context.Context, configFile string, lf *cli.LogFlags) error {
 	level, err := logging.ParseLevel(lf.LogLevel, LogService)
 	if err != nil {
-		return fmt.Errorf("parameter to --loglevel invalid: %w", err)
+		return cli.Startup(fmt.Errorf("parameter to --loglevel invalid: %w", err))
 	}
 	if lf.Verbose && level < logging.LevelDebug {
 		level = logging.LevelDebug
@@ -59,7 +59,7 @@ func run(ctx context.Context, configFile string, lf *cli.LogFlags) error {
 	if lf.LogFile != "" {
 		file, err = openLogFile(lf.LogFile)
 		if err != nil {
-			return err
+			return cli.Startup(err)
 		}
 		defer file.Close()
 		out = file
@@ -67,14 +67,14 @@ func run(ctx context.Context, configFile string, lf *cli.LogFlags) error {
 	log := logging.NewWriter(out, level)
 	cfg, warns, err := LoadConfig(configFile)
 	if err != nil {
-		return err
+		return cli.Startup(err)
 	}
 	for _, w := range warns {
 		log.Warn().Str("config", configFile).Msg(w)
 	}
 	svc, err := New(cfg, log)
 	if err != nil {
-		return err
+		return cli.Startup(err)
 	}
 
 	// SIGHUP reopens the log file, as zurl's does (the runner forwards it;

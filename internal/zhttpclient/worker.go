@@ -137,7 +137,21 @@ func (w *worker) emit(ev event) bool {
 
 func (w *worker) fail(err error) event {
 	cond := w.classify(err)
-	if cond != "" {
+	if cond == zhttp.CondTLSError {
+		// A certificate the backend's clients cannot verify is a setup
+		// problem worth seeing at the default level (the client only
+		// gets Pushpin's generic 502).
+		host := w.u.Host
+		if w.req.ConnectHost != "" {
+			port := defaultPort(w.u)
+			if w.req.ConnectPort > 0 {
+				port = strconv.FormatInt(w.req.ConnectPort, 10)
+			}
+			host = net.JoinHostPort(w.req.ConnectHost, port)
+		}
+		w.log.Warn().Err(err).Str(logging.FieldRID, string(w.req.ID)).Str("connect", host).
+			Str("condition", cond).Msg("TLS to the backend failed (target option insecure skips verification)")
+	} else if cond != "" {
 		if le := w.log.Debug(); le.Enabled() {
 			le.Err(err).Str(logging.FieldRID, string(w.req.ID)).Str("condition", cond).Msg("request failed")
 		}

@@ -9,6 +9,7 @@ import (
 	"github.com/rs/zerolog"
 	"golang.org/x/sync/errgroup"
 
+	"tack/internal/cli"
 	"tack/internal/logging"
 	"tack/internal/zsock"
 )
@@ -94,14 +95,14 @@ func (s *Service) Run(ctx context.Context) error {
 	s.log.Info().Msg("starting")
 	zctx, err := zsock.NewContext()
 	if err != nil {
-		return err
+		return cli.Startup(err)
 	}
 	ss, err := s.open(zctx)
 	if err != nil {
 		if cerr := zctx.Close(); cerr != nil {
 			s.log.Warn().Err(cerr).Msg("close zmq context")
 		}
-		return err
+		return cli.Startup(err)
 	}
 	e := newEngine(s, ss)
 	g, gctx := errgroup.WithContext(ctx)

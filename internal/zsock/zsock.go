@@ -4,10 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	zmq "github.com/pebbe/zmq4"
@@ -382,7 +384,9 @@ func configure(s *zmq.Socket, o Options) error {
 	return nil
 }
 
-// prepareIPC creates the directory of an ipc path.
+// prepareIPC creates the directory of an ipc path and refuses a path
+// another live process has bound: libzmq would unlink its socket file
+// and take the name over, cutting that process off from its peers.
 func prepareIPC(spec string) error {
 	path, ok := strings.CutPrefix(spec, "ipc://")
 	if !ok {
@@ -391,7 +395,28 @@ func prepareIPC(spec string) error {
 	if len(path) > 107 {
 		return fmt.Errorf("ipc path longer than 107 bytes")
 	}
+	if UnixSocketLive(path) {
+		return ErrIPCInUse
+	}
 	return os.MkdirAll(filepath.Dir(path), 0o755)
+}
+
+// ErrIPCInUse: an ipc path to bind is a socket a live process accepts on.
+var ErrIPCInUse = errors.New("address in use by another live process")
+
+// UnixSocketLive reports whether something accepts connections on the
+// unix socket at path (a stale file left by a dead process refuses them).
+func UnixSocketLive(path string) bool {
+	st, err := os.Lstat(path)
+	if err != nil || st.Mode()&os.ModeSocket == 0 {
+		return false
+	}
+	c, err := net.DialTimeout("unix", path, time.Second)
+	if err != nil {
+		return errors.Is(err, syscall.EAGAIN) // a full backlog: alive
+	}
+	c.Close()
+	return true
 }
 
 // Name returns the socket's configured name.

@@ -22,12 +22,7 @@ import (
 func gripBackend(t *testing.T) string {
 	t.Helper()
 	mux := http.NewServeMux()
-	mux.HandleFunc("/stream", func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "text/plain")
-		w.Header().Set("Grip-Hold", "stream")
-		w.Header().Set("Grip-Channel", r.URL.Query().Get("ch"))
-		io.WriteString(w, "[open]\n")
-	})
+	mux.HandleFunc("/stream", holdStream)
 	mux.HandleFunc("/filtered", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain")
 		w.Header().Set("Grip-Hold", "stream")
@@ -59,12 +54,27 @@ func newBackendWith(t *testing.T, h http.Handler) string {
 	return b.hostPort()
 }
 
+// holdStream answers with a stream hold on the channel in ?ch=, body
+// "[open]\n".
+func holdStream(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "text/plain")
+	w.Header().Set("Grip-Hold", "stream")
+	w.Header().Set("Grip-Channel", r.URL.Query().Get("ch"))
+	io.WriteString(w, "[open]\n")
+}
+
 // openStream starts a held stream and returns a reader positioned after
 // the first line, which must be want.
 func openStream(t *testing.T, url, want string) (*bufio.Reader, func()) {
 	t.Helper()
+	return openStreamWith(t, http.DefaultClient, url, want)
+}
+
+// openStreamWith is openStream with a given client (TLS, unix socket).
+func openStreamWith(t *testing.T, c *http.Client, url, want string) (*bufio.Reader, func()) {
+	t.Helper()
 	req, _ := http.NewRequest("GET", url, nil)
-	resp := testutil.GetOK(t, http.DefaultClient, req, 10*time.Second)
+	resp := testutil.GetOK(t, c, req, 10*time.Second)
 	for k := range resp.Header {
 		if strings.HasPrefix(strings.ToLower(k), "grip-") {
 			t.Errorf("client saw %s", k)

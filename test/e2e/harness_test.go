@@ -40,6 +40,8 @@ type suiteOptions struct {
 	routes string            // routes file content
 	proxy  map[string]string // extra [proxy] keys
 	runner map[string]string // extra [runner] keys
+	files  map[string][]byte // more files to write, relative to the suite's dir
+	env    []string          // more environment for the runner (and its children)
 }
 
 func (s *suite) url(path string) string {
@@ -119,13 +121,33 @@ subscription_linger=60
 // and waits until a request through the whole path succeeds.
 func startSuite(t *testing.T, o suiteOptions) *suite {
 	t.Helper()
+	s := startRunner(t, o)
+	s.waitReady(t)
+	return s
+}
+
+// startRunner writes the config (and o.files) into a new dir and starts
+// the runner on it without waiting for it to serve.
+func startRunner(t *testing.T, o suiteOptions) *suite {
+	t.Helper()
 	dir := testutil.ShortTempDir(t)
 	// One block: the handler's 5560..5563 (+offset) and the client port.
 	base := testutil.FreePortBlock(t, 5)
 	s := &suite{dir: dir, httpPort: base + 4, portOffset: base - 5560}
+	if p, ok := o.runner["http_port"]; ok {
+		fmt.Sscan(p, &s.httpPort)
+	}
 	conf := writeConfig(t, dir, s.httpPort, s.portOffset, o)
-	s.runner = testutil.Start(t, dir, nil, filepath.Join(binDir, "tack"), "--config", conf, "--merge-output")
-	s.waitReady(t)
+	for name, b := range o.files {
+		path := filepath.Join(dir, name)
+		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s.runner = testutil.Start(t, dir, o.env, filepath.Join(binDir, "tack"), "--config", conf, "--merge-output")
 	return s
 }
 
