@@ -118,6 +118,11 @@ func (s *Service) Run(ctx context.Context) error {
 				return nil
 			case <-hup:
 				s.log.Info().Msg("reloading")
+				if s.cfg.ReopenLog != nil {
+					if err := s.cfg.ReopenLog(); err != nil {
+						s.log.Error().Err(err).Msg("cannot reopen log file")
+					}
+				}
 				watcher.Reload()
 				logUnsupported(s.log, watcher.Current())
 			}
