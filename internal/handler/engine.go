@@ -617,9 +617,29 @@ func (e *engine) finish(s *hsession, now time.Time, retry bool) {
 	s.pending, s.queue = nil, nil
 }
 
-// shutdown cancels every held session so connmgr closes the clients at
-// once instead of after the 60 s expiry.
+// shutdown ends every held session before the handler stops, so that
+// connmgr answers the clients at once (not after the 60 s expiry) and they
+// come back to the next handler: a response hold gets its timeout
+// response (as if Grip-Timeout had elapsed), a stream ends with what is
+// pending and then its final chunk, both as far as the credits allow.
+// What cannot end that way (a retry under way, a body larger than the
+// credits, a stream whose head is not out) is cancelled: connmgr closes
+// those clients.
 func (e *engine) shutdown(now time.Time) {
+	for _, s := range e.sessions {
+		if s.state != stateHolding {
+			continue
+		}
+		switch {
+		case !s.streaming():
+			r := &s.in.Response
+			e.respond(s, r.Code, r.Reason, r.Headers, r.Body, now)
+		case s.headSent:
+			e.prepareToClose(s)
+			s.finishAfter = true
+			e.flush(s, now)
+		}
+	}
 	for _, s := range e.sessions {
 		if s.state != stateDone {
 			e.sendControl(s, zhttp.TypeCancel, false, now)
