@@ -56,4 +56,3 @@ func TestOutputStderrAndBadPath(t *testing.T) {
 }
 
 func contains(b []byte, s string) bool { return strings.Contains(string(b), s) }
-
