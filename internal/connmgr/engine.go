@@ -221,7 +221,9 @@ func (e *engine) run(ctx context.Context) error {
 			e.flushWakes() // serverGone may have ended responses
 		case <-e.peerGone:
 			if e.probeAt.IsZero() {
-				e.probeAt = e.now().Add(probeDelay)
+				// Wall time, as the delay is libzmq's (not e.now, which
+				// tests drive).
+				e.probeAt = time.Now().Add(probeDelay)
 			}
 		case <-t.C:
 			e.tick()
@@ -680,7 +682,7 @@ func (e *engine) tick() {
 	// is ROUTER_MANDATORY) and are ended by serverGone; the others cost
 	// the live servers one harmless keep-alive (§2.8: any packet may be
 	// sent at any time).
-	probe := !e.probeAt.IsZero() && !now.Before(e.probeAt)
+	probe := !e.probeAt.IsZero() && !time.Now().Before(e.probeAt)
 	if probe {
 		e.probeAt = time.Time{}
 	}
