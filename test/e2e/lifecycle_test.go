@@ -198,7 +198,16 @@ func TestE2EHandlerTermAnswersHeldClients(t *testing.T) {
 	}
 }
 
-func TestE2EProxyKillEndsPassthrough(t *testing.T) {
+// TestE2EKillEndsPassthrough: kill -9 of the proxy, or of the zhttp
+// client fetching from the backend, ends a proxied response in flight
+// promptly, and the restarted process serves.
+func TestE2EKillEndsPassthrough(t *testing.T) {
+	for _, pidFile := range []string{"pushpin-proxy.pid", "zurl.pid"} {
+		t.Run(strings.TrimSuffix(pidFile, ".pid"), func(t *testing.T) { testKillEndsPassthrough(t, pidFile) })
+	}
+}
+
+func testKillEndsPassthrough(t *testing.T, pidFile string) {
 	release := make(chan struct{})
 	be := newBackendWith(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain")
@@ -225,7 +234,7 @@ func TestE2EProxyKillEndsPassthrough(t *testing.T) {
 	if l, err := br.ReadString('\n'); l != "first\n" {
 		t.Fatalf("first line %q (%v)", l, err)
 	}
-	old := s.pidOf(t, "pushpin-proxy.pid")
+	old := s.pidOf(t, pidFile)
 	end := readEnd(br)
 	killed := kill(t, old, syscall.SIGKILL)
 	select {
@@ -235,15 +244,15 @@ func TestE2EProxyKillEndsPassthrough(t *testing.T) {
 		if !errors.Is(e.err, io.ErrUnexpectedEOF) {
 			t.Errorf("passthrough ended with %v, want an unexpected EOF", e.err)
 		}
-		t.Logf("passthrough ended %v after kill -9 of the proxy", e.at.Sub(killed).Round(time.Millisecond))
+		t.Logf("passthrough ended %v after kill -9 (%s)", e.at.Sub(killed).Round(time.Millisecond), pidFile)
 		if d := e.at.Sub(killed); d > clientEndBound {
 			t.Errorf("passthrough ended %v after the kill, want < %v", d, clientEndBound)
 		}
 	case <-time.After(clientEndBound + 5*time.Second):
-		t.Fatal("passthrough still open after the proxy was killed")
+		t.Fatal("passthrough still open after the kill")
 	}
 
-	s.waitRestarted(t, "pushpin-proxy.pid", old)
+	s.waitRestarted(t, pidFile, old)
 	testutil.Eventually(t, 15*time.Second, func() error {
 		r, err := http.Get(s.url("/quick"))
 		if err != nil {
