@@ -679,18 +679,35 @@ func (e *engine) handleConnmgr(m zsock.Message, now time.Time) {
 		for _, ids := range p.IDs {
 			if s := e.sessions[string(p.From)+"\x00"+string(ids.ID)]; s != nil {
 				e.handleIn(s, p, ids.Seq, now)
+			} else {
+				e.cancelUnknown(p, ids.ID)
 			}
 		}
 		return
 	}
 	s := e.sessions[string(p.From)+"\x00"+string(p.ID)]
 	if s == nil {
-		if e := e.log.Debug(); e.Enabled() {
-			e.Str(logging.FieldRID, string(p.ID)).Str("type", p.Type).Msg("packet for unknown session, skipping")
-		}
+		e.cancelUnknown(p, p.ID)
 		return
 	}
 	e.handleIn(s, p, p.Seq, now)
+}
+
+// cancelUnknown answers a packet for a session we do not hold (it ended
+// here, or this handler is not the one that took it) with a cancel, so
+// that connmgr ends the client now rather than at the 60 s expiry, as
+// Pushpin's C++ zhttp server does for unknown ids (tryRespondCancel in
+// src/core/zhttpmanager.cpp); error and cancel packets get no answer.
+func (e *engine) cancelUnknown(p *zhttp.Packet, id []byte) {
+	if ev := e.log.Debug(); ev.Enabled() {
+		ev.Str(logging.FieldRID, string(id)).Str("type", p.Type).Msg("packet for unknown session, canceling")
+	}
+	if p.Type == zhttp.TypeCancel || p.Type == zhttp.TypeError || len(p.From) == 0 {
+		return
+	}
+	c := zhttp.New()
+	c.From, c.ID, c.Type = e.id, id, zhttp.TypeCancel
+	e.send(zsock.Message{zhttp.PubFrame(p.From, c)})
 }
 
 func (e *engine) handleIn(s *hsession, p *zhttp.Packet, seq int64, now time.Time) {
