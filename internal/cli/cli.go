@@ -46,7 +46,8 @@ func Main(cmd *cobra.Command) int {
 	defer stop()
 	// SIGHUP never ends a tack process (Go's default action would): log
 	// rotation sends it, and the runner forwards it. What a process does
-	// with it is up to its WatchHangup; until that runs it is dropped.
+	// with it is up to its RunWithHangup (the proxy: its own loop); until
+	// then it is dropped.
 	spare := make(chan os.Signal, 1)
 	signal.Notify(spare, syscall.SIGHUP)
 	defer signal.Stop(spare)
@@ -101,7 +102,7 @@ func (lf *LogFlags) Register(fs *pflag.FlagSet) {
 
 // Logger builds the process logger. service selects an entry of a
 // "N,service:N" level list. The Output is to be closed at the end and
-// reopened on SIGHUP (WatchHangup).
+// reopened on SIGHUP (RunWithHangup).
 func (lf *LogFlags) Logger(service string) (zerolog.Logger, *logging.Output, error) {
 	level, err := logging.ParseLevel(lf.LogLevel, service)
 	if err != nil {
