@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"syscall"
@@ -59,25 +60,70 @@ func kill(t *testing.T, pid int, sig syscall.Signal) time.Time {
 	return time.Now()
 }
 
-// streamPublish publishes content on channel test and waits for it on br.
-func (s *suite) streamPublish(t *testing.T, br *bufio.Reader, content string) {
-	t.Helper()
-	got := make(chan string, 1)
+// heldStream reads a held stream's lines in the background until it ends.
+type heldStream struct {
+	lines chan string
+	end   chan bodyEnd // nil error: a clean end (final chunk)
+}
+
+func watchStream(br *bufio.Reader) *heldStream {
+	h := &heldStream{lines: make(chan string, 64), end: make(chan bodyEnd, 1)}
 	go func() {
-		l, err := br.ReadString('\n')
-		if err != nil {
-			l = "error: " + err.Error()
+		for {
+			l, err := br.ReadString('\n')
+			if l != "" {
+				h.lines <- l
+			}
+			if err != nil {
+				if err == io.EOF {
+					err = nil
+				}
+				h.end <- bodyEnd{err, time.Now()}
+				return
+			}
 		}
-		got <- l
 	}()
-	s.postPublish(t, `{"items":[`+streamItem("test", content)+`]}`)
-	select {
-	case l := <-got:
-		if l != content {
-			t.Fatalf("stream got %q, want %q", l, content)
+	return h
+}
+
+// warmUp publishes "warm-up" lines on channel test until one arrives: the
+// subscription is made just after the hand-off, so early publishes may
+// find no subscriber.
+func (s *suite) warmUp(t *testing.T, h *heldStream) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for i := 0; time.Now().Before(deadline); i++ {
+		s.postPublish(t, `{"items":[`+streamItem("test", fmt.Sprintf("warm-up %d\n", i))+`]}`)
+		select {
+		case <-h.lines:
+			return
+		case <-time.After(300 * time.Millisecond):
 		}
-	case <-time.After(10 * time.Second):
-		t.Fatalf("stream never got %q", content)
+	}
+	t.Fatal("stream never received a publish")
+}
+
+// streamPublish publishes content on channel test and waits for it on h
+// (late warm-up lines are skipped).
+func (s *suite) streamPublish(t *testing.T, h *heldStream, content string) {
+	t.Helper()
+	s.postPublish(t, `{"items":[`+streamItem("test", content)+`]}`)
+	timeout := time.After(10 * time.Second)
+	for {
+		select {
+		case l := <-h.lines:
+			if strings.HasPrefix(l, "warm-up ") {
+				continue
+			}
+			if l != content {
+				t.Fatalf("stream got %q, want %q", l, content)
+			}
+			return
+		case e := <-h.end:
+			t.Fatalf("stream ended (%v) before %q", e.err, content)
+		case <-timeout:
+			t.Fatalf("stream never got %q", content)
+		}
 	}
 }
 
@@ -114,20 +160,26 @@ func longPoll(u string) <-chan pollEnd {
 	return ch
 }
 
-// waitHeld gives the handler time to take over a long-poll just opened
-// (hand-off and subscription); streams are checked by a publish instead.
-func waitHeld() { time.Sleep(500 * time.Millisecond) }
+// waitAccepted waits until the proxy has logged the hand-off of a request
+// for path to the handler (result=accept): the handler holds it then.
+func (s *suite) waitAccepted(t *testing.T, path string) {
+	t.Helper()
+	// zerolog's console lines sort the fields: result= comes before uri=.
+	s.runner.WaitFor(t, `result=accept .*uri=\S*`+regexp.QuoteMeta(path), 10*time.Second)
+}
 
 func TestE2EHandlerKillEndsHeldClients(t *testing.T) {
 	s := startSuite(t, suiteOptions{})
 	br, closeStream := openStream(t, s.url("/stream"), "[stream opened]\n")
 	defer closeStream()
+	held := watchStream(br)
+	s.warmUp(t, held)
 	poll := longPoll(s.url("/response"))
-	waitHeld()
-	s.streamPublish(t, br, "before\n")
+	s.waitAccepted(t, "/response")
+	s.streamPublish(t, held, "before\n")
 
 	old := s.pidOf(t, "pushpin-handler.pid")
-	streamEnd := readEnd(br)
+	streamEnd := held.end
 	killed := kill(t, old, syscall.SIGKILL)
 
 	select {
@@ -167,11 +219,13 @@ func TestE2EHandlerTermAnswersHeldClients(t *testing.T) {
 	s := startSuite(t, suiteOptions{})
 	br, closeStream := openStream(t, s.url("/stream"), "[stream opened]\n")
 	defer closeStream()
+	held := watchStream(br)
+	s.warmUp(t, held)
 	poll := longPoll(s.url("/response"))
-	waitHeld()
-	s.streamPublish(t, br, "before\n")
+	s.waitAccepted(t, "/response")
+	s.streamPublish(t, held, "before\n")
 
-	streamEnd := readEnd(br)
+	streamEnd := held.end
 	stopped := kill(t, s.pidOf(t, "pushpin-handler.pid"), syscall.SIGTERM)
 	select {
 	case e := <-streamEnd:
@@ -282,8 +336,8 @@ func TestE2EHangup(t *testing.T) {
 	s.waitReady(t)
 	br, closeStream := openStream(t, s.url("/stream"), "[stream opened]\n")
 	defer closeStream()
-	waitHeld()
-	s.streamPublish(t, br, "start\n")
+	held := watchStream(br)
+	s.warmUp(t, held)
 
 	logDir := filepath.Join(dir, "log")
 	logs := []string{"condure.log", "pushpin-proxy.log", "pushpin-handler.log", "zurl.log"}
@@ -319,17 +373,17 @@ func TestE2EHangup(t *testing.T) {
 	} {
 		testutil.Eventually(t, 10*time.Second, fileHas(name, text))
 	}
-	s.streamPublish(t, br, "after runner HUP\n")
+	s.streamPublish(t, held, "after runner HUP\n")
 
 	// Each process on its own (logrotate's postrotate may signal any).
 	// condure's output goes through the runner into the reopened file.
 	kill(t, pids["condure.pid"], syscall.SIGHUP)
 	testutil.Eventually(t, 10*time.Second, fileHas("condure.log", "reloading"))
-	s.streamPublish(t, br, "after connmgr HUP\n")
+	s.streamPublish(t, held, "after connmgr HUP\n")
 	for _, f := range []string{"pushpin-proxy.pid", "pushpin-handler.pid", "zurl.pid"} {
 		kill(t, pids[f], syscall.SIGHUP)
 		time.Sleep(300 * time.Millisecond)
-		s.streamPublish(t, br, "after "+f+" HUP\n")
+		s.streamPublish(t, held, "after "+f+" HUP\n")
 	}
 	for _, f := range pidFiles {
 		if got := s.pidOf(t, f); got != pids[f] {

@@ -50,7 +50,8 @@ func TestInteropConnmgrEndsClientsOfKilledPushpinHandler(t *testing.T) {
 		r.Body.Close()
 		poll <- fmt.Sprintf("%d %s", r.StatusCode, b)
 	}()
-	time.Sleep(time.Second) // the long-poll's hand-off
+	// tack-proxy logs the hand-off (fields sorted: result= before uri=).
+	d.proc.WaitFor(t, `result=accept .*uri=\S*/response\?channel=k2`, 10*time.Second)
 
 	b, err := os.ReadFile(filepath.Join(d.dir, "run", "pushpin-handler.pid"))
 	if err != nil {
