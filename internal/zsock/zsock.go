@@ -141,8 +141,21 @@ type Socket struct {
 	peers atomic.Int64
 	// gone remembers ROUTER_MANDATORY peers found unroutable, until when
 	// further messages to them are dropped at once instead of each
-	// waiting SendTimeout (owner goroutine only).
-	gone map[string]time.Time
+	// waiting SendTimeout (owner goroutine only); handshakes counts the
+	// peers that connected (monitor events), which void that memory.
+	gone       map[string]goneMark
+	handshakes atomic.Uint64
+	// disconnects counts peers that went away; the owner compares it with
+	// seenDisconnects before a write (see write).
+	disconnects     atomic.Uint64
+	seenDisconnects uint64
+}
+
+// goneMark is a peer found unroutable: until when, and how many peers
+// had connected then.
+type goneMark struct {
+	until      time.Time
+	handshakes uint64
 }
 
 // Peers returns how many peers have completed the handshake and not
@@ -308,10 +321,12 @@ func (s *Socket) readEvents() {
 		switch {
 		case ev&zmq.EVENT_HANDSHAKE_SUCCEEDED != 0:
 			s.peers.Add(1)
+			s.handshakes.Add(1)
 		case ev&zmq.EVENT_DISCONNECTED != 0:
 			if s.peers.Add(-1) < 0 {
 				s.peers.Store(0)
 			}
+			s.disconnects.Add(1)
 			if s.opts.OnDisconnect != nil {
 				s.opts.OnDisconnect()
 			}
@@ -731,6 +746,15 @@ func (s *Socket) drainOnce() {
 
 // write sends m, waiting up to SendTimeout for room.
 func (s *Socket) write(ctx context.Context, m Message) {
+	if n := s.disconnects.Load(); n != s.seenDisconnects {
+		// A peer went away: let libzmq process its pending commands now
+		// (ZMQ_EVENTS does, unthrottled), so that the dead peer's pipe is
+		// known to be closing and a ROUTER_MANDATORY write to it fails
+		// instead of vanishing into that pipe. A send processes commands
+		// only now and then.
+		s.seenDisconnects = n
+		_, _ = s.sock.GetEvents()
+	}
 	if s.knownGone(m) {
 		s.drop(m, fmt.Errorf("%w: peer unreachable", ErrDropped))
 		return
@@ -788,18 +812,19 @@ func (s *Socket) write(ctx context.Context, m Message) {
 // goneMemory is how long a ROUTER_MANDATORY peer that stayed unroutable
 // for a whole SendTimeout is taken as gone: a burst of messages to a dead
 // zhttp peer (keep-alives of all its sessions) then costs one timeout, not
-// one each. Instance ids carry the pid, so a restarted peer has a new one.
+// one each. Only on monitored sockets (OnDisconnect, TrackPeers): any peer
+// that connects since voids the memory, in case it took the same identity.
 const goneMemory = time.Second
 
 func (s *Socket) knownGone(m Message) bool {
 	if s.gone == nil || len(m) == 0 {
 		return false
 	}
-	until, ok := s.gone[string(m[0])]
+	g, ok := s.gone[string(m[0])]
 	if !ok {
 		return false
 	}
-	if time.Now().Before(until) {
+	if time.Now().Before(g.until) && g.handshakes == s.handshakes.Load() {
 		return true
 	}
 	delete(s.gone, string(m[0]))
@@ -807,21 +832,21 @@ func (s *Socket) knownGone(m Message) bool {
 }
 
 func (s *Socket) markGone(m Message) {
-	if s.opts.Type != zmq.ROUTER || len(m) == 0 {
+	if s.opts.Type != zmq.ROUTER || s.mon == nil || len(m) == 0 {
 		return
 	}
 	now := time.Now()
 	if s.gone == nil {
-		s.gone = map[string]time.Time{}
+		s.gone = map[string]goneMark{}
 	}
 	if len(s.gone) >= 64 { // bound: forget the expired ones
-		for k, until := range s.gone {
-			if now.After(until) {
+		for k, g := range s.gone {
+			if now.After(g.until) {
 				delete(s.gone, k)
 			}
 		}
 	}
-	s.gone[string(m[0])] = now.Add(goneMemory)
+	s.gone[string(m[0])] = goneMark{until: now.Add(goneMemory), handshakes: s.handshakes.Load()}
 }
 
 func (s *Socket) drop(m Message, err error) {

@@ -247,6 +247,9 @@ func TestRouterPeerGone(t *testing.T) {
 	if len(drops) != 0 {
 		t.Fatal("drop before any send")
 	}
+	// libzmq reports the disconnect just before it closes the pipe (connmgr
+	// waits probeDelay likewise).
+	time.Sleep(50 * time.Millisecond)
 
 	// The first message to it waits SendTimeout; the next ones are dropped
 	// at once, and a live peer is not affected.
@@ -270,6 +273,27 @@ func TestRouterPeerGone(t *testing.T) {
 	}
 	if got := recvWithin(t, live.s.Recv(), waitFor); !equalMsg(got, msg("a-1", "", "still here")) {
 		t.Fatalf("live peer received %q", got)
+	}
+
+	// Any peer that connects voids the memory (it might have taken the
+	// gone identity): the next message to b-1 is tried for SendTimeout
+	// again before it is dropped.
+	routerB(t, c, "c-1", ep)
+	eventually(t, waitFor, func() error { // its handshake is seen
+		if a.s.Peers() != 2 {
+			return errNotYet
+		}
+		return nil
+	})
+	t0 = time.Now()
+	sendWithin(t, a.s.Send(), msg("b-1", "", "tried again"), waitFor)
+	select {
+	case d := <-drops:
+		if wall := d.at.Sub(t0); wall < timeout-20*time.Millisecond {
+			t.Errorf("dropped after %v: the memory of the gone peer outlived a new connection", wall)
+		}
+	case <-time.After(waitFor):
+		t.Fatal("drop not reported")
 	}
 }
 
