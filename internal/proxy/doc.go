@@ -16,7 +16,9 @@
 //	condure-out-stream   ROUTER  connect       condure_in_stream_specs   101000  libzmq drops
 //	condure-in           PUB     connect       condure_out_specs         none    Go queue 65536; beyond: packet dropped, logged
 //	zurl-in              PUSH    connect       zurl_out_specs            100     502 "zhttp service unreachable"
-//	zurl-in-stream       ROUTER  connect       zurl_out_stream_specs     101000  packet dropped, logged
+//	zurl-in-stream       ROUTER  connect       zurl_out_stream_specs     101000  packet dropped, logged; a follow-up
+//	                                                                                 to a zhttp client that went away
+//	                                                                                 ends its request (clientwatch.go)
 //	zurl-out             SUB     connect       zurl_in_specs             101000  libzmq drops
 //	accept               DEALER  bind          handler_accept_spec       100     1 s wait, then 500 "Accept service unavailable."
 //	retry                PULL    bind          handler_retry_in_spec     101000  libzmq holds
@@ -43,6 +45,10 @@
 // ignore-policies when trusted. auto-share (coalescing identical requests)
 // is not done: each handler request gets its own backend request. The
 // sockets are opened only when all three intreq_* keys are set.
+//
+// Signals: SIGHUP reopens --logfile and reloads the routes file; a stop
+// (SIGINT/SIGTERM) cancels every session on both sides, so connmgr closes
+// the clients at once.
 //
 // Not yet: inspect calls (request sharing, sessions), WebSocket proxying,
 // zhttp/zhttpreq route targets, CORS/JSON-P, orig_headers marking, the
