@@ -4,12 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"os/signal"
 	"path/filepath"
 	"runtime/debug"
 	"runtime/pprof"
+	"sync"
 	"syscall"
 
 	"github.com/rs/zerolog"
@@ -58,6 +58,13 @@ func Main(cmd *cobra.Command) int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	// SIGHUP never ends a tack process (Go's default action would): log
+	// rotation sends it, and the runner forwards it. What a process does
+	// with it is up to its RunWithHangup (the proxy: its own loop); until
+	// then it is dropped.
+	spare := make(chan os.Signal, 1)
+	signal.Notify(spare, syscall.SIGHUP)
+	defer signal.Stop(spare)
 	// The servers hold many small long-lived objects (a few kilobytes per
 	// held connection) and little else: collecting at 50 % growth instead
 	// of Go's 100 % keeps their resident memory near what they use, for a
@@ -108,8 +115,9 @@ func (lf *LogFlags) Register(fs *pflag.FlagSet) {
 }
 
 // Logger builds the process logger. service selects an entry of a
-// "N,service:N" level list.
-func (lf *LogFlags) Logger(service string) (zerolog.Logger, io.Closer, error) {
+// "N,service:N" level list. The Output is to be closed at the end and
+// reopened on SIGHUP (RunWithHangup).
+func (lf *LogFlags) Logger(service string) (zerolog.Logger, *logging.Output, error) {
 	level, err := logging.ParseLevel(lf.LogLevel, service)
 	if err != nil {
 		return zerolog.Nop(), nil, err
@@ -118,4 +126,39 @@ func (lf *LogFlags) Logger(service string) (zerolog.Logger, io.Closer, error) {
 		level = logging.LevelDebug
 	}
 	return logging.New(logging.Options{Level: level, File: lf.LogFile, Service: service})
+}
+
+// RunWithHangup runs run(ctx) while handling SIGHUP as Pushpin's
+// processes do: log "reloading", reopen out (log rotation: the following
+// lines go to a fresh file at the same path), then call reload, if any.
+func RunWithHangup(ctx context.Context, log zerolog.Logger, out *logging.Output, reload func(), run func(context.Context) error) error {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	ctx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-hup:
+				log.Info().Msg("reloading")
+				if out != nil && out.Path() != "" {
+					if err := out.Reopen(); err != nil {
+						log.Error().Err(err).Str("file", out.Path()).Msg("cannot reopen log file")
+					} else {
+						log.Info().Msg("log file reopened")
+					}
+				}
+				if reload != nil {
+					reload()
+				}
+			}
+		}
+	})
+	err := run(ctx)
+	cancel()
+	wg.Wait()
+	return err
 }

@@ -56,16 +56,18 @@ func Command() *cobra.Command {
 			if err != nil {
 				return cli.Startup(err)
 			}
-			log, closer, err := f.log.Logger("condure")
+			log, out, err := f.log.Logger("condure")
 			if err != nil {
 				return cli.Startup(err)
 			}
-			defer closer.Close()
+			defer out.Close()
 			s, err := New(cfg, log)
 			if err != nil {
 				return cli.Startup(err)
 			}
-			return s.Run(cmd.Context())
+			// SIGHUP reopens --logfile, if any (condure 1.9.1 dies of
+			// it; the runner does not forward it).
+			return cli.RunWithHangup(cmd.Context(), log, out, nil, s.Run)
 		},
 	}
 	cmd.SetVersionTemplate("{{.Name}} {{.Version}}\n")

@@ -154,6 +154,7 @@ func New(cfg Config, log zerolog.Logger) (_ *Service, err error) {
 		Identity: cfg.ID, RouterMandatory: true, SndHWM: other, RcvHWM: other,
 		Linger: RouterLinger, IPCFileMode: cfg.IPCFileMode, QueueLen: routerQueue,
 		SendTimeout: RouterRetry, OnDrop: s.eng.onDrop(true),
+		OnDisconnect: s.eng.onDisconnect,
 	}, zlog)
 	if err != nil {
 		return nil, err

@@ -45,7 +45,8 @@
 //	                                                          is available." (no peer / HWM,
 //	                                                          via OnDrop)
 //	out-stream  ROUTER  <base>-out-stream SNDHWM 5 % of       identity = --id (as connmgr 1.41),
-//	                                      maxconn (≥ 100)     ROUTER_MANDATORY; an unroutable
+//	                                      maxconn (≥ 100)     monitored for disconnects (below);
+//	                                                          ROUTER_MANDATORY; an unroutable
 //	                                                          peer is retried 50 ms, then the
 //	                                                          message is dropped and its
 //	                                                          session closed (a lost follow-up
@@ -97,11 +98,41 @@
 // wakes the connections it touched only once its SUB queue is empty (or
 // after maxDeferredWakes), so items arriving together leave together.
 //
+// # A zhttp server that goes away
+//
+// A proxy or handler that stops or crashes leaves its sessions here; the
+// client would otherwise wait for the 45 s keep-alive to find the peer
+// unroutable, or the 60 s expiry (§2.8). Instead the out-stream ROUTER is
+// monitored (zsock OnDisconnect): when a peer disconnects, the next tick
+// after probeDelay sends every active session a keep-alive (any packet is
+// allowed at any time, so live servers just see an early keep-alive).
+// Sessions of the server that is gone come back as drops (ROUTER_MANDATORY,
+// retried RouterRetry, then dropped; zsock then drops further messages to
+// that peer at once for a second) and serverGone ends their clients:
+//
+//   - no response head yet (a long-poll held by the handler, a request
+//     the proxy was still working on): 502 "The zhttp server handling
+//     this request went away.";
+//   - a response held by the handler after a handoff: the body ends as
+//     the server would end it (a stream gets its final chunk);
+//   - a proxied response cut short: the connection closes without the
+//     final chunk (or short of its Content-Length), so the client can
+//     tell the body is incomplete.
+//
+// A client so learns within about half a second that it must reconnect.
+// The probe is wire-neutral (real Pushpin peers mixed with ours see only
+// keep-alives), and a peer's instance id carries its pid, so a restarted
+// server never inherits the old one's sessions. WebSocket sessions, once
+// supported, must get close code 1012 (service restart) here.
+//
 // # Behaviour that differs from condure 1.9.1 (see also the tests)
 //
 //   - Oversized request head: 431 with connmgr 1.40+'s text (1.40+ sends
 //     400, condure 1.9.1 resets the connection); malformed request: 400
 //     "Failed to parse request: …" (1.40+; condure closes).
+//   - A zhttp server that disconnects ends its clients' requests within
+//     about half a second (above); condure waits for the keep-alive or
+//     the expiry (45–60 s).
 //   - No server, full queue, or no answer within 10 s (DefaultAckTimeout):
 //     503 and the connection keeps serving. condure queues and waits for
 //     the 60 s expiry.

@@ -30,6 +30,11 @@ const (
 	// shutdownDrain bounds the wait for the shutdown cancels to leave the
 	// ROUTER's Go queue (libzmq then lingers RouterLinger).
 	shutdownDrain = 500 * time.Millisecond
+	// probeDelay is how long after a peer disconnected from the ROUTER its
+	// sessions are probed (doc.go, "A zhttp server that goes away"): libzmq
+	// reports the disconnect before the ROUTER has dropped the peer's
+	// route, and a probe sent earlier could still be queued to it.
+	probeDelay = 100 * time.Millisecond
 )
 
 // sessState is where a client session is (zmq-wire.md §2.10, §2.11).
@@ -64,6 +69,10 @@ type session struct {
 	pendingBody []pendingChunk
 	started     bool // response head received
 }
+
+// handedOff says whether the session's current owner took it over in a
+// handoff: a GRIP hold of the handler, not a response being proxied.
+func (s *session) handedOff() bool { return s.oldPeer != nil }
 
 type pendingChunk struct {
 	buf  *[]byte
@@ -115,6 +124,10 @@ type engine struct {
 	sessions map[string]*session
 	s        *Service
 	probe    chan chan int // tests: ask for the number of active sessions
+	// peerGone is signalled when a peer disconnected from the ROUTER;
+	// probeAt is when the next tick probes every active session.
+	peerGone chan struct{}
+	probeAt  time.Time
 	// wakes are the connections whose mailbox changed since the engine
 	// last ran out of server packets (deliverLater).
 	wakes []*conn
@@ -158,6 +171,15 @@ func newEngine(s *Service) *engine {
 		sessions: map[string]*session{},
 		s:        s,
 		probe:    make(chan chan int),
+		peerGone: make(chan struct{}, 1),
+	}
+}
+
+// onDisconnect is the ROUTER's OnDisconnect hook (socket goroutine).
+func (e *engine) onDisconnect() {
+	select {
+	case e.peerGone <- struct{}{}:
+	default: // a probe is already due
 	}
 }
 
@@ -197,6 +219,13 @@ func (e *engine) run(ctx context.Context) error {
 			e.handleConn(m)
 		case d := <-e.drops:
 			e.handleDrop(d)
+			e.flushWakes() // serverGone may have ended responses
+		case <-e.peerGone:
+			if e.probeAt.IsZero() {
+				// Wall time, as the delay is libzmq's (not e.now, which
+				// tests drive).
+				e.probeAt = time.Now().Add(probeDelay)
+			}
 		case <-t.C:
 			e.tick()
 		case r := <-e.probe:
@@ -612,12 +641,38 @@ func (e *engine) handleDrop(d dropNote) {
 		}
 		// A lost follow-up leaves a gap in our sequence: the session is over.
 		e.log.Warn().Bytes(logging.FieldRID, s.zs.ID).Bytes(logging.FieldFrom, d.msg[0]).Msg("zhttp server unreachable, closing")
-		if s.c != nil {
-			e.fail(s)
-		} else {
-			e.remove(s)
-		}
+		e.serverGone(s)
 	}
+}
+
+// msgServerGone answers a request whose zhttp server went away before it
+// sent a response head.
+const msgServerGone = "The zhttp server handling this request went away.\n"
+
+// serverGone ends a session whose server can no longer be reached (it
+// stopped or crashed; doc.go, "A zhttp server that goes away"), so that
+// the client learns at once and can reconnect:
+//   - no response head yet (a long-poll held by the handler, a request
+//     the proxy was working on): 502 with a one-line reason;
+//   - a response held by the handler (after a handoff) and started: the
+//     body ends as if the server had ended it (a stream gets its final
+//     chunk), which for a GRIP stream is an ordinary end;
+//   - a proxied response cut short: the connection closes without the
+//     final chunk (or short of its Content-Length), so the client sees
+//     the body is incomplete instead of taking it for whole.
+func (e *engine) serverGone(s *session) {
+	switch {
+	case s.c == nil:
+	case !s.started:
+		s.c.deliverReject(s.req, 502, msgServerGone)
+	case s.handedOff():
+		if !e.deliverLater(s, addBody(nil, false)) {
+			s.c.deliverAbort(s.req)
+		}
+	default:
+		s.c.deliverAbort(s.req)
+	}
+	e.remove(s)
 }
 
 // tick runs the timers: ack timeout, expiry (60 s without a packet, §2.8),
@@ -626,6 +681,15 @@ func (e *engine) handleDrop(d dropNote) {
 func (e *engine) tick() {
 	now := e.now()
 	ackTimeout := e.cfg.ackTimeout()
+	// After a peer disconnected, every active session gets a keep-alive
+	// now: those of a server that is gone come back as drops (the ROUTER
+	// is ROUTER_MANDATORY) and are ended by serverGone; the others cost
+	// the live servers one harmless keep-alive (§2.8: any packet may be
+	// sent at any time).
+	probe := !e.probeAt.IsZero() && !time.Now().Before(e.probeAt)
+	if probe {
+		e.probeAt = time.Time{}
+	}
 	var due []*zhttpsession.Session
 	for _, s := range e.sessions {
 		switch s.state {
@@ -648,7 +712,7 @@ func (e *engine) tick() {
 			}
 			if s.state == stActive {
 				e.flushCredit(s, now)
-				if s.zs.KeepAliveDue(now) {
+				if probe || s.zs.KeepAliveDue(now) {
 					due = append(due, &s.zs)
 				}
 			}

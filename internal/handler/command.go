@@ -20,11 +20,11 @@ func Command() *cobra.Command {
 		Short: "Hold GRIP sessions and take publishes (pushpin-handler)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			log, closer, err := lf.Logger("handler")
+			log, out, err := lf.Logger("handler")
 			if err != nil {
 				return cli.Startup(err)
 			}
-			defer closer.Close()
+			defer out.Close()
 			if configPath == "" {
 				if configPath, err = config.FindDefault(); err != nil {
 					return cli.Startup(err)
@@ -49,7 +49,9 @@ func Command() *cobra.Command {
 				return cli.Startup(err)
 			}
 			log.Info().Str("config", f.Path()).Msg("starting...")
-			return svc.Run(cmd.Context())
+			// SIGHUP reopens the log file and nothing else, as in
+			// pushpin-handler 1.36; held sessions are untouched.
+			return cli.RunWithHangup(cmd.Context(), log, out, nil, svc.Run)
 		},
 	}
 	fs := cmd.Flags()

@@ -85,4 +85,15 @@
 // last poller. A channel's first subscriber triggers, 1 s later, an update
 // of its sessions (response holds are handed back with a retry), as 1.36
 // always does and 1.41 does with update_on_first_subscription.
+//
+// # Signals and stopping
+//
+// SIGHUP reopens --logfile (as pushpin-handler 1.36) and touches nothing
+// else. A stop (SIGINT/SIGTERM) ends every held session before the
+// sockets close: response holds get their timeout response, streams their
+// final packet (within credits; the rest are cancelled), so clients get a
+// well-formed end and reconnect to the next handler (1.36 cancels them,
+// and connmgr closes them without a response). A packet from connmgr for
+// a session the handler does not hold is answered with a cancel, as 1.36
+// does.
 package handler

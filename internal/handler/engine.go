@@ -617,9 +617,29 @@ func (e *engine) finish(s *hsession, now time.Time, retry bool) {
 	s.pending, s.queue = nil, nil
 }
 
-// shutdown cancels every held session so connmgr closes the clients at
-// once instead of after the 60 s expiry.
+// shutdown ends every held session before the handler stops, so that
+// connmgr answers the clients at once (not after the 60 s expiry) and they
+// come back to the next handler: a response hold gets its timeout
+// response (as if Grip-Timeout had elapsed), a stream ends with what is
+// pending and then its final chunk, both as far as the credits allow.
+// What cannot end that way (a retry under way, a body larger than the
+// credits, a stream whose head is not out) is cancelled: connmgr closes
+// those clients.
 func (e *engine) shutdown(now time.Time) {
+	for _, s := range e.sessions {
+		if s.state != stateHolding {
+			continue
+		}
+		switch {
+		case !s.streaming():
+			r := &s.in.Response
+			e.respond(s, r.Code, r.Reason, r.Headers, r.Body, now)
+		case s.headSent:
+			e.prepareToClose(s)
+			s.finishAfter = true
+			e.flush(s, now)
+		}
+	}
 	for _, s := range e.sessions {
 		if s.state != stateDone {
 			e.sendControl(s, zhttp.TypeCancel, false, now)
@@ -659,18 +679,35 @@ func (e *engine) handleConnmgr(m zsock.Message, now time.Time) {
 		for _, ids := range p.IDs {
 			if s := e.sessions[string(p.From)+"\x00"+string(ids.ID)]; s != nil {
 				e.handleIn(s, p, ids.Seq, now)
+			} else {
+				e.cancelUnknown(p, ids.ID)
 			}
 		}
 		return
 	}
 	s := e.sessions[string(p.From)+"\x00"+string(p.ID)]
 	if s == nil {
-		if e := e.log.Debug(); e.Enabled() {
-			e.Str(logging.FieldRID, string(p.ID)).Str("type", p.Type).Msg("packet for unknown session, skipping")
-		}
+		e.cancelUnknown(p, p.ID)
 		return
 	}
 	e.handleIn(s, p, p.Seq, now)
+}
+
+// cancelUnknown answers a packet for a session we do not hold (it ended
+// here, or this handler is not the one that took it) with a cancel, so
+// that connmgr ends the client now rather than at the 60 s expiry, as
+// Pushpin's C++ zhttp server does for unknown ids (tryRespondCancel in
+// src/core/zhttpmanager.cpp); error and cancel packets get no answer.
+func (e *engine) cancelUnknown(p *zhttp.Packet, id []byte) {
+	if ev := e.log.Debug(); ev.Enabled() {
+		ev.Str(logging.FieldRID, string(id)).Str("type", p.Type).Msg("packet for unknown session, canceling")
+	}
+	if p.Type == zhttp.TypeCancel || p.Type == zhttp.TypeError || len(p.From) == 0 {
+		return
+	}
+	c := zhttp.New()
+	c.From, c.ID, c.Type = e.id, id, zhttp.TypeCancel
+	e.send(zsock.Message{zhttp.PubFrame(p.From, c)})
 }
 
 func (e *engine) handleIn(s *hsession, p *zhttp.Packet, seq int64, now time.Time) {

@@ -109,6 +109,9 @@ type harness struct {
 	id      string
 	seq     int // accept request counter
 	stop    func()
+	// stopRun stops the handler (as SIGTERM does) and leaves the test's
+	// sockets open, to read what it sent while stopping.
+	stopRun func()
 }
 
 func startHarness(t testing.TB, mod func(*Config)) *harness {
@@ -179,13 +182,18 @@ func startHarness(t testing.TB, mod func(*Config)) *harness {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- h.svc.Run(ctx) }()
-	var once sync.Once
-	h.stop = func() {
-		once.Do(func() {
+	var once, runOnce sync.Once
+	h.stopRun = func() {
+		runOnce.Do(func() {
 			cancel()
 			if err := <-done; err != nil {
 				t.Errorf("run: %v", err)
 			}
+		})
+	}
+	h.stop = func() {
+		once.Do(func() {
+			h.stopRun()
 			for _, s := range []*zmq.Socket{h.accept, h.cin, h.cstream, h.retry, h.iin, h.istream, h.iout} {
 				s.Close()
 			}

@@ -3,7 +3,6 @@ package logging
 import (
 	"fmt"
 	"io"
-	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -99,19 +98,14 @@ type Options struct {
 }
 
 // New builds a logger writing Pushpin-style console lines
-// ("[INFO] 2026-11-22 10:27:10.532 message key=value"). The returned closer
-// closes the log file, if any.
-func New(opts Options) (zerolog.Logger, io.Closer, error) {
-	var out io.Writer = os.Stderr
-	var closer io.Closer = nopCloser{}
-	if opts.File != "" {
-		f, err := os.OpenFile(opts.File, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-		if err != nil {
-			return zerolog.Nop(), nil, fmt.Errorf("open log file: %w", err)
-		}
-		out, closer = f, f
+// ("[INFO] 2026-11-22 10:27:10.532 message key=value"). The returned
+// Output is where the lines go: close it when done, reopen it on SIGHUP.
+func New(opts Options) (zerolog.Logger, *Output, error) {
+	out, err := OpenOutput(opts.File)
+	if err != nil {
+		return zerolog.Nop(), nil, err
 	}
-	return NewWriter(out, opts.Level), closer, nil
+	return NewWriter(out, opts.Level), out, nil
 }
 
 // NewWriter builds a logger on w at Pushpin level n.
@@ -157,7 +151,3 @@ type timeHook struct{}
 func (timeHook) Run(e *zerolog.Event, _ zerolog.Level, _ string) {
 	e.Str(zerolog.TimestampFieldName, time.Now().Format(time.RFC3339Nano))
 }
-
-type nopCloser struct{}
-
-func (nopCloser) Close() error { return nil }

@@ -21,11 +21,11 @@ func Command() *cobra.Command {
 		Short: "Route client requests to backends over zhttp (pushpin-proxy)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			log, closer, err := lf.Logger("proxy")
+			log, out, err := lf.Logger("proxy")
 			if err != nil {
 				return cli.Startup(err)
 			}
-			defer closer.Close()
+			defer out.Close()
 			if configPath == "" {
 				if configPath, err = config.FindDefault(); err != nil {
 					return cli.Startup(err)
@@ -42,6 +42,7 @@ func Command() *cobra.Command {
 			if err != nil {
 				return cli.Startup(err)
 			}
+			cfg.ReopenLog = out.Reopen
 			svc, err := New(cfg, log.With().Str("component", "proxy").Logger())
 			if err != nil {
 				return cli.Startup(err)

@@ -84,6 +84,10 @@ type Config struct {
 	// expiry at 60 s); nil/zero mean time.Now and one tick per second.
 	Now  func() time.Time
 	Tick time.Duration
+
+	// ReopenLog, when set, reopens the log file on SIGHUP (log rotation),
+	// before the routes are reloaded, as pushpin-proxy 1.36 does.
+	ReopenLog func() error
 }
 
 // IntreqEnabled reports whether the intreq sockets are configured.

@@ -16,7 +16,9 @@
 //	condure-out-stream   ROUTER  connect       condure_in_stream_specs   101000  libzmq drops
 //	condure-in           PUB     connect       condure_out_specs         none    Go queue 65536; beyond: packet dropped, logged
 //	zurl-in              PUSH    connect       zurl_out_specs            100     502 "zhttp service unreachable"
-//	zurl-in-stream       ROUTER  connect       zurl_out_stream_specs     101000  packet dropped, logged
+//	zurl-in-stream       ROUTER  connect       zurl_out_stream_specs     101000  packet dropped, logged; a follow-up
+//	                                                                                 to a zhttp client that went away
+//	                                                                                 ends its request (clientwatch.go)
 //	zurl-out             SUB     connect       zurl_in_specs             101000  libzmq drops
 //	accept               DEALER  bind          handler_accept_spec       100     1 s wait, then 500 "Accept service unavailable."
 //	retry                PULL    bind          handler_retry_in_spec     101000  libzmq holds
@@ -50,6 +52,10 @@
 // (auto_cross_origin, route aco, jsonp_*) in crossorigin.go: the proxy
 // applies them to what it relays or answers itself, and tells the handler
 // in the accept call to apply them to GRIP responses.
+//
+// Signals: SIGHUP reopens --logfile and reloads the routes file; a stop
+// (SIGINT/SIGTERM) cancels every session on both sides, so connmgr closes
+// the clients at once.
 //
 // Not yet: inspect calls (request sharing, sessions), WebSocket proxying,
 // zhttp/zhttpreq route targets, the proxy-stats and proxy-command sockets,

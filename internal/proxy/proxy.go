@@ -46,8 +46,9 @@ const (
 
 // Service is one tack-proxy instance.
 type Service struct {
-	cfg Config
-	log zerolog.Logger
+	cfg   Config
+	log   zerolog.Logger
+	watch *clientWatch // set by Run
 }
 
 // New checks cfg and returns a proxy ready to Run.
@@ -82,6 +83,7 @@ func (s *Service) Run(ctx context.Context) error {
 	}
 	drops := make(chan string, dropQueueLength)
 	acceptDrops := make(chan string, dropQueueLength)
+	s.watch = newClientWatch()
 	socks, err := s.openSockets(zctx, drops, acceptDrops)
 	if err != nil {
 		zctx.Close()
@@ -119,6 +121,11 @@ func (s *Service) Run(ctx context.Context) error {
 				return nil
 			case <-hup:
 				s.log.Info().Msg("reloading")
+				if s.cfg.ReopenLog != nil {
+					if err := s.cfg.ReopenLog(); err != nil {
+						s.log.Error().Err(err).Msg("cannot reopen log file")
+					}
+				}
 				watcher.Reload()
 				logUnsupported(s.log, watcher.Current())
 			}
@@ -258,7 +265,8 @@ func (s *Service) openSockets(zctx *zsock.Context, drops, acceptDrops chan<- str
 	}
 	if ss.clientOutStream, err = open(zsock.Options{Name: "zurl-in-stream", Type: zmq.ROUTER, Direction: zsock.SendOnly,
 		Connect: s.cfg.ClientOutStreamSpecs, Identity: id, SndHWM: hwmStream, Linger: lingerStream,
-		Immediate: true, RouterMandatory: true}); err != nil {
+		Immediate: true, RouterMandatory: true,
+		OnDrop: s.watch.onDrop, OnDisconnect: s.watch.onDisconnect}); err != nil {
 		return fail(err)
 	}
 	if ss.clientReplies, err = open(zsock.Options{Name: "zurl-out", Type: zmq.SUB, Direction: zsock.RecvOnly,
@@ -368,6 +376,10 @@ func (s *Service) loop(ctx context.Context, e *engine, ss *sockets, drops, accep
 			e.handleClientReply(m[0], s.cfg.Now())
 		case id := <-drops:
 			e.clientDropped(id, s.cfg.Now())
+		case id := <-s.watch.drops:
+			e.clientGone(id, s.cfg.Now())
+		case <-s.watch.gone:
+			s.watch.disconnected()
 		case id := <-acceptDrops:
 			e.acceptFailed(id, s.cfg.Now())
 		case m, ok := <-recvOf(ss.accept):
@@ -384,6 +396,9 @@ func (s *Service) loop(ctx context.Context, e *engine, ss *sockets, drops, accep
 			}
 		case <-ticker.C:
 			e.tick(s.cfg.Now())
+			if s.watch.due() {
+				e.probeClients(s.cfg.Now())
+			}
 		case <-waitTimer(e):
 			e.retryWaitingHandler(s.cfg.Now())
 		}

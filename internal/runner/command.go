@@ -33,7 +33,10 @@ func Command() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			sink, err := newLogSink(fl.LogFile)
+			// The runner's log output, shared by its own logger and
+			// the merged child lines so that lines never interleave;
+			// SIGHUP reopens it.
+			sink, err := logging.OpenOutput(fl.LogFile)
 			if err != nil {
 				return err
 			}

@@ -74,7 +74,9 @@
 // code: N") and restarted after RestartMin, doubling to RestartMax, the
 // delay resetting once it has run RestartReset; the other children are
 // left alone (Pushpin instead stops everything and exits 1). SIGHUP
-// reopens --logfile and is forwarded to proxy and handler. SIGINT/SIGTERM
+// reopens --logfile and the child output files (so condure.log follows a
+// rotation) and is forwarded to proxy, handler and zurl (not condure,
+// which 1.36 spares and condure 1.9.1 dies of). SIGINT/SIGTERM
 // send SIGTERM to every child's process group and SIGKILL after
 // StopGrace; a second signal kills at once. A start failure at launch
 // stops the children already started and returns the error.

@@ -2,70 +2,11 @@ package runner
 
 import (
 	"bufio"
-	"fmt"
 	"io"
-	"os"
-	"sync"
 )
 
 // MaxLine bounds one line of child output; longer lines are split.
 const MaxLine = 64 << 10
-
-// logSink is the runner's log output, shared by the runner's own logger
-// and merged child lines so that lines never interleave. It can reopen
-// its file on SIGHUP.
-type logSink struct {
-	mu   sync.Mutex // guards w and f
-	w    io.Writer
-	f    *os.File // nil when writing to stderr
-	path string
-}
-
-func newLogSink(path string) (*logSink, error) {
-	s := &logSink{w: os.Stderr, path: path}
-	if path != "" {
-		if err := s.Reopen(); err != nil {
-			return nil, err
-		}
-	}
-	return s, nil
-}
-
-func (s *logSink) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.w.Write(p)
-}
-
-// Reopen reopens the log file (no-op on stderr).
-func (s *logSink) Reopen() error {
-	if s.path == "" {
-		return nil
-	}
-	f, err := os.OpenFile(s.path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-	if err != nil {
-		return fmt.Errorf("open log file: %w", err)
-	}
-	s.mu.Lock()
-	old := s.f
-	s.f, s.w = f, f
-	s.mu.Unlock()
-	if old != nil {
-		return old.Close()
-	}
-	return nil
-}
-
-func (s *logSink) Close() error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.f == nil {
-		return nil
-	}
-	err := s.f.Close()
-	s.f, s.w = nil, io.Discard
-	return err
-}
 
 // prefixLine inserts "[name] " after the timestamp of a Pushpin-format
 // line ("[LEVEL] date time msg"): Pushpin 1.36 inserts it after the third

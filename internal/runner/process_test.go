@@ -257,7 +257,8 @@ func TestRunnerProcessLifecycle(t *testing.T) {
 		t.Error("pid of a healthy service changed")
 	}
 
-	// SIGHUP goes to proxy and handler only.
+	// SIGHUP goes to proxy and handler (and zurl, which is crashing
+	// here: TestRunnerProcessHangup), not to condure.
 	if err := e.cmd.Process.Signal(syscall.SIGHUP); err != nil {
 		t.Fatal(err)
 	}
@@ -349,5 +350,44 @@ func TestRunnerProcessSecondSignal(t *testing.T) {
 	}
 	if d := time.Since(start); d > 2*time.Second {
 		t.Errorf("second signal took %v", d)
+	}
+}
+
+func TestRunnerProcessHangup(t *testing.T) {
+	e := startRunner(t, map[string]string{
+		"condure": fakeScript("condure", termExits, ":"),
+		"zurl":    fakeScript("zurl", termExits, ":"),
+		"proxy":   fakeScript("proxy", termExits, ":"),
+		"handler": fakeScript("handler", termExits, ":"),
+	})
+	eventually(t, 5*time.Second, "started", e.has(" started\n"))
+	for _, n := range []string{"condure", "zurl", "proxy", "handler"} {
+		eventually(t, 5*time.Second, n+" hello", e.has("["+n+"] "+n+" hello"))
+	}
+	for range 2 {
+		if err := e.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	for _, n := range []string{"zurl", "proxy", "handler"} {
+		eventually(t, 5*time.Second, n+" HUP", func() bool {
+			return strings.Count(e.out.String(), "["+n+"] "+n+" got HUP") == 2
+		})
+	}
+	if strings.Contains(e.out.String(), "condure got HUP") {
+		t.Error("condure got SIGHUP")
+	}
+	if n := strings.Count(e.out.String(), " reloading\n"); n != 2 {
+		t.Errorf("runner logged reloading %d times, want 2", n)
+	}
+	if strings.Contains(e.out.String(), "Exited") {
+		t.Error("a child exited on SIGHUP")
+	}
+	if err := e.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.waitExit(t, StopGrace); err != nil {
+		t.Errorf("runner exit: %v", err)
 	}
 }

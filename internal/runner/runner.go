@@ -10,6 +10,8 @@ import (
 	"syscall"
 
 	"github.com/rs/zerolog"
+
+	"tack/internal/logging"
 )
 
 // Runner starts and supervises the configured services.
@@ -78,7 +80,7 @@ func (r *Runner) Run(ctx context.Context) error {
 	failed := make(chan error, len(r.cfg.Services))
 	var wg sync.WaitGroup
 	var children []*child
-	var files []*os.File
+	var files []*logging.Output
 	defer func() {
 		for _, f := range files {
 			f.Close()
@@ -124,8 +126,15 @@ func (r *Runner) Run(ctx context.Context) error {
 					r.log.Error().Err(err).Msg("cannot reopen log file")
 				}
 			}
+			// The files we write child output to (condure's log,
+			// stray output of the others) follow a rotation too.
+			for _, f := range files {
+				if err := f.Reopen(); err != nil {
+					r.log.Error().Err(err).Str("file", f.Path()).Msg("cannot reopen log file")
+				}
+			}
 			for _, c := range children {
-				if c.kind == ServiceProxy || c.kind == ServiceHandler {
+				if forwardsHangup(c.kind) {
 					c.signal(syscall.SIGHUP)
 				}
 			}
@@ -152,9 +161,19 @@ func (r *Runner) Run(ctx context.Context) error {
 	}
 }
 
+// forwardsHangup says which children get the runner's SIGHUP: proxy and
+// handler (as Pushpin 1.36: they reopen --logfile, the proxy reloads its
+// routes) and zurl, which reopens --logfile too (zurl 1.x logs
+// "reloading" and keeps running). Not condure: 1.36 does not forward it,
+// and condure 1.9.1 dies of it (checked); its output is a file the runner
+// itself reopens.
+func forwardsHangup(kind string) bool {
+	return kind == ServiceProxy || kind == ServiceHandler || kind == ServiceZurl
+}
+
 // newChild prepares the child for a service kind, opening its output
 // file when output is not merged.
-func (r *Runner) newChild(kind string) (*child, *os.File, error) {
+func (r *Runner) newChild(kind string) (*child, *logging.Output, error) {
 	si := services[kind]
 	c := &child{
 		kind: kind, name: si.display, bin: r.cfg.Bins[kind], args: r.cfg.Args(kind),
@@ -166,7 +185,7 @@ func (r *Runner) newChild(kind string) (*child, *os.File, error) {
 	// Pushpin writes condure's output to <logdir>/<fp>condure.log; the
 	// other services log to their own --logfile, and any stray output
 	// (a Go panic, say) is appended to that same file.
-	f, err := os.OpenFile(r.cfg.OutputFile(kind), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	f, err := logging.OpenOutput(r.cfg.OutputFile(kind))
 	if err != nil {
 		return nil, nil, fmt.Errorf("open %s output: %w", si.display, err)
 	}

@@ -4,11 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
-	"os"
-	"os/signal"
-	"sync"
-	"syscall"
 
 	"github.com/spf13/cobra"
 
@@ -54,16 +49,11 @@ func run(ctx context.Context, configFile string, lf *cli.LogFlags) error {
 	if lf.Verbose && level < logging.LevelDebug {
 		level = logging.LevelDebug
 	}
-	var out io.Writer = os.Stderr
-	var file *logFile
-	if lf.LogFile != "" {
-		file, err = openLogFile(lf.LogFile)
-		if err != nil {
-			return cli.Startup(err)
-		}
-		defer file.Close()
-		out = file
+	out, err := logging.OpenOutput(lf.LogFile)
+	if err != nil {
+		return cli.Startup(fmt.Errorf("failed to %w", err))
 	}
+	defer out.Close()
 	log := logging.NewWriter(out, level)
 	cfg, warns, err := LoadConfig(configFile)
 	if err != nil {
@@ -77,72 +67,6 @@ func run(ctx context.Context, configFile string, lf *cli.LogFlags) error {
 		return cli.Startup(err)
 	}
 
-	// SIGHUP reopens the log file, as zurl's does (the runner forwards it;
-	// Go's default action would end the process).
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
-	ctx, cancel := context.WithCancel(ctx)
-	var wg sync.WaitGroup
-	wg.Go(func() {
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-hup:
-				log.Info().Msg("reloading")
-				if file != nil {
-					if err := file.reopen(); err != nil {
-						log.Error().Err(err).Msg("reopen log file")
-					} else {
-						log.Info().Msg("log file reopened")
-					}
-				}
-			}
-		}
-	})
-	err = svc.Run(ctx)
-	cancel()
-	wg.Wait()
-	return err
-}
-
-// logFile is an append-only log file that SIGHUP can reopen (log
-// rotation). mu guards f.
-type logFile struct {
-	path string
-	mu   sync.Mutex
-	f    *os.File
-}
-
-func openLogFile(path string) (*logFile, error) {
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-	if err != nil {
-		return nil, fmt.Errorf("failed to open log file: %w", err)
-	}
-	return &logFile{path: path, f: f}, nil
-}
-
-func (l *logFile) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.f.Write(p)
-}
-
-func (l *logFile) reopen() error {
-	f, err := os.OpenFile(l.path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-	if err != nil {
-		return err
-	}
-	l.mu.Lock()
-	old := l.f
-	l.f = f
-	l.mu.Unlock()
-	return old.Close()
-}
-
-func (l *logFile) Close() error {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.f.Close()
+	// SIGHUP reopens the log file, as zurl's does (the runner forwards it).
+	return cli.RunWithHangup(ctx, log, out, nil, svc.Run)
 }

@@ -85,6 +85,11 @@ type Options struct {
 	// Peers: a caller can tell "no handler connected yet" before it starts
 	// something that needs one.
 	TrackPeers bool
+	// OnDisconnect is called each time a peer connection of the socket
+	// ends (a libzmq monitor event: the peer closed its socket or its
+	// process died), in a goroutine of the socket; it must not block.
+	// connmgr uses it to find zhttp servers that went away (doc.go).
+	OnDisconnect func()
 	// Control enables Subscribe/Unsubscribe after Open (SUB sockets whose
 	// topics follow demand); the owner then polls in the two-way rhythm so
 	// a change waits at most TwoWayPoll.
@@ -136,6 +141,23 @@ type Socket struct {
 	// polls it and keeps peers, which any goroutine may read.
 	mon   *zmq.Socket
 	peers atomic.Int64
+	// gone remembers ROUTER_MANDATORY peers found unroutable, until when
+	// further messages to them are dropped at once instead of each
+	// waiting SendTimeout (owner goroutine only); handshakes counts the
+	// peers that connected (monitor events), which void that memory.
+	gone       map[string]goneMark
+	handshakes atomic.Uint64
+	// disconnects counts peers that went away; the owner compares it with
+	// seenDisconnects before a write (see write).
+	disconnects     atomic.Uint64
+	seenDisconnects uint64
+}
+
+// goneMark is a peer found unroutable: until when, and how many peers
+// had connected then.
+type goneMark struct {
+	until      time.Time
+	handshakes uint64
 }
 
 // Peers returns how many peers have completed the handshake and not
@@ -225,7 +247,7 @@ func (c *Context) Open(opts Options, log zerolog.Logger) (*Socket, error) {
 			so.queue = make(chan Message, opts.QueueLen)
 		}
 	}
-	if opts.TrackPeers && opts.Direction == TwoWay {
+	if (opts.TrackPeers && opts.Direction == TwoWay) || opts.OnDisconnect != nil {
 		endpoint := fmt.Sprintf("inproc://zsock-mon-%d", wakeSeq.Add(1))
 		if err := s.Monitor(endpoint, zmq.EVENT_HANDSHAKE_SUCCEEDED|zmq.EVENT_DISCONNECTED); err != nil {
 			so.closeWake()
@@ -301,10 +323,41 @@ func (s *Socket) readEvents() {
 		switch {
 		case ev&zmq.EVENT_HANDSHAKE_SUCCEEDED != 0:
 			s.peers.Add(1)
+			s.handshakes.Add(1)
 		case ev&zmq.EVENT_DISCONNECTED != 0:
 			if s.peers.Add(-1) < 0 {
 				s.peers.Store(0)
 			}
+			s.disconnects.Add(1)
+			if s.opts.OnDisconnect != nil {
+				s.opts.OnDisconnect()
+			}
+		}
+	}
+}
+
+// pollsMonitor says whether the owner loop polls the monitor socket
+// (runTwoWay) rather than runMonitor.
+func (s *Socket) pollsMonitor() bool { return s.opts.Direction == TwoWay }
+
+// runMonitor owns the monitor socket of a socket whose owner loop does not
+// poll it, reading events until done is closed.
+func (s *Socket) runMonitor(done <-chan struct{}) {
+	poller := zmq.NewPoller()
+	poller.Add(s.mon, zmq.POLLIN)
+	for {
+		select {
+		case <-done:
+			return
+		default:
+		}
+		polled, err := poller.Poll(PollInterval)
+		if err != nil && !isInterrupted(err) {
+			s.log.Warn().Err(err).Msg("monitor poll")
+			return
+		}
+		if len(polled) > 0 {
+			s.readEvents()
 		}
 	}
 }
@@ -508,6 +561,16 @@ func (s *Socket) Run(ctx context.Context) error {
 			s.runWaker(wakerDone)
 		}()
 	}
+	// The owner loop of a two-way socket polls the monitor itself; on
+	// the others a goroutine of its own owns it.
+	var monDone, monExited chan struct{}
+	if s.mon != nil && !s.pollsMonitor() {
+		monDone, monExited = make(chan struct{}), make(chan struct{})
+		go func() {
+			defer close(monExited)
+			s.runMonitor(monDone)
+		}()
+	}
 	defer func() {
 		if wakerDone != nil {
 			// Stop the waker first: it moves messages from send to queue,
@@ -518,6 +581,10 @@ func (s *Socket) Run(ctx context.Context) error {
 				s.drainOnce()
 			}
 			s.wakeIn.Close()
+		}
+		if monDone != nil {
+			close(monDone)
+			<-monExited
 		}
 		if s.mon != nil {
 			s.sock.Monitor("", 0) // stop events before closing their reader
@@ -582,7 +649,7 @@ func (s *Socket) runTwoWay(ctx context.Context) error {
 	poller := zmq.NewPoller()
 	poller.Add(s.sock, zmq.POLLIN)
 	poller.Add(s.wakeIn, zmq.POLLIN)
-	if s.mon != nil {
+	if s.mon != nil && s.pollsMonitor() {
 		poller.Add(s.mon, zmq.POLLIN)
 	}
 	for {
@@ -704,6 +771,19 @@ func (s *Socket) drainOnce() {
 
 // write sends m, waiting up to SendTimeout for room.
 func (s *Socket) write(ctx context.Context, m Message) {
+	if n := s.disconnects.Load(); n != s.seenDisconnects {
+		// A peer went away: let libzmq process its pending commands now
+		// (ZMQ_EVENTS does, unthrottled), so that the dead peer's pipe is
+		// known to be closing and a ROUTER_MANDATORY write to it fails
+		// instead of vanishing into that pipe. A send processes commands
+		// only now and then.
+		s.seenDisconnects = n
+		_, _ = s.sock.GetEvents()
+	}
+	if s.knownGone(m) {
+		s.drop(m, fmt.Errorf("%w: peer unreachable", ErrDropped))
+		return
+	}
 	parts := toAny(m)
 	var deadline time.Time
 	var poller *zmq.Poller
@@ -721,6 +801,9 @@ func (s *Socket) write(ctx context.Context, m Message) {
 		}
 		left := time.Until(deadline)
 		if left <= 0 || ctx.Err() != nil {
+			if isUnreachable(err) {
+				s.markGone(m)
+			}
 			s.drop(m, fmt.Errorf("%w: %w", ErrDropped, err))
 			return
 		}
@@ -749,6 +832,46 @@ func (s *Socket) write(ctx context.Context, m Message) {
 			return
 		}
 	}
+}
+
+// goneMemory is how long a ROUTER_MANDATORY peer that stayed unroutable
+// for a whole SendTimeout is taken as gone: a burst of messages to a dead
+// zhttp peer (keep-alives of all its sessions) then costs one timeout, not
+// one each. Only on monitored sockets (OnDisconnect, TrackPeers): any peer
+// that connects since voids the memory, in case it took the same identity.
+const goneMemory = time.Second
+
+func (s *Socket) knownGone(m Message) bool {
+	if s.gone == nil || len(m) == 0 {
+		return false
+	}
+	g, ok := s.gone[string(m[0])]
+	if !ok {
+		return false
+	}
+	if time.Now().Before(g.until) && g.handshakes == s.handshakes.Load() {
+		return true
+	}
+	delete(s.gone, string(m[0]))
+	return false
+}
+
+func (s *Socket) markGone(m Message) {
+	if s.opts.Type != zmq.ROUTER || s.mon == nil || len(m) == 0 {
+		return
+	}
+	now := time.Now()
+	if s.gone == nil {
+		s.gone = map[string]goneMark{}
+	}
+	if len(s.gone) >= 64 { // bound: forget the expired ones
+		for k, g := range s.gone {
+			if now.After(g.until) {
+				delete(s.gone, k)
+			}
+		}
+	}
+	s.gone[string(m[0])] = goneMark{until: now.Add(goneMemory), handshakes: s.handshakes.Load()}
 }
 
 func (s *Socket) drop(m Message, err error) {

@@ -218,6 +218,85 @@ func TestRouterMandatory(t *testing.T) {
 	})
 }
 
+func TestRouterPeerGone(t *testing.T) {
+	c := newContext(t)
+	onDrop, drops := dropSink(8)
+	const timeout = 300 * time.Millisecond
+	ep := ipc(ipcDir(t), "gone")
+	disc := make(chan struct{}, 8)
+	a := start(t, open(t, c, Options{Name: "a", Type: zmq.ROUTER, Direction: SendOnly, Identity: "a-1",
+		RouterMandatory: true, Bind: []string{ep}, SendTimeout: timeout, OnDrop: onDrop,
+		OnDisconnect: func() { disc <- struct{}{} }}))
+	b := routerB(t, c, "b-1", ep)
+	live := routerB(t, c, "live-1", ep)
+	for _, peer := range []*running{b, live} {
+		id := strings.TrimPrefix(peer.s.Name(), "b-")
+		sendWithin(t, a.s.Send(), msg(id, "", "hello"), waitFor)
+		if got := recvWithin(t, peer.s.Recv(), waitFor); !equalMsg(got, msg("a-1", "", "hello")) {
+			t.Fatalf("%s received %q", id, got)
+		}
+	}
+
+	// The peer closes its socket: OnDisconnect reports it.
+	b.stop(t)
+	select {
+	case <-disc:
+	case <-time.After(waitFor):
+		t.Fatal("no disconnect reported")
+	}
+	if len(drops) != 0 {
+		t.Fatal("drop before any send")
+	}
+	// libzmq reports the disconnect just before it closes the pipe (connmgr
+	// waits probeDelay likewise).
+	time.Sleep(50 * time.Millisecond)
+
+	// The first message to it waits SendTimeout; the next ones are dropped
+	// at once, and a live peer is not affected.
+	t0 := time.Now()
+	for i := range 3 {
+		sendWithin(t, a.s.Send(), msg("b-1", "", fmt.Sprint("lost", i)), waitFor)
+	}
+	sendWithin(t, a.s.Send(), msg("live-1", "", "still here"), waitFor)
+	for i := range 3 {
+		select {
+		case d := <-drops:
+			if !equalMsg(d.m, msg("b-1", "", fmt.Sprint("lost", i))) || !errors.Is(d.err, ErrDropped) {
+				t.Fatalf("drop %d: %q %v", i, d.m, d.err)
+			}
+		case <-time.After(waitFor):
+			t.Fatalf("drop %d not reported", i)
+		}
+	}
+	if wall := time.Since(t0); wall >= 2*timeout {
+		t.Errorf("three messages to a gone peer took %v to drop; want one SendTimeout (%v)", wall, timeout)
+	}
+	if got := recvWithin(t, live.s.Recv(), waitFor); !equalMsg(got, msg("a-1", "", "still here")) {
+		t.Fatalf("live peer received %q", got)
+	}
+
+	// Any peer that connects voids the memory (it might have taken the
+	// gone identity): the next message to b-1 is tried for SendTimeout
+	// again before it is dropped.
+	routerB(t, c, "c-1", ep)
+	eventually(t, waitFor, func() error { // its handshake is seen
+		if a.s.Peers() != 2 {
+			return errNotYet
+		}
+		return nil
+	})
+	t0 = time.Now()
+	sendWithin(t, a.s.Send(), msg("b-1", "", "tried again"), waitFor)
+	select {
+	case d := <-drops:
+		if wall := d.at.Sub(t0); wall < timeout-20*time.Millisecond {
+			t.Errorf("dropped after %v: the memory of the gone peer outlived a new connection", wall)
+		}
+	case <-time.After(waitFor):
+		t.Fatal("drop not reported")
+	}
+}
+
 // echoServer runs a two-way ROUTER that answers every [id, "", payload]
 // with the same envelope, blocking on Send() when it is full.
 func echoServer(t testing.TB, c *Context, ep string, queue int) *running {
