@@ -48,6 +48,12 @@ func (f *fakeEngine) Publish(items []grip.Item) error {
 	return nil
 }
 
+// PublishWait records like Publish; a set err stands for a wait that
+// timed out.
+func (f *fakeEngine) PublishWait(_ context.Context, items []grip.Item) error {
+	return f.Publish(items)
+}
+
 func (f *fakeEngine) Recover() error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
