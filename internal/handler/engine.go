@@ -163,10 +163,18 @@ func (e *engine) Recover() error {
 	}
 }
 
-// Refresh is for WebSocket sessions, which this engine does not hold yet.
-// Refresh would ask WebSocket(-over-HTTP) connections to refresh; tack has
-// no WebSocket sessions yet, so no connection can match.
-func (e *engine) Refresh(cid, channel string) error { return errNoSuchConnection }
+// Refresh asks WebSocket(-over-HTTP) connections to re-request their
+// backend (command refresh, grip-reference §4.5). HTTP sessions do not
+// take part, as in Pushpin 1.36, and tack holds no WebSocket sessions
+// yet: by channel it is a successful no-op (1.36 answers success for any
+// channel), by cid it is item-not-found (what 1.36 answers for an HTTP
+// connection's id or an unknown one).
+func (e *engine) Refresh(cid, channel string) error {
+	if cid != "" {
+		return errNoSuchConnection
+	}
+	return nil
+}
 
 // errNoSuchConnection answers refresh with Pushpin's item-not-found.
 var errNoSuchConnection = conditionError{cond: "item-not-found", msg: "no such WebSocket connection"}

@@ -2,6 +2,7 @@ package handler
 
 import (
 	"bytes"
+	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -481,4 +482,19 @@ func TestEngineNonHoldAndErrors(t *testing.T) {
 		t.Fatalf("reply %v", d)
 	}
 	h.expectNoPacket()
+}
+
+// TestEngineRefresh: as Pushpin 1.36 for HTTP sessions — by channel a
+// success that changes nothing, by connection id item-not-found (no
+// WebSocket session exists to refresh).
+func TestEngineRefresh(t *testing.T) {
+	h := startHarness(t, nil)
+	if err := h.svc.eng.Refresh("", "test"); err != nil {
+		t.Fatalf("refresh by channel: %v", err)
+	}
+	err := h.svc.eng.Refresh("condure:1-0-1", "")
+	var ce conditioner
+	if !errors.As(err, &ce) || ce.Condition() != "item-not-found" {
+		t.Fatalf("refresh by cid: %v", err)
+	}
 }
