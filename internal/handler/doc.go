@@ -75,8 +75,9 @@
 // 20 s, then 503) and the PULL/SUB inputs stop reading (libzmq's HWM then
 // holds PUSH publishers back; a PUB publisher drops at its own HWM). A
 // reading client thus paces the publishers instead of losing items
-// (Pushpin drops beyond 100 queued items, silently). A session that reads
-// nothing for sessionStallTimeout (3 s) while over the mark is stalled:
+// (Pushpin drops beyond 100 queued items, silently). A session over the
+// mark whose client takes less than stallProgressBytes (64 KiB of
+// credits) in sessionStallTimeout (3 s) is stalled:
 // it no longer holds anything back, its queue fills to
 // SessionQueueMaxBytes (4 MiB), and further items are dropped for that
 // session only, logged (warning, with the connection id) and counted

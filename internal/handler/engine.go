@@ -402,7 +402,24 @@ func itemsBytes(items []grip.Item) int {
 func (e *engine) block(s *hsession, now time.Time) {
 	if _, ok := e.blocking[s]; !ok {
 		e.blocking[s] = now
+		s.progress = 0
 	}
+}
+
+// progressed notes credits granted to s, i.e. bytes its client took: each
+// stallProgressBytes of them restart its stall timeout, and bring a
+// stalled session that reads again back to holding the inputs.
+func (e *engine) progressed(s *hsession, credits int64, now time.Time) {
+	if s.queueBytes <= sessionQueueSoftBytes {
+		return
+	}
+	s.progress += credits
+	if s.progress < stallProgressBytes {
+		return
+	}
+	s.progress = 0
+	s.stalled = false
+	e.blocking[s] = now
 }
 
 // unblock ends s's hold on the publish inputs and its stalled state.
@@ -412,9 +429,10 @@ func (e *engine) unblock(s *hsession) {
 }
 
 // congested reports whether a session holds back the publish inputs, and
-// when the earliest of them times out. A session over the soft mark for
-// sessionStallTimeout is stalled: it no longer holds anything back and
-// its queue fills up to SessionQueueMaxBytes, then drops.
+// when the earliest of them times out. A session over the soft mark whose
+// client took less than stallProgressBytes in sessionStallTimeout is
+// stalled: it no longer holds anything back and its queue fills up to
+// SessionQueueMaxBytes, then drops.
 func (e *engine) congested(now time.Time) (time.Time, bool) {
 	var next time.Time
 	for s, since := range e.blocking {
@@ -788,6 +806,7 @@ func (e *engine) handleIn(s *hsession, p *zhttp.Packet, seq int64, now time.Time
 	}
 	if p.Credits > 0 && p.IDs == nil {
 		s.z.Credits += p.Credits
+		e.progressed(s, p.Credits, now)
 		e.creditsArrived(s, now)
 		if s.state == stateDone {
 			return

@@ -157,13 +157,22 @@ func TestEngineBackpressureAndStall(t *testing.T) {
 		t.Fatalf("publish queue %d, blocking sessions %d after credits", waiting, blocking)
 	}
 
-	// The slow client stops reading: it holds publishing back for
-	// sessionStallTimeout, then fills its queue and drops, counted.
+	// The slow client nearly stops reading: it holds publishing back for
+	// sessionStallTimeout (taking less than stallProgressBytes does not
+	// count as reading), then fills its queue and drops, counted.
 	h.publish(items...)
 	h.drainBody()
 	h.publish(pubStream("test", "late"))
 	h.expectNoPacket()
-	h.advance(sessionStallTimeout)
+	h.advance(sessionStallTimeout - time.Second)
+	in = zhttpIn("slow", 3, zhttp.TypeCredit)
+	in.Credits = 1024
+	h.sendStream(in)
+	if p := h.expectPacket(); string(p.ID) != "slow" || len(p.Body) != 1024 {
+		t.Fatalf("after 1 KiB of credits: %s %d bytes", p.ID, len(p.Body))
+	}
+	h.expectNoPacket()
+	h.advance(time.Second)
 	if p := h.expectPacket(); string(p.ID) != "fast" || string(p.Body) != "late" {
 		t.Fatalf("after the stall timeout: %s %q", p.ID, p.Body)
 	}
@@ -186,6 +195,21 @@ func TestEngineBackpressureAndStall(t *testing.T) {
 	}
 	if totals, _ := h.svc.st.snapshot(); totals.deliveryDropped != int64(dropped) {
 		t.Fatalf("stats count %d drops, session %d", totals.deliveryDropped, dropped)
+	}
+
+	// It reads again: it holds publishing back again until it catches up.
+	in = zhttpIn("slow", 4, zhttp.TypeCredit)
+	in.Credits = stallProgressBytes
+	h.sendStream(in)
+	h.drainBody()
+	var stalled bool
+	h.inEngine(func(e *engine) {
+		s := e.sessions["condure\x00slow"]
+		_, blocks := e.blocking[s]
+		stalled = s.stalled || !blocks
+	})
+	if stalled {
+		t.Fatal("a stalled session that reads again does not hold publishing back")
 	}
 }
 

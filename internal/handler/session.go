@@ -26,9 +26,13 @@ const (
 	// SessionQueueMaxBytes.
 	sessionQueueSoftBytes = 256 << 10
 	// sessionStallTimeout is how long a session over the soft mark may
-	// hold back the publish inputs; after it the session counts as
-	// stalled and its queue fills to SessionQueueMaxBytes and drops.
+	// hold back the publish inputs without its client taking
+	// stallProgressBytes; after it the session counts as stalled and its
+	// queue fills to SessionQueueMaxBytes and drops. A client reading
+	// slower than about 20 KB/s is treated as stalled too, so that it
+	// cannot pace every publisher down to its speed.
 	sessionStallTimeout = 3 * time.Second
+	stallProgressBytes  = 64 << 10
 	// dropLogInterval spaces a session's drop warnings.
 	dropLogInterval = time.Second
 	// keepAliveJitter is subtracted, at random, from each Grip-Keep-Alive
@@ -123,6 +127,7 @@ type hsession struct {
 	queue       []streamItem
 	queueBytes  int       // content bytes in queue
 	stalled     bool      // over the soft mark past sessionStallTimeout
+	progress    int64     // credits granted since it last made progress
 	dropped     int       // items dropped because the queue was full
 	dropLogged  int       // dropped as of the last drop warning
 	dropLogAt   time.Time // time of the last drop warning
