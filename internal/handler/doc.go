@@ -76,8 +76,8 @@
 // holds PUSH publishers back; a PUB publisher drops at its own HWM). A
 // reading client thus paces the publishers instead of losing items
 // (Pushpin drops beyond 100 queued items, silently). A session over the
-// mark whose client takes less than stallProgressBytes (64 KiB of
-// credits) in sessionStallTimeout (3 s) is stalled:
+// mark whose client takes nothing (no credits) for sessionStallTimeout
+// (3 s) is stalled:
 // it no longer holds anything back, its queue fills to
 // SessionQueueMaxBytes (4 MiB), and further items are dropped for that
 // session only, logged (warning, with the connection id) and counted

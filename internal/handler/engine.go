@@ -96,6 +96,7 @@ type engine struct {
 	// with the time each went over: while any is there the engine takes
 	// no published items (backpressure, session.go).
 	blocking map[*hsession]time.Time
+	stallLog *rateLog // "client not reading" warnings, one per second
 }
 
 var _ engineAPI = (*engine)(nil)
@@ -120,6 +121,7 @@ func newEngine(cfg Config, log zerolog.Logger, chans *channelSet, st *statsColle
 	}
 	e.seq = newSequencer(cfg.IDCacheTTL, cfg.MessageWait)
 	e.limit = newRateLimiter(cfg.MessageRate, cfg.MessageHWM)
+	e.stallLog = newRateLog(log, rateLogInterval)
 	return e
 }
 
@@ -402,22 +404,16 @@ func itemsBytes(items []grip.Item) int {
 func (e *engine) block(s *hsession, now time.Time) {
 	if _, ok := e.blocking[s]; !ok {
 		e.blocking[s] = now
-		s.progress = 0
 	}
 }
 
-// progressed notes credits granted to s, i.e. bytes its client took: each
-// stallProgressBytes of them restart its stall timeout, and bring a
-// stalled session that reads again back to holding the inputs.
-func (e *engine) progressed(s *hsession, credits int64, now time.Time) {
+// progressed notes credits granted to s (its client took bytes): they
+// restart its stall timeout, and bring a stalled session that reads again
+// back to holding the inputs.
+func (e *engine) progressed(s *hsession, now time.Time) {
 	if s.queueBytes <= sessionQueueSoftBytes {
 		return
 	}
-	s.progress += credits
-	if s.progress < stallProgressBytes {
-		return
-	}
-	s.progress = 0
 	s.stalled = false
 	e.blocking[s] = now
 }
@@ -430,9 +426,9 @@ func (e *engine) unblock(s *hsession) {
 
 // congested reports whether a session holds back the publish inputs, and
 // when the earliest of them times out. A session over the soft mark whose
-// client took less than stallProgressBytes in sessionStallTimeout is
-// stalled: it no longer holds anything back and its queue fills up to
-// SessionQueueMaxBytes, then drops.
+// client took nothing for sessionStallTimeout is stalled: it no longer
+// holds anything back and its queue fills up to SessionQueueMaxBytes,
+// then drops.
 func (e *engine) congested(now time.Time) (time.Time, bool) {
 	var next time.Time
 	for s, since := range e.blocking {
@@ -440,7 +436,7 @@ func (e *engine) congested(now time.Time) (time.Time, bool) {
 		if !now.Before(at) {
 			delete(e.blocking, s)
 			s.stalled = true
-			e.log.Warn().Str(logging.FieldConn, s.conn).Int("queued_bytes", s.queueBytes).
+			e.stallLog.Warn(now).Str(logging.FieldConn, s.conn).Int("queued_bytes", s.queueBytes).
 				Dur("stalled", now.Sub(since)).Msg("client not reading, publishing no longer waits for it")
 			continue
 		}
@@ -806,7 +802,7 @@ func (e *engine) handleIn(s *hsession, p *zhttp.Packet, seq int64, now time.Time
 	}
 	if p.Credits > 0 && p.IDs == nil {
 		s.z.Credits += p.Credits
-		e.progressed(s, p.Credits, now)
+		e.progressed(s, now)
 		e.creditsArrived(s, now)
 		if s.state == stateDone {
 			return

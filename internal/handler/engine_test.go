@@ -157,9 +157,9 @@ func TestEngineBackpressureAndStall(t *testing.T) {
 		t.Fatalf("publish queue %d, blocking sessions %d after credits", waiting, blocking)
 	}
 
-	// The slow client nearly stops reading: it holds publishing back for
-	// sessionStallTimeout (taking less than stallProgressBytes does not
-	// count as reading), then fills its queue and drops, counted.
+	// The slow client reads a little: that restarts the stall timeout.
+	// Then it stops: it holds publishing back for sessionStallTimeout,
+	// then fills its queue and drops, counted.
 	h.publish(items...)
 	h.drainBody()
 	h.publish(pubStream("test", "late"))
@@ -171,6 +171,7 @@ func TestEngineBackpressureAndStall(t *testing.T) {
 	if p := h.expectPacket(); string(p.ID) != "slow" || len(p.Body) != 1024 {
 		t.Fatalf("after 1 KiB of credits: %s %d bytes", p.ID, len(p.Body))
 	}
+	h.advance(sessionStallTimeout - time.Second)
 	h.expectNoPacket()
 	h.advance(time.Second)
 	if p := h.expectPacket(); string(p.ID) != "fast" || string(p.Body) != "late" {
@@ -199,7 +200,7 @@ func TestEngineBackpressureAndStall(t *testing.T) {
 
 	// It reads again: it holds publishing back again until it catches up.
 	in = zhttpIn("slow", 4, zhttp.TypeCredit)
-	in.Credits = stallProgressBytes
+	in.Credits = 1024
 	h.sendStream(in)
 	h.drainBody()
 	var stalled bool
