@@ -36,6 +36,7 @@ type loadStream struct {
 // received a warm-up line (so every subscription is in place).
 func openLoadStreams(t *testing.T, s *suite, channel string, n, pubs int) []*loadStream {
 	t.Helper()
+	waitHandler(t, s, "/stream?channel=probe")
 	out := make([]*loadStream, n)
 	warm := make(chan int, n)
 	for i := range out {
@@ -59,6 +60,14 @@ func openLoadStreams(t *testing.T, s *suite, channel string, n, pubs int) []*loa
 		}
 	}
 	return out
+}
+
+// waitHandler waits until the suite holds the stream at path (the handler
+// is connected), allowing more time than openStream for a loaded machine.
+func waitHandler(t *testing.T, s *suite, path string) {
+	t.Helper()
+	req, _ := http.NewRequest("GET", s.url(path), nil)
+	testutil.GetOK(t, http.DefaultClient, req, 30*time.Second).Body.Close()
 }
 
 type closerFunc func()

@@ -246,6 +246,7 @@ func publishJSON(t *testing.T, s *suite, items ...string) {
 func TestE2EGripBehaviours(t *testing.T) {
 	rec, be := newRecorder(t)
 	s := startSuite(t, suiteOptions{routes: "*,path_beg=/sub/ " + be + ",sub=implicit\n* " + be + "\n"})
+	waitHandler(t, s, "/sub/stream")
 
 	t.Run("GripFeature", func(t *testing.T) {
 		resp, err := http.Get(s.url("/feat"))
