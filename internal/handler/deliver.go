@@ -367,12 +367,12 @@ func (e *engine) queueOrApply(s *hsession, si *streamItem, now time.Time) {
 		e.streamItemNow(s, si, now)
 		return
 	}
-	if len(s.queue) == 0 || s.queueBytes+len(si.content) <= SessionQueueMaxBytes {
+	if len(s.queue) == 0 || s.queueBytes+si.size() <= SessionQueueMaxBytes {
 		if !si.skip && si.action == grip.ActionSend {
 			e.stats.messageSent(s.acc.StatsRoute, "http-stream")
 		}
 		s.queue = append(s.queue, *si)
-		s.queueBytes += len(si.content)
+		s.queueBytes += si.size()
 		if s.queueBytes > sessionQueueSoftBytes && !s.stalled {
 			e.block(s, now)
 		}

@@ -523,3 +523,25 @@ func TestEngineRefresh(t *testing.T) {
 		t.Fatalf("refresh by cid: %v", err)
 	}
 }
+
+// TestEngineQueueBoundsEmptyItems: items without content (filtered out,
+// hint) count towards the queue bound too.
+func TestEngineQueueBoundsEmptyItems(t *testing.T) {
+	h := startHarness(t, nil)
+	h.sendAccept(acceptArgs("slow", 2, 7, streamResponse()))
+	h.expectAccepted()
+	expectKeepAliveTakeover(t, h, "slow", 2)
+	h.expectPacket() // initial response used every credit
+	h.publish(pubStream("test", "pending"))
+	var queued, dropped int
+	h.inEngine(func(e *engine) {
+		s := e.sessions["condure\x00slow"]
+		for i := 0; i < SessionQueueMaxBytes/queuedItemOverhead+10; i++ {
+			e.queueOrApply(s, &streamItem{channel: "test", skip: true}, e.clock.Now())
+		}
+		queued, dropped = s.queueBytes, s.dropped
+	})
+	if queued > SessionQueueMaxBytes || dropped == 0 {
+		t.Fatalf("queued %d bytes of empty items, dropped %d", queued, dropped)
+	}
+}

@@ -105,6 +105,16 @@ type streamItem struct {
 	skip bool
 }
 
+// queuedItemOverhead is what a queued item counts for besides its
+// content and ids, so that items without content (filtered out, hint,
+// close) are bounded too.
+const queuedItemOverhead = 64
+
+// size is what si counts for in a session's queue bound.
+func (si *streamItem) size() int {
+	return len(si.content) + len(si.channel) + len(si.id) + len(si.prevID) + queuedItemOverhead
+}
+
 // hsession is one held HTTP request: the zhttp server session towards
 // connmgr plus the GRIP hold. Only the engine goroutine touches it.
 type hsession struct {
@@ -126,7 +136,7 @@ type hsession struct {
 	pending     []byte // body bytes waiting for credits
 	finishAfter bool   // end the response once pending is written
 	queue       []streamItem
-	queueBytes  int       // content bytes in queue
+	queueBytes  int       // size of queue (streamItem.size)
 	stalled     bool      // over the soft mark past sessionStallTimeout
 	dropped     int       // items dropped because the queue was full
 	dropLogged  int       // dropped as of the last drop warning
@@ -346,7 +356,7 @@ func (e *engine) sendQueue(s *hsession, now time.Time) {
 		it := s.queue[0]
 		s.queue[0] = streamItem{}
 		s.queue = s.queue[1:]
-		s.queueBytes -= len(it.content)
+		s.queueBytes -= it.size()
 		if s.queueBytes <= sessionQueueSoftBytes {
 			e.unblock(s)
 		}
