@@ -90,7 +90,7 @@ func (e *engine) limitDeliveries(set map[*hsession]struct{}, it *grip.Item, rd *
 	for s := range set {
 		if !e.limit.add(s.acc.StatsRoute, delivery{s: s, it: it, rd: rd, sd: sd, weight: w}, now) {
 			dropped[s.acc.StatsRoute]++
-			e.stats.dropped()
+			e.stats.deliveryDropped()
 		}
 	}
 	for route, n := range dropped {
@@ -358,23 +358,40 @@ func (e *engine) deliverStreamTo(s *hsession, it *grip.Item, d *streamDelivery, 
 }
 
 // queueOrApply applies si now when s's output is idle, else queues it
-// behind the backlog (bounded: a full queue drops it for this session
-// only).
+// behind the backlog. The queue is bounded by bytes: beyond the soft mark
+// the session holds back the publish inputs (backpressure), beyond
+// SessionQueueMaxBytes (a client that stopped reading) the item is
+// dropped for this session only, logged and counted.
 func (e *engine) queueOrApply(s *hsession, si *streamItem, now time.Time) {
 	if len(s.pending) == 0 && len(s.queue) == 0 {
 		e.streamItemNow(s, si, now)
 		return
 	}
-	if len(s.queue) < SessionQueueMax {
+	if len(s.queue) == 0 || s.queueBytes+si.size() <= SessionQueueMaxBytes {
 		if !si.skip && si.action == grip.ActionSend {
 			e.stats.messageSent(s.acc.StatsRoute, "http-stream")
 		}
 		s.queue = append(s.queue, *si)
+		s.queueBytes += si.size()
+		if s.queueBytes > sessionQueueSoftBytes && !s.stalled {
+			e.block(s, now)
+		}
 		return
 	}
 	s.dropped++
-	e.stats.dropped()
-	if ev := e.log.Debug(); ev.Enabled() {
-		ev.Str("rid", string(s.z.ID)).Msg("publish queue at max, dropping")
+	e.stats.deliveryDropped()
+	e.logDrops(s, now, false)
+}
+
+// logDrops warns about the items dropped for s since the last warning, at
+// most once per dropLogInterval; final reports what is left unreported
+// when the session ends.
+func (e *engine) logDrops(s *hsession, now time.Time, final bool) {
+	n := s.dropped - s.dropLogged
+	if n == 0 || (!final && now.Sub(s.dropLogAt) < dropLogInterval) {
+		return
 	}
+	s.dropLogged, s.dropLogAt = s.dropped, now
+	e.log.Warn().Str(logging.FieldConn, s.conn).Int("dropped", n).Int("dropped_total", s.dropped).Int("queued_bytes", s.queueBytes).
+		Msg("client not reading, session queue full, dropping published items")
 }

@@ -13,7 +13,7 @@
 //	name                type    bind/connect  key ([section])                               HWM     when full
 //	inspect             ROUTER  connect       [handler] proxy_inspect_spec(s)               1000    reply dropped; the proxy times out and proxies
 //	accept              ROUTER  connect       [handler] proxy_accept_spec(s)                1000    reply dropped; engine queue full → reply {} (proxy: 500)
-//	condure-in          PUB     connect       [proxy] condure_out_specs / connmgr_out_specs 101000  Go queue 16384; full → the session is dropped (its seq would break)
+//	condure-in          PUB     connect       [proxy] condure_out_specs / connmgr_out_specs unlim.  Go queue 65536; full → the session is dropped (its seq would break)
 //	condure-out-stream  ROUTER  connect       [proxy] condure_in_stream_specs, identity=id  101000  read side; libzmq holds/drops at RCVHWM
 //	retry               PUSH    connect       [handler] proxy_retry_out_spec(s)             1000    dropped after 100 ms, logged (the client then expires)
 //	stats               PUB     bind          [handler] stats_spec                          200000  dropped and counted (stats are best effort)
@@ -43,7 +43,8 @@
 //	inspect  answers inspect calls with no-proxy: false
 //	engine   owns sessions, channels, the sequencer and every timer; fed by
 //	         the accept queue, the connmgr ROUTER, the publish queue
-//	         (PublishQueueLen batches; Publish returns ErrQueueFull beyond)
+//	         (PublishQueueLen batches; Publish returns ErrQueueFull beyond,
+//	         PublishWait waits) while no session holds it back
 //	         and a command queue; sleeps on one timer set to its earliest
 //	         deadline (a heap, one current entry per session and kind)
 //	stats    flushes activity every 100 ms, refreshes conn/sub packets,
@@ -68,11 +69,20 @@
 //
 // A session never sends more body bytes than connmgr granted. While a
 // stream client has no credits, at most one item's bytes wait in its
-// output buffer and SessionQueueMax (100, Pushpin's PUBLISH_QUEUE_MAX)
-// more items in its queue; further items are dropped for that session
-// only, newest first, and counted. Other sessions on the channel never
-// wait for it. Grip-Keep-Alive data is skipped while a session is
-// backlogged.
+// output buffer and the rest in its queue, bounded by bytes. A queue over
+// sessionQueueSoftBytes (256 KiB) holds back the publish inputs: the
+// engine stops taking published items, so HTTP publishes wait (up to
+// 20 s, then 503) and the PULL/SUB inputs stop reading (libzmq's HWM then
+// holds PUSH publishers back; a PUB publisher drops at its own HWM). A
+// reading client thus paces the publishers instead of losing items
+// (Pushpin drops beyond 100 queued items, silently). A session over the
+// mark whose client takes nothing (no credits) for sessionStallTimeout
+// (3 s) is stalled:
+// it no longer holds anything back, its queue fills to
+// SessionQueueMaxBytes (4 MiB), and further items are dropped for that
+// session only, logged (warning, with the connection id) and counted
+// (Prometheus message_dropped). Grip-Keep-Alive data is skipped while a
+// session is backlogged.
 //
 // # Timers
 //

@@ -2,6 +2,7 @@ package handler
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"time"
 
@@ -31,8 +32,10 @@ const (
 	// sessions every updateInterval.
 	updateInterval = 100 * time.Millisecond
 	updateBatch    = 100
-	// maxBatchItems bounds the published items taken in one batch.
+	// maxBatchItems and maxBatchBytes bound the published items taken in
+	// one batch (after the first publish request of the batch).
 	maxBatchItems = 1024
+	maxBatchBytes = 1 << 20
 )
 
 // engineCmd is a request from another goroutine: recover, or (tests) a
@@ -88,6 +91,12 @@ type engine struct {
 
 	batching  bool        // publishing a batch of several items
 	coalesced []*hsession // sessions holding coalesced contents
+
+	// blocking holds the sessions whose queue is over the soft mark,
+	// with the time each went over: while any is there the engine takes
+	// no published items (backpressure, session.go).
+	blocking map[*hsession]time.Time
+	stallLog *rateLog // "client not reading" warnings, one per second
 }
 
 var _ engineAPI = (*engine)(nil)
@@ -108,9 +117,11 @@ func newEngine(cfg Config, log zerolog.Logger, chans *channelSet, st *statsColle
 		sessions: map[string]*hsession{},
 		channels: map[string]*channel{},
 		outReqs:  map[string]*outReq{},
+		blocking: map[*hsession]time.Time{},
 	}
 	e.seq = newSequencer(cfg.IDCacheTTL, cfg.MessageWait)
 	e.limit = newRateLimiter(cfg.MessageRate, cfg.MessageHWM)
+	e.stallLog = newRateLog(log, rateLogInterval)
 	return e
 }
 
@@ -129,6 +140,21 @@ func (e *engine) Publish(items []grip.Item) error {
 	}
 }
 
+// PublishWait queues items for delivery, waiting while the engine holds
+// the publish inputs back (a session's queue over its soft mark) or the
+// queue is full; ErrQueueFull when ctx ends first.
+func (e *engine) PublishWait(ctx context.Context, items []grip.Item) error {
+	if len(items) == 0 {
+		return nil
+	}
+	select {
+	case e.pubq <- items:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("%w: %w", ErrQueueFull, context.Cause(ctx))
+	}
+}
+
 // Recover forgets every last id and updates every held session.
 func (e *engine) Recover() error {
 	select {
@@ -139,10 +165,18 @@ func (e *engine) Recover() error {
 	}
 }
 
-// Refresh is for WebSocket sessions, which this engine does not hold yet.
-// Refresh would ask WebSocket(-over-HTTP) connections to refresh; tack has
-// no WebSocket sessions yet, so no connection can match.
-func (e *engine) Refresh(cid, channel string) error { return errNoSuchConnection }
+// Refresh asks WebSocket(-over-HTTP) connections to re-request their
+// backend (command refresh, grip-reference §4.5). HTTP sessions do not
+// take part, as in Pushpin 1.36, and tack holds no WebSocket sessions
+// yet: by channel it is a successful no-op (1.36 answers success for any
+// channel), by cid it is item-not-found (what 1.36 answers for an HTTP
+// connection's id or an unknown one).
+func (e *engine) Refresh(cid, channel string) error {
+	if cid != "" {
+		return errNoSuchConnection
+	}
+	return nil
+}
 
 // errNoSuchConnection answers refresh with Pushpin's item-not-found.
 var errNoSuchConnection = conditionError{cond: "item-not-found", msg: "no such WebSocket connection"}
@@ -205,6 +239,13 @@ func (e *engine) run(ctx context.Context) error {
 		if at, ok := e.limit.pending(); ok && at.Sub(now) < wait {
 			wait = at.Sub(now)
 		}
+		pubq := e.pubq
+		if at, ok := e.congested(now); ok {
+			pubq = nil // backpressure: leave published items waiting
+			if at.Sub(now) < wait {
+				wait = at.Sub(now)
+			}
+		}
 		timer.Reset(max(wait, 0))
 		select {
 		case <-ctx.Done():
@@ -222,7 +263,7 @@ func (e *engine) run(ctx context.Context) error {
 				return errSocketClosed("intreq-out")
 			}
 			e.handleIntreq(m, e.clock.Now())
-		case items := <-e.pubq:
+		case items := <-pubq:
 			e.publishBatch(items, e.clock.Now())
 		case c := <-e.cmds:
 			if c.recover {
@@ -314,14 +355,15 @@ func (e *engine) fire(s *hsession, k timerKind, now time.Time) {
 // are coalesced into one packet per batch: a burst then costs connmgr one
 // write per client instead of one per item.
 func (e *engine) publishBatch(items []grip.Item, now time.Time) {
-	n := len(items)
+	n, size := len(items), itemsBytes(items)
 	batches := [][]grip.Item{items}
 drain:
-	for n < maxBatchItems {
+	for n < maxBatchItems && size < maxBatchBytes {
 		select {
 		case more := <-e.pubq:
 			batches = append(batches, more)
 			n += len(more)
+			size += itemsBytes(more)
 		default:
 			break drain
 		}
@@ -341,6 +383,68 @@ drain:
 		e.coalesced[i] = nil
 	}
 	e.coalesced = e.coalesced[:0]
+}
+
+// itemsBytes is the content size of items, the measure of a batch.
+func itemsBytes(items []grip.Item) int {
+	n := 0
+	for i := range items {
+		if f := items[i].HTTPStream; f != nil {
+			n += len(f.Content)
+		}
+		if f := items[i].HTTPResponse; f != nil {
+			n += len(f.Body)
+		}
+	}
+	return n
+}
+
+// block makes s hold back the publish inputs (its queue went over the
+// soft mark).
+func (e *engine) block(s *hsession, now time.Time) {
+	if _, ok := e.blocking[s]; !ok {
+		e.blocking[s] = now
+	}
+}
+
+// progressed notes credits granted to s (its client took bytes): they
+// restart its stall timeout, and bring a stalled session that reads again
+// back to holding the inputs.
+func (e *engine) progressed(s *hsession, now time.Time) {
+	if s.queueBytes <= sessionQueueSoftBytes {
+		return
+	}
+	s.stalled = false
+	e.blocking[s] = now
+}
+
+// unblock ends s's hold on the publish inputs and its stalled state.
+func (e *engine) unblock(s *hsession) {
+	delete(e.blocking, s)
+	s.stalled = false
+}
+
+// congested reports whether a session holds back the publish inputs, and
+// when the earliest of them times out. A session over the soft mark whose
+// client took nothing for sessionStallTimeout is stalled: it no longer
+// holds anything back and its queue fills up to SessionQueueMaxBytes,
+// then drops.
+func (e *engine) congested(now time.Time) (time.Time, bool) {
+	var next time.Time
+	for s, since := range e.blocking {
+		at := since.Add(sessionStallTimeout)
+		if !now.Before(at) {
+			delete(e.blocking, s)
+			s.stalled = true
+			e.stallLog.Warn(now).Str(logging.FieldConn, s.conn).Int("queued_bytes", s.queueBytes).
+				Dur("stalled", now.Sub(since)).Msg("client not reading, publishing no longer waits for it")
+			continue
+		}
+		if next.IsZero() || at.Before(next) {
+			next = at
+		}
+	}
+	return next, len(e.blocking) > 0
 }
 
 // queueUpdate asks for a rate-limited update of s.
@@ -614,7 +718,9 @@ func (e *engine) finish(s *hsession, now time.Time, retry bool) {
 	if retry {
 		e.sendRetry(rp)
 	}
-	s.pending, s.queue = nil, nil
+	s.pending = nil
+	e.clearQueue(s)
+	e.logDrops(s, now, true)
 }
 
 // shutdown ends every held session before the handler stops, so that
@@ -733,6 +839,7 @@ func (e *engine) handleIn(s *hsession, p *zhttp.Packet, seq int64, now time.Time
 	}
 	if p.Credits > 0 && p.IDs == nil {
 		s.z.Credits += p.Credits
+		e.progressed(s, now)
 		e.creditsArrived(s, now)
 		if s.state == stateDone {
 			return

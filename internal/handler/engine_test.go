@@ -2,6 +2,7 @@ package handler
 
 import (
 	"bytes"
+	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -104,39 +105,112 @@ func TestEngineStreamCredits(t *testing.T) {
 	}
 }
 
-func TestEngineSlowSessionQueueBounded(t *testing.T) {
-	h := startHarness(t, nil)
+func TestEngineBackpressureAndStall(t *testing.T) {
+	// A Prometheus endpoint gives the engine a stats collector.
+	h := startHarness(t, func(c *Config) { c.PrometheusPort = "127.0.0.1:0" })
 	h.sendAccept(acceptArgs("slow", 2, 7, streamResponse()))
 	h.expectAccepted()
 	expectKeepAliveTakeover(t, h, "slow", 2)
 	h.expectPacket() // initial response used every credit
-	h.sendAccept(acceptArgs("fast", 2, 200000, streamResponse()))
+	h.sendAccept(acceptArgs("fast", 2, 1<<30, streamResponse()))
 	h.expectAccepted()
 	expectKeepAliveTakeover(t, h, "fast", 2)
 	h.expectPacket()
 
+	const size = 64 << 10
+	item := strings.Repeat("x", size)
+	n := sessionQueueSoftBytes/size + 2 // one waits in pending, the rest go over the soft mark
 	var items []grip.Item
-	for i := 0; i < SessionQueueMax+20; i++ {
-		items = append(items, pubStream("test", "x"))
+	for i := 0; i < n; i++ {
+		items = append(items, pubStream("test", item))
 	}
 	h.publish(items...)
-	// The fast session gets everything, coalesced into one packet since
-	// the items came in one batch; the slow one nothing, and it keeps at
-	// most SessionQueueMax items.
-	p := h.expectPacket()
-	if string(p.ID) != "fast" || string(p.Body) != strings.Repeat("x", len(items)) || !p.More {
-		t.Fatalf("packet for %s with %d bytes, want fast with %d", p.ID, len(p.Body), len(items))
+	if got := h.drainBody(); len(got) != n*size {
+		t.Fatalf("fast session got %d bytes, want %d", len(got), n*size)
 	}
+	// The slow session is over the soft mark: the next publish waits.
+	h.publish(pubStream("test", "next"))
 	h.expectNoPacket()
-	var queued, pending, dropped int
+	var waiting, blocking int
+	h.inEngine(func(e *engine) { waiting, blocking = len(e.pubq), len(e.blocking) })
+	if waiting != 1 || blocking != 1 {
+		t.Fatalf("publish queue %d, blocking sessions %d; want 1, 1", waiting, blocking)
+	}
+
+	// Credits drain the slow session below the soft mark: publishing resumes.
+	in := zhttpIn("slow", 2, zhttp.TypeCredit)
+	in.Credits = 3 * size
+	h.sendStream(in)
+	var fast, slow int
+	for p := h.recvPacket(hWait); p != nil; p = h.recvPacket(200 * time.Millisecond) {
+		if string(p.ID) == "fast" {
+			fast += len(p.Body)
+		} else {
+			slow += len(p.Body)
+		}
+	}
+	if fast != len("next") || slow != 3*size {
+		t.Fatalf("after credits: fast got %d bytes, slow %d", fast, slow)
+	}
+	h.inEngine(func(e *engine) { waiting, blocking = len(e.pubq), len(e.blocking) })
+	if waiting != 0 || blocking != 0 {
+		t.Fatalf("publish queue %d, blocking sessions %d after credits", waiting, blocking)
+	}
+
+	// The slow client reads a little: that restarts the stall timeout.
+	// Then it stops: it holds publishing back for sessionStallTimeout,
+	// then fills its queue and drops, counted.
+	h.publish(items...)
+	h.drainBody()
+	h.publish(pubStream("test", "late"))
+	h.expectNoPacket()
+	h.advance(sessionStallTimeout - time.Second)
+	in = zhttpIn("slow", 3, zhttp.TypeCredit)
+	in.Credits = 1024
+	h.sendStream(in)
+	if p := h.expectPacket(); string(p.ID) != "slow" || len(p.Body) != 1024 {
+		t.Fatalf("after 1 KiB of credits: %s %d bytes", p.ID, len(p.Body))
+	}
+	h.advance(sessionStallTimeout - time.Second)
+	h.expectNoPacket()
+	h.advance(time.Second)
+	if p := h.expectPacket(); string(p.ID) != "fast" || string(p.Body) != "late" {
+		t.Fatalf("after the stall timeout: %s %q", p.ID, p.Body)
+	}
+	var more []grip.Item
+	for i := 0; i < SessionQueueMaxBytes/size+8; i++ {
+		more = append(more, pubStream("test", item))
+	}
+	h.publish(more[:len(more)/2]...)
+	h.publish(more[len(more)/2:]...)
+	if got := h.drainBody(); len(got) != len(more)*size {
+		t.Fatalf("fast session got %d bytes, want %d", len(got), len(more)*size)
+	}
+	var queued, dropped int
 	h.inEngine(func(e *engine) {
 		s := e.sessions["condure\x00slow"]
-		queued, pending, dropped = len(s.queue), len(s.pending), s.dropped
+		queued, dropped = s.queueBytes, s.dropped
 	})
-	// One item waits for credits in the output buffer, SessionQueueMax more
-	// in the queue; the rest were dropped for this session only.
-	if pending != 1 || queued != SessionQueueMax || dropped != 19 {
-		t.Fatalf("slow session pending %d queued %d dropped %d", pending, queued, dropped)
+	if queued > SessionQueueMaxBytes || dropped == 0 {
+		t.Fatalf("slow session queued %d bytes, dropped %d", queued, dropped)
+	}
+	if totals, _ := h.svc.st.snapshot(); totals.deliveryDropped != int64(dropped) {
+		t.Fatalf("stats count %d drops, session %d", totals.deliveryDropped, dropped)
+	}
+
+	// It reads again: it holds publishing back again until it catches up.
+	in = zhttpIn("slow", 4, zhttp.TypeCredit)
+	in.Credits = 1024
+	h.sendStream(in)
+	h.drainBody()
+	var stalled bool
+	h.inEngine(func(e *engine) {
+		s := e.sessions["condure\x00slow"]
+		_, blocks := e.blocking[s]
+		stalled = s.stalled || !blocks
+	})
+	if stalled {
+		t.Fatal("a stalled session that reads again does not hold publishing back")
 	}
 }
 
@@ -433,4 +507,41 @@ func TestEngineNonHoldAndErrors(t *testing.T) {
 		t.Fatalf("reply %v", d)
 	}
 	h.expectNoPacket()
+}
+
+// TestEngineRefresh: as Pushpin 1.36 for HTTP sessions — by channel a
+// success that changes nothing, by connection id item-not-found (no
+// WebSocket session exists to refresh).
+func TestEngineRefresh(t *testing.T) {
+	h := startHarness(t, nil)
+	if err := h.svc.eng.Refresh("", "test"); err != nil {
+		t.Fatalf("refresh by channel: %v", err)
+	}
+	err := h.svc.eng.Refresh("condure:1-0-1", "")
+	var ce conditioner
+	if !errors.As(err, &ce) || ce.Condition() != "item-not-found" {
+		t.Fatalf("refresh by cid: %v", err)
+	}
+}
+
+// TestEngineQueueBoundsEmptyItems: items without content (filtered out,
+// hint) count towards the queue bound too.
+func TestEngineQueueBoundsEmptyItems(t *testing.T) {
+	h := startHarness(t, nil)
+	h.sendAccept(acceptArgs("slow", 2, 7, streamResponse()))
+	h.expectAccepted()
+	expectKeepAliveTakeover(t, h, "slow", 2)
+	h.expectPacket() // initial response used every credit
+	h.publish(pubStream("test", "pending"))
+	var queued, dropped int
+	h.inEngine(func(e *engine) {
+		s := e.sessions["condure\x00slow"]
+		for i := 0; i < SessionQueueMaxBytes/queuedItemOverhead+10; i++ {
+			e.queueOrApply(s, &streamItem{channel: "test", skip: true}, e.clock.Now())
+		}
+		queued, dropped = s.queueBytes, s.dropped
+	})
+	if queued > SessionQueueMaxBytes || dropped == 0 {
+		t.Fatalf("queued %d bytes of empty items, dropped %d", queued, dropped)
+	}
 }

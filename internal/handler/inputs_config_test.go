@@ -34,6 +34,7 @@ type fakeEngine struct {
 	connchecks [][]string
 	live       map[string]bool
 	err        error
+	gate       chan struct{} // PublishWait waits until it is closed
 }
 
 var _ engineAPI = (*fakeEngine)(nil)
@@ -46,6 +47,23 @@ func (f *fakeEngine) Publish(items []grip.Item) error {
 	}
 	f.published = append(f.published, items)
 	return nil
+}
+
+// PublishWait records like Publish; a set err stands for a wait that
+// timed out. While gate is set and open it waits, as the engine does when
+// a session holds the inputs back.
+func (f *fakeEngine) PublishWait(ctx context.Context, items []grip.Item) error {
+	f.mu.Lock()
+	gate := f.gate
+	f.mu.Unlock()
+	if gate != nil {
+		select {
+		case <-gate:
+		case <-ctx.Done():
+			return ErrQueueFull
+		}
+	}
+	return f.Publish(items)
 }
 
 func (f *fakeEngine) Recover() error {

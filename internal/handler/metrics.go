@@ -33,6 +33,8 @@ var prometheusMetrics = []prometheusMetric{
 	{"connection_minute", "counter", "Number of minutes clients have been connected", func(t statsTotals, _ int) int64 { return t.minutes }},
 	{"message_received", "counter", "Number of messages received by the publish API", func(t statsTotals, _ int) int64 { return t.received }},
 	{"message_sent", "counter", "Number of messages sent to clients", func(t statsTotals, _ int) int64 { return t.sent }},
+	// Ours: Pushpin drops without counting.
+	{"message_dropped", "counter", "Number of deliveries dropped (message_hwm exceeded or client not reading)", func(t statsTotals, _ int) int64 { return t.deliveryDropped }},
 }
 
 // metricsServer is the [handler] prometheus_port endpoint: any request

@@ -28,6 +28,10 @@ const (
 	httpWriteTimeout = 30 * time.Second
 	// httpIdleTimeout closes keep-alive connections idle this long.
 	httpIdleTimeout = 60 * time.Second
+	// publishWaitMax bounds how long a POST /publish waits for the engine
+	// to take its items (backpressure: a client is behind, engine.go);
+	// beyond it the request is refused with 503.
+	publishWaitMax = 20 * time.Second
 	// httpShutdownGrace is how long Run lets in-flight requests finish
 	// once ctx is done before it closes their connections.
 	httpShutdownGrace = 2 * time.Second
@@ -192,7 +196,8 @@ func (h *httpInput) serve(w http.ResponseWriter, r *http.Request) (int, string) 
 }
 
 // publish parses a POST /publish body and queues its items. The reply goes
-// out before delivery (quirk 21): 200 means queued, not delivered.
+// out before delivery (quirk 21): 200 means queued, not delivered; it waits
+// up to publishWaitMax while the engine holds publishes back.
 func (h *httpInput) publish(w http.ResponseWriter, r *http.Request, asJSON bool) (int, string) {
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, int64(h.cfg.MaxBodySize)))
 	if err != nil {
@@ -206,7 +211,12 @@ func (h *httpInput) publish(w http.ResponseWriter, r *http.Request, asJSON bool)
 		return writeReply(w, http.StatusBadRequest, err.Error()+"\n", contentText, false)
 	}
 	if len(items) > 0 {
-		if err := h.api.Publish(items); err != nil {
+		// Waits while held streams are behind: publishers are paced by
+		// the clients instead of items being dropped.
+		ctx, cancel := context.WithTimeout(r.Context(), publishWaitMax)
+		err := h.api.PublishWait(ctx, items)
+		cancel()
+		if err != nil {
 			return h.engineError(w, err)
 		}
 	}

@@ -285,6 +285,30 @@ func TestHTTPQueueFull(t *testing.T) {
 	}
 }
 
+// TestHTTPPublishWaits: while the engine holds the inputs back, a POST
+// waits for its items to be taken instead of failing or dropping them.
+func TestHTTPPublishWaits(t *testing.T) {
+	gate := make(chan struct{})
+	eng := &fakeEngine{gate: gate}
+	h := startHTTPInput(t, eng, nil)
+	got := make(chan rawResponse, 1)
+	go func() { got <- rawHTTP(t, h.Addr().String(), httpReq("POST", "/publish/", oneItem)) }()
+	select {
+	case r := <-got:
+		t.Fatalf("answered %d %q while held back", r.code, r.body)
+	case <-time.After(300 * time.Millisecond):
+	}
+	close(gate)
+	select {
+	case r := <-got:
+		if r.code != 200 || len(eng.items()) != 1 {
+			t.Fatalf("after the wait: %d %q, %d items", r.code, r.body, len(eng.items()))
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("no answer after the engine took the items")
+	}
+}
+
 // TestHTTPLimitsFromConfig: push_in_http_max_* take effect (they did not in
 // 1.36, grip-reference §4.2).
 func TestHTTPLimitsFromConfig(t *testing.T) {

@@ -92,16 +92,19 @@ func (d *dropper) bad(frame []byte, err error) {
 		Bytes("start", frame).Msg("dropping invalid publish message")
 }
 
-// publish hands items to the engine, dropping them when its queue is full.
-func (d *dropper) publish(api engineAPI, it grip.Item) {
-	err := api.Publish([]grip.Item{it})
+// publish hands an item to the engine, waiting while the engine holds
+// the inputs back: meanwhile the socket is not read, so libzmq's HWM holds
+// the publishers back in turn (PUSH blocks; a PUB publisher drops at its
+// HWM, as ZeroMQ pub-sub does). Only shutdown (ctx) drops the item.
+func (d *dropper) publish(ctx context.Context, api engineAPI, it grip.Item) {
+	err := api.PublishWait(ctx, []grip.Item{it})
 	if err == nil {
 		return
 	}
 	d.dropped.Add(1)
 	if errors.Is(err, ErrQueueFull) {
 		d.full.Warn(time.Now()).Uint64("dropped", d.dropped.Load()).
-			Msg("publish queue full, item dropped")
+			Msg("shutting down, item dropped")
 		return
 	}
 	d.invalid.Warn(time.Now()).Err(err).Msg("engine refused item, dropped")
@@ -169,14 +172,14 @@ func (p *pullInput) Run(ctx context.Context) error {
 	g.Go(func() error {
 		// Recv is closed when the owner loop ends.
 		for m := range p.sock.Recv() {
-			p.handle(m)
+			p.handle(ctx, m)
 		}
 		return nil
 	})
 	return g.Wait()
 }
 
-func (p *pullInput) handle(m zsock.Message) {
+func (p *pullInput) handle(ctx context.Context, m zsock.Message) {
 	if len(m) != 1 {
 		p.drop.bad(nil, fmt.Errorf("message has %d frames, want 1", len(m)))
 		return
@@ -186,7 +189,7 @@ func (p *pullInput) handle(m zsock.Message) {
 		p.drop.bad(m[0], err)
 		return
 	}
-	p.drop.publish(p.api, it)
+	p.drop.publish(ctx, p.api, it)
 }
 
 // subInput is the SUB publish input on push_in_sub_specs: [channel, payload]
@@ -281,7 +284,7 @@ func (s *subInput) loop(ctx context.Context) {
 			if !ok {
 				return
 			}
-			s.handle(m, topics)
+			s.handle(ctx, m, topics)
 		}
 	}
 }
@@ -320,7 +323,7 @@ func (s *subInput) sync(topics map[string]struct{}) bool {
 	return done
 }
 
-func (s *subInput) handle(m zsock.Message, topics map[string]struct{}) {
+func (s *subInput) handle(ctx context.Context, m zsock.Message, topics map[string]struct{}) {
 	if len(m) != 2 {
 		s.drop.bad(nil, fmt.Errorf("message has %d frames, want 2", len(m)))
 		return
@@ -341,5 +344,5 @@ func (s *subInput) handle(m zsock.Message, topics map[string]struct{}) {
 		s.drop.bad(m[1], err)
 		return
 	}
-	s.drop.publish(s.api, it)
+	s.drop.publish(ctx, s.api, it)
 }

@@ -157,6 +157,43 @@ func TestPullInputQueueFull(t *testing.T) {
 	waitItems(t, eng, 1)
 }
 
+// TestPullInputBackpressure: while the engine holds the inputs back the
+// PULL input waits instead of dropping, and nothing is lost.
+func TestPullInputBackpressure(t *testing.T) {
+	zctx := newZctx(t)
+	gate := make(chan struct{})
+	eng := &fakeEngine{gate: gate}
+	p, err := newPullInput(zctx, InputsConfig{PullSpec: "tcp://127.0.0.1:0"}, eng, testLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	runInput(t, "pull", p.Run)
+	push := testSocket(t, zmq.PUSH)
+	if err := push.Connect(p.Spec()); err != nil {
+		t.Fatal(err)
+	}
+	const n = 50
+	for i := 0; i < n; i++ {
+		if _, err := push.Send(fmt.Sprintf(`J{"channel":"a","formats":{"http-stream":{"content":"%d"}}}`, i), 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	time.Sleep(200 * time.Millisecond)
+	if got := len(eng.items()); got != 0 || p.Dropped() != 0 {
+		t.Fatalf("held back: %d published, %d dropped", got, p.Dropped())
+	}
+	close(gate)
+	items := waitItems(t, eng, n)
+	for i, it := range items {
+		if streamContent(it) != fmt.Sprint(i) {
+			t.Fatalf("item %d is %q", i, streamContent(it))
+		}
+	}
+	if p.Dropped() != 0 {
+		t.Fatalf("dropped %d", p.Dropped())
+	}
+}
+
 func TestPullInputBindError(t *testing.T) {
 	zctx := newZctx(t)
 	if _, err := newPullInput(zctx, InputsConfig{PullSpec: "bogus://x"}, &fakeEngine{}, testLogger(t)); err == nil {

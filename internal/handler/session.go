@@ -11,11 +11,31 @@ import (
 
 // Per-session bounds (Pushpin src/handler/httpsession.cpp).
 const (
-	// SessionQueueMax is how many published items a stream session queues
-	// while its client has no credits (PUBLISH_QUEUE_MAX, 100). Further
-	// items are dropped for that session only, newest first, and counted;
-	// the other sessions on the channel are not delayed.
-	SessionQueueMax = 100
+	// SessionQueueMaxBytes bounds the content a stream session queues
+	// while its client has no credits (Pushpin bounds it by count,
+	// PUBLISH_QUEUE_MAX 100, and drops silently). Further items are
+	// dropped for that session only, newest first, logged and counted;
+	// the other sessions on the channel are not delayed. A reading client
+	// never gets here: see sessionQueueSoftBytes.
+	SessionQueueMaxBytes = 4 << 20
+	// sessionQueueSoftBytes is the backlog above which a session holds
+	// back the publish inputs (engine.go, backpressure): the engine stops
+	// taking published items until the backlog drains below it again or
+	// the client has read nothing for sessionStallTimeout. Soft mark plus
+	// one publish batch (maxBatchBytes) plus one item stays under
+	// SessionQueueMaxBytes.
+	sessionQueueSoftBytes = 256 << 10
+	// sessionStallTimeout is how long a session over the soft mark may
+	// hold back the publish inputs without its client taking anything
+	// (no credits from connmgr); after it the session counts as stalled
+	// and its queue fills to SessionQueueMaxBytes and drops. Any progress
+	// restarts it: a slow client that keeps reading paces the publishers
+	// (whose HTTP requests give up with 503 after publishWaitMax) rather
+	// than losing items. A rate threshold was tried and misfired: 4,000
+	// streams on a loaded 2-core machine each read under 64 KiB in 3 s.
+	sessionStallTimeout = 3 * time.Second
+	// dropLogInterval spaces a session's drop warnings.
+	dropLogInterval = 10 * time.Second
 	// keepAliveJitter is subtracted, at random, from each Grip-Keep-Alive
 	// period (KEEPALIVE_RAND_MAX, 1000 ms).
 	keepAliveJitter = time.Second
@@ -85,6 +105,16 @@ type streamItem struct {
 	skip bool
 }
 
+// queuedItemOverhead is what a queued item counts for besides its
+// content and ids, so that items without content (filtered out, hint,
+// close) are bounded too.
+const queuedItemOverhead = 64
+
+// size is what si counts for in a session's queue bound.
+func (si *streamItem) size() int {
+	return len(si.content) + len(si.channel) + len(si.id) + len(si.prevID) + queuedItemOverhead
+}
+
 // hsession is one held HTTP request: the zhttp server session towards
 // connmgr plus the GRIP hold. Only the engine goroutine touches it.
 type hsession struct {
@@ -106,7 +136,11 @@ type hsession struct {
 	pending     []byte // body bytes waiting for credits
 	finishAfter bool   // end the response once pending is written
 	queue       []streamItem
-	dropped     int // items dropped because the queue was full
+	queueBytes  int       // size of queue (streamItem.size)
+	stalled     bool      // over the soft mark past sessionStallTimeout
+	dropped     int       // items dropped because the queue was full
+	dropLogged  int       // dropped as of the last drop warning
+	dropLogAt   time.Time // time of the last drop warning
 
 	timers sessionTimers
 
@@ -291,7 +325,7 @@ func (e *engine) flush(s *hsession, now time.Time) bool {
 // prepareToClose stops deliveries and timers before the final response.
 func (e *engine) prepareToClose(s *hsession) {
 	s.state = stateClosing
-	s.queue = nil
+	e.clearQueue(s)
 	e.timers.disarm(s, timerHold)
 	e.timers.disarm(s, timerGripKeepAlive)
 	e.timers.disarm(s, timerNextLink)
@@ -322,6 +356,10 @@ func (e *engine) sendQueue(s *hsession, now time.Time) {
 		it := s.queue[0]
 		s.queue[0] = streamItem{}
 		s.queue = s.queue[1:]
+		s.queueBytes -= it.size()
+		if s.queueBytes <= sessionQueueSoftBytes {
+			e.unblock(s)
+		}
 		if !e.streamItemNow(s, &it, now) {
 			return
 		}
@@ -329,6 +367,13 @@ func (e *engine) sendQueue(s *hsession, now time.Time) {
 	if len(s.queue) == 0 {
 		s.queue = nil
 	}
+}
+
+// clearQueue drops s's queued items (the session closes or re-requests
+// its backend, which replaces them).
+func (e *engine) clearQueue(s *hsession) {
+	s.queue, s.queueBytes = nil, 0
+	e.unblock(s)
 }
 
 // streamItemNow applies one http-stream item to s, whose output is idle
@@ -378,7 +423,7 @@ func (e *engine) trackPrevID(s *hsession, channel string, hasPrev bool, prevID, 
 			e.Str("got", prevID).Str("expected", c.prevID).Msg("last id inconsistency, updating")
 		}
 		e.forgetLastID(channel)
-		s.queue = nil
+		e.clearQueue(s)
 		e.update(s, now)
 		return false
 	}

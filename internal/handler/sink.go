@@ -1,6 +1,7 @@
 package handler
 
 import (
+	"context"
 	"errors"
 	"sync"
 
@@ -18,6 +19,10 @@ var ErrQueueFull = errors.New("publish queue full")
 type engineAPI interface {
 	// Publish queues items for delivery, in order.
 	Publish(items []grip.Item) error
+	// PublishWait queues items for delivery, in order, waiting while the
+	// engine holds the inputs back (backpressure) until ctx ends
+	// (ErrQueueFull).
+	PublishWait(ctx context.Context, items []grip.Item) error
 	// Recover makes held sessions re-request their backends (recover command,
 	// POST /recover).
 	Recover() error

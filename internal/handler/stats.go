@@ -65,6 +65,9 @@ type statsReport struct {
 // combinedReport).
 type statsTotals struct {
 	requests, minutes, received, sent int64
+	// deliveryDropped counts deliveries dropped: beyond message_hwm, or
+	// for a client that stopped reading (ours; Pushpin does not count).
+	deliveryDropped int64
 }
 
 // statsCollector produces the handler's stats socket output (zmq-wire.md
@@ -370,6 +373,17 @@ func (st *statsCollector) dropped() {
 	}
 	st.mu.Lock()
 	st.drops++
+	st.mu.Unlock()
+}
+
+// deliveryDropped counts one delivery dropped (message_hwm, or a session
+// queue full).
+func (st *statsCollector) deliveryDropped() {
+	if st == nil {
+		return
+	}
+	st.mu.Lock()
+	st.totals.deliveryDropped++
 	st.mu.Unlock()
 }
 

@@ -155,8 +155,8 @@ func TestProxyForwardRequest(t *testing.T) {
 	if got := headerNames(z.Headers); !slices.Equal(got, want) {
 		t.Errorf("headers %v, want %v", got, want)
 	}
-	if v, _ := z.Header("Grip-Feature"); v != "status, session, link:next, link:gone, filter:skip-self, filter:skip-users, filter:require-sub, filter:build-id, filter:var-subst" {
-		t.Errorf("Grip-Feature %q (1.36 list, capture §A.4)", v)
+	if v, _ := z.Header("Grip-Feature"); v != "status, link:next, link:gone, filter:skip-self, filter:skip-users, filter:require-sub, filter:build-id, filter:var-subst" {
+		t.Errorf("Grip-Feature %q (1.36 list, capture §A.4, without session, with link:gone)", v)
 	}
 	sig, _ := z.Header("Grip-Sig")
 	if !grip.ValidateToken(sig, grip.NewSecretKey([]byte(key)), time.Now()) {

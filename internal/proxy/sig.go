@@ -7,8 +7,10 @@ import (
 )
 
 // gripFeatures is the Grip-Feature value sent to GRIP backends; it lists
-// what tack's handler implements (Pushpin 1.36 sends the same list).
-const gripFeatures = "status, session, link:next, link:gone, filter:skip-self, filter:skip-users, filter:require-sub, filter:build-id, filter:var-subst"
+// what tack's handler implements. Pushpin 1.36 also lists "session"
+// (Grip-Session-Id, a state service: grip-reference §3.14), which tack
+// does not implement, and not "link:gone", which it does.
+const gripFeatures = "status, link:next, link:gone, filter:skip-self, filter:skip-users, filter:require-sub, filter:build-id, filter:var-subst"
 
 // tokenReuse is how long a signed Grip-Sig is reused; tokens live an hour.
 const tokenReuse = time.Minute

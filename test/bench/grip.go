@@ -369,6 +369,7 @@ type collector struct {
 	got     atomic.Int64
 	lat     []int64 // ns; first len(lat) deliveries
 	last    atomic.Int64
+	pl      *plCollector // the pubload part's counts instead (pubload.go)
 }
 
 func newCollector(tag string, want int) *collector {
@@ -399,6 +400,10 @@ func (c *collector) line(seq int) string {
 }
 
 func (c *collector) handle(conn int, line []byte, now int64) {
+	if c.pl != nil {
+		c.pl.handle(conn, line)
+		return
+	}
 	if !bytes.HasPrefix(line, c.tag) {
 		return
 	}
@@ -549,6 +554,10 @@ func openGroup(addr, channel string, n, inflight int) (*group, time.Duration, er
 			for {
 				line, err := lr.ReadSlice('\n')
 				if err == bufio.ErrBufferFull {
+					// The start of a long line: only pubload's are long.
+					if c := g.cur.Load(); c != nil && c.pl != nil {
+						c.pl.handle(i, line)
+					}
 					continue
 				}
 				if err != nil {

@@ -8,6 +8,8 @@
 //	burst    -items publishes back to back to -small and -n subscribers
 //	steady   publish->receive latency at a steady -rate publishes/s to -small subscribers
 //	grip     = streams,publish,burst,steady (see grip.go)
+//	pubload  issue 7's publish load: -pl-pubs senders, one item per POST, to
+//	         -pl-streams reading streams; items received per stream (pubload.go)
 //	floor    the bench's client against a null server in-process: the most
 //	         streams/s and the fastest one-line fan-out this machine allows (floor.go)
 package main
@@ -43,6 +45,12 @@ func main() {
 	flag.IntVar(&gripOpts.items, "items", 50, "items per burst")
 	flag.IntVar(&gripOpts.rate, "rate", 10, "publishes per second in the steady part")
 	flag.DurationVar(&gripOpts.steadyD, "steady-d", 10*time.Second, "steady part duration")
+	flag.IntVar(&plOpts.streams, "pl-streams", 50, "pubload: reading streams")
+	flag.IntVar(&plOpts.pubs, "pl-pubs", 4, "pubload: concurrent senders")
+	flag.IntVar(&plOpts.items, "pl-items", 2000, "pubload: items in all")
+	flag.IntVar(&plOpts.size, "pl-size", 1024, "pubload: bytes per item")
+	flag.IntVar(&plOpts.runs, "pl-runs", 5, "pubload: runs per suite and config")
+	flag.StringVar(&plOpts.configs, "pl-configs", "unset,shipped", "pubload: message_rate configs (unset, shipped)")
 	flag.Parse()
 	parts := map[string]bool{}
 	for _, p := range strings.Split(*partsF, ",") {
@@ -55,7 +63,7 @@ func main() {
 			for _, q := range []string{"streams", "publish", "burst", "steady"} {
 				parts[q] = true
 			}
-		case "proxy", "streams", "publish", "burst", "steady", "floor":
+		case "proxy", "streams", "publish", "burst", "steady", "floor", "pubload":
 			parts[p] = true
 		case "":
 		default:
@@ -72,6 +80,12 @@ func main() {
 	}
 	if parts["streams"] || parts["publish"] || parts["burst"] || parts["steady"] {
 		if err := runGrip(parts, *bin, *pushpin); err != nil {
+			fmt.Fprintln(os.Stderr, "bench:", err)
+			failed = true
+		}
+	}
+	if parts["pubload"] {
+		if err := runPubload(*bin, *pushpin); err != nil {
 			fmt.Fprintln(os.Stderr, "bench:", err)
 			failed = true
 		}

@@ -30,6 +30,8 @@ var (
 	suiteSeq int
 	logLevel = flag.Int("log-level", 1, "runner log_level of the measured suites (2 = info, for diagnosis)")
 	keepDirs = flag.Bool("keep", false, "keep the suites' run dirs (config, logs) and print where")
+	// handlerExtra is appended to the [handler] section of the next suite.
+	handlerExtra string
 )
 
 // startSuite starts runner (the tack binary, or "pushpin" when kind ==
@@ -75,7 +77,7 @@ push_in_http_addr=127.0.0.1
 push_in_http_port=5561
 command_spec=tcp://127.0.0.1:5563
 stats_spec=ipc://{rundir}/{ipc_prefix}stats
-`, include, dir, offset, port, dir, *logLevel, zurl)
+%s`, include, dir, offset, port, dir, *logLevel, zurl, handlerExtra)
 	confPath := filepath.Join(dir, "pushpin.conf")
 	if err := os.WriteFile(confPath, []byte(conf), 0o644); err != nil {
 		return nil, err

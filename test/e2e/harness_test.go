@@ -42,6 +42,8 @@ type suiteOptions struct {
 	runner map[string]string // extra [runner] keys
 	files  map[string][]byte // more files to write, relative to the suite's dir
 	env    []string          // more environment for the runner (and its children)
+	// handler replaces [handler] keys; an empty value removes the key.
+	handler map[string]string
 }
 
 func (s *suite) url(path string) string {
@@ -88,7 +90,7 @@ func writeConfig(t *testing.T, dir string, httpPort, portOffset int, o suiteOpti
 	}
 	section("runner", runner)
 	section("proxy", proxy)
-	b.WriteString(`[handler]
+	b.WriteString(handlerSection(`[handler]
 push_in_spec=tcp://127.0.0.1:5560
 push_in_sub_specs=tcp://127.0.0.1:5562
 push_in_sub_connect=false
@@ -102,7 +104,7 @@ message_wait=5000
 id_cache_ttl=60
 connection_subscription_max=20
 subscription_linger=60
-`)
+`, o.handler))
 	conf := filepath.Join(dir, "pushpin.conf")
 	if err := os.WriteFile(conf, []byte(b.String()), 0o644); err != nil {
 		t.Fatal(err)
@@ -115,6 +117,31 @@ subscription_linger=60
 		t.Fatal(err)
 	}
 	return conf
+}
+
+// handlerSection applies set to the [handler] section text base: a key
+// of base is replaced by its value in set or, when that is empty, removed;
+// keys base lacks are appended.
+func handlerSection(base string, set map[string]string) string {
+	var b strings.Builder
+	done := map[string]bool{}
+	for _, line := range strings.SplitAfter(base, "\n") {
+		k, _, ok := strings.Cut(line, "=")
+		if v, has := set[k]; ok && has {
+			done[k] = true
+			if v != "" {
+				fmt.Fprintf(&b, "%s=%s\n", k, v)
+			}
+			continue
+		}
+		b.WriteString(line)
+	}
+	for k, v := range set {
+		if !done[k] && v != "" {
+			fmt.Fprintf(&b, "%s=%s\n", k, v)
+		}
+	}
+	return b.String()
 }
 
 // startSuite starts `tack --config <generated pushpin.conf> --merge-output`
