@@ -97,6 +97,8 @@ type engine struct {
 	// no published items (backpressure, session.go).
 	blocking map[*hsession]time.Time
 	stallLog *rateLog // "client not reading" warnings, one per second
+
+	ws *wsState // WebSocket sessions (wssession.go)
 }
 
 var _ engineAPI = (*engine)(nil)
@@ -122,6 +124,7 @@ func newEngine(cfg Config, log zerolog.Logger, chans *channelSet, st *statsColle
 	e.seq = newSequencer(cfg.IDCacheTTL, cfg.MessageWait)
 	e.limit = newRateLimiter(cfg.MessageRate, cfg.MessageHWM)
 	e.stallLog = newRateLog(log, rateLogInterval)
+	e.ws = newWSState(e)
 	return e
 }
 
@@ -239,12 +242,21 @@ func (e *engine) run(ctx context.Context) error {
 		if at, ok := e.limit.pending(); ok && at.Sub(now) < wait {
 			wait = at.Sub(now)
 		}
+		if at, ok := e.ws.timers.next(); ok && at.Sub(now) < wait {
+			wait = at.Sub(now)
+		}
 		pubq := e.pubq
 		if at, ok := e.congested(now); ok {
 			pubq = nil // backpressure: leave published items waiting
 			if at.Sub(now) < wait {
 				wait = at.Sub(now)
 			}
+		}
+		if e.wsCongested() {
+			// The proxy reads ws-control slowly: leave published items
+			// waiting; recheck soon (the socket drains on its own).
+			pubq = nil
+			wait = min(wait, wsCongestionPoll)
 		}
 		timer.Reset(max(wait, 0))
 		select {
@@ -263,6 +275,11 @@ func (e *engine) run(ctx context.Context) error {
 				return errSocketClosed("intreq-out")
 			}
 			e.handleIntreq(m, e.clock.Now())
+		case m, ok := <-e.ws.in:
+			if !ok {
+				return errSocketClosed("ws-control-out")
+			}
+			e.handleWSControl(m, e.clock.Now())
 		case items := <-pubq:
 			e.publishBatch(items, e.clock.Now())
 		case c := <-e.cmds:
@@ -278,6 +295,7 @@ func (e *engine) run(ctx context.Context) error {
 			}
 		case <-timer.C():
 		}
+		e.wsFlush()
 	}
 }
 
@@ -290,13 +308,16 @@ func (e *engine) runTimers(now time.Time) {
 		}
 		e.fire(s, k, now)
 	}
+	e.wsRunTimers(now)
 	e.flushKeepAlives(now)
 	if len(e.updQ) > 0 && !now.Before(e.nextUpd) {
 		e.drainUpdates(now)
 	}
 	if at, ok := e.limit.pending(); ok && !now.Before(at) {
 		e.limit.runBatch(now, func(d delivery) {
-			if d.rd != nil {
+			if d.ws != nil {
+				e.deliverWSTo(d.ws, d.it, now)
+			} else if d.rd != nil {
 				e.deliverResponseTo(d.s, d.it, d.rd, now)
 			} else {
 				e.deliverStreamTo(d.s, d.it, d.sd, now)
@@ -394,6 +415,9 @@ func itemsBytes(items []grip.Item) int {
 		}
 		if f := items[i].HTTPResponse; f != nil {
 			n += len(f.Body)
+		}
+		if f := items[i].WSMessage; f != nil {
+			n += len(f.Content)
 		}
 	}
 	return n
@@ -754,6 +778,7 @@ func (e *engine) shutdown(now time.Time) {
 	for _, s := range e.sessions {
 		e.finish(s, now, false)
 	}
+	e.wsShutdown(now)
 }
 
 // recover forgets every last id and updates every held session
