@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -16,6 +17,8 @@ import (
 	"github.com/gobwas/ws"
 	"github.com/gobwas/ws/wsutil"
 	zmq "github.com/pebbe/zmq4"
+
+	"tack/pkg/tnetstring"
 )
 
 // wsGripBackend is a GRIP WebSocket origin: it accepts with
@@ -246,6 +249,81 @@ func TestInteropHandlerWebSocketUnderPushpin(t *testing.T) {
 		}
 		pull.publish(t, `{"channel":"x","formats":{"ws-message":{"content":"text over pull"}}}`)
 		if f := c.next(t, 10*time.Second); f.Header.OpCode != ws.OpText || string(f.Payload) != "text over pull" {
+			t.Fatalf("frame %v %q", f.Header.OpCode, f.Payload)
+		}
+	})
+	t.Run("SUB, command socket and tack publish", func(t *testing.T) {
+		zctx, err := zmq.NewContext()
+		if err != nil {
+			t.Fatal(err)
+		}
+		pub, err := zctx.NewSocket(zmq.PUB)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req, err := zctx.NewSocket(zmq.REQ)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer func() { pub.Close(); req.Close(); zctx.Term() }()
+		pub.SetLinger(0)
+		req.SetLinger(0)
+		req.SetRcvtimeo(10 * time.Second)
+		if err := pub.Connect(fmt.Sprintf("tcp://127.0.0.1:%d", 5562+d.portOffset)); err != nil {
+			t.Fatal(err)
+		}
+		if err := req.Connect(fmt.Sprintf("tcp://127.0.0.1:%d", 5563+d.portOffset)); err != nil {
+			t.Fatal(err)
+		}
+		// SUB: [channel, tnetstring item]; the subscription reaches the
+		// handler asynchronously, so publish until it arrives.
+		item := tnetstring.MustEncode(tnetstring.Dict{{Key: "formats", Value: tnetstring.Dict{
+			{Key: "ws-message", Value: tnetstring.Dict{{Key: "content", Value: []byte("over sub")}}}}}})
+		deadline := time.Now().Add(10 * time.Second)
+		for got := false; !got; {
+			if time.Now().After(deadline) {
+				t.Fatal("SUB publish never arrived")
+			}
+			pub.SendMessage("x", item)
+			select {
+			case f := <-c.frames:
+				if string(f.Payload) != "over sub" {
+					t.Fatalf("frame %v %q", f.Header.OpCode, f.Payload)
+				}
+				got = true
+			case <-time.After(300 * time.Millisecond):
+			}
+		}
+		// Drain repeats of the SUB publish with a marker.
+		d.publish(t, `{"items":[{"channel":"x","formats":{"ws-message":{"content":"sub-done"}}}]}`)
+		for f := c.next(t, 10*time.Second); string(f.Payload) != "sub-done"; f = c.next(t, 10*time.Second) {
+			if string(f.Payload) != "over sub" {
+				t.Fatalf("frame %v %q", f.Header.OpCode, f.Payload)
+			}
+		}
+
+		call := tnetstring.MustEncode(tnetstring.Dict{{Key: "id", Value: []byte("1")}, {Key: "method", Value: []byte("publish")},
+			{Key: "args", Value: tnetstring.Dict{{Key: "items", Value: []any{tnetstring.Dict{
+				{Key: "channel", Value: []byte("x")},
+				{Key: "formats", Value: tnetstring.Dict{{Key: "ws-message", Value: tnetstring.Dict{
+					{Key: "type", Value: []byte("binary")}, {Key: "content", Value: []byte("cmd\x00")}}}}}}}}}}})
+		if _, err := req.SendBytes(call, 0); err != nil {
+			t.Fatal(err)
+		}
+		reply, err := req.RecvBytes(0)
+		if err != nil || !strings.Contains(string(reply), "7:success,4:true!") {
+			t.Fatalf("command publish: %q %v", reply, err)
+		}
+		if f := c.next(t, 10*time.Second); f.Header.OpCode != ws.OpBinary || string(f.Payload) != "cmd\x00" {
+			t.Fatalf("frame %v %q", f.Header.OpCode, f.Payload)
+		}
+
+		out, err := exec.Command(filepath.Join(binDir, "tack"), "publish", "--spec",
+			fmt.Sprintf("http://127.0.0.1:%d", 5561+d.portOffset), "x", "over cli").CombinedOutput()
+		if err != nil {
+			t.Fatalf("tack publish: %v: %s", err, out)
+		}
+		if f := c.next(t, 10*time.Second); f.Header.OpCode != ws.OpText || string(f.Payload) != "over cli" {
 			t.Fatalf("frame %v %q", f.Header.OpCode, f.Payload)
 		}
 	})
