@@ -170,16 +170,28 @@ func (e *engine) Recover() error {
 
 // Refresh asks WebSocket(-over-HTTP) connections to re-request their
 // backend (command refresh, grip-reference §4.5). HTTP sessions do not
-// take part, as in Pushpin 1.36, and tack holds no WebSocket sessions
-// yet: by channel it is a successful no-op (1.36 answers success for any
-// channel), by cid it is item-not-found (what 1.36 answers for an HTTP
-// connection's id or an unknown one).
+// take part, as in Pushpin 1.36. By cid: success for a WebSocket the
+// handler knows, item-not-found otherwise (1.36's proxy answers so for
+// an HTTP connection's id or an unknown one); by channel: success, for
+// any channel. Each connection gets a ws-control `refresh` item (a no-op
+// for a GRIP WebSocket, as in 1.36).
 func (e *engine) Refresh(cid, channel string) error {
-	if cid != "" {
-		return errNoSuchConnection
+	res := make(chan error, 1)
+	select {
+	case e.cmds <- engineCmd{inspect: func(e *engine) { res <- e.wsRefresh(cid, channel) }}:
+	default:
+		return ErrQueueFull
 	}
-	return nil
+	select {
+	case err := <-res:
+		return err
+	case <-time.After(refreshWait):
+		return ErrQueueFull
+	}
 }
+
+// refreshWait bounds how long Refresh waits for the engine.
+const refreshWait = 5 * time.Second
 
 // errNoSuchConnection answers refresh with Pushpin's item-not-found.
 var errNoSuchConnection = conditionError{cond: "item-not-found", msg: "no such WebSocket connection"}

@@ -419,6 +419,25 @@ func (e *engine) wsUnsubscribe(s *wsSession, name string, now time.Time) {
 	e.maybeRemoveChannel(c)
 }
 
+// wsRefresh sends `refresh` to the connection cid, or to the connections
+// subscribed to channel (command refresh).
+func (e *engine) wsRefresh(cid, channel string) error {
+	if cid != "" {
+		s := e.ws.sessions[cid]
+		if s == nil {
+			return errNoSuchConnection
+		}
+		e.wsQueue(wscontrol.NewItem([]byte(s.cid), wscontrol.TypeRefresh))
+		return nil
+	}
+	if c := e.channels[channel]; c != nil {
+		for s := range c.ws {
+			e.wsQueue(wscontrol.NewItem([]byte(s.cid), wscontrol.TypeRefresh))
+		}
+	}
+	return nil
+}
+
 // wsShutdown closes every WebSocket with 1012 (service restart) when the
 // handler stops, so that clients reconnect (to the next handler) at once.
 func (e *engine) wsShutdown(now time.Time) {

@@ -8,6 +8,7 @@ import (
 	zmq "github.com/pebbe/zmq4"
 
 	"tack/internal/grip"
+	"tack/internal/zsock"
 	"tack/pkg/wscontrol"
 )
 
@@ -552,4 +553,78 @@ func TestWSRateLimited(t *testing.T) {
 	h.publish(pubWS("a", "limited"))
 	h.advance(time.Second)
 	wantItem(t, h.wsExpect(1)[0], "c1", "send", "message", "limited")
+}
+
+// TestWSRefreshCommand: command refresh by cid and by channel.
+func TestWSRefreshCommand(t *testing.T) {
+	h := startWSHarness(t, nil)
+	h.wsConnect("c1", "a")
+	h.wsConnect("c2", "a")
+	if err := h.svc.eng.Refresh("c1", ""); err != nil {
+		t.Fatal(err)
+	}
+	wantItem(t, h.wsExpect(1)[0], "c1", "refresh")
+	err := h.svc.eng.Refresh("nope", "")
+	if ce, ok := err.(conditionError); !ok || ce.Condition() != "item-not-found" {
+		t.Fatalf("unknown cid: %v", err)
+	}
+	if err := h.svc.eng.Refresh("", "a"); err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]bool{}
+	for _, it := range h.wsExpect(2) {
+		wantItem(t, it, string(it.CID), "refresh")
+		got[string(it.CID)] = true
+	}
+	if !got["c1"] || !got["c2"] {
+		t.Fatalf("refreshed %v", got)
+	}
+	if err := h.svc.eng.Refresh("", "no-such-channel"); err != nil {
+		t.Fatal(err)
+	}
+	h.wsExpectNone()
+}
+
+// TestWSBackpressure: while the queue towards the proxy is over half full
+// the engine leaves published items waiting, and takes them once it
+// drains.
+func TestWSBackpressure(t *testing.T) {
+	h := startWSHarness(t, nil)
+	h.wsConnect("c1", "a")
+	var orig chan<- zsock.Message
+	busy := make(chan zsock.Message, 4)
+	h.inEngine(func(e *engine) {
+		orig = e.ws.out
+		for range 3 {
+			busy <- nil
+		}
+		e.ws.out = busy
+	})
+	if err := h.svc.eng.Publish([]grip.Item{pubWS("a", "held")}); err != nil {
+		t.Fatal(err)
+	}
+	h.sync()
+	h.inEngine(func(e *engine) {
+		if len(e.pubq) != 1 || len(busy) != 3 {
+			t.Errorf("while congested: %d batches waiting, %d packets queued", len(e.pubq), len(busy))
+		}
+		e.ws.out = orig
+	})
+	wantItem(t, h.wsExpect(1)[0], "c1", "send", "message", "held")
+}
+
+// TestWSRequireSub: require-sub looks at the connection's channels.
+func TestWSRequireSub(t *testing.T) {
+	h := startWSHarness(t, nil)
+	h.wsSendItems(wsHere("c1"))
+	h.wsSendItems(wsGrip("c1", "0", `{"type":"subscribe","channel":"a","filters":["require-sub"]}`))
+	h.wsExpect(1)
+	it := pubWS("a", "needs b")
+	it.Meta = map[string]string{"require_sub": "b"}
+	h.publish(it)
+	h.wsExpectNone()
+	h.wsSendItems(wsGrip("c1", "1", `{"type":"subscribe","channel":"b"}`))
+	h.wsExpect(1)
+	h.publish(it)
+	wantItem(t, h.wsExpect(1)[0], "c1", "send", "message", "needs b")
 }
