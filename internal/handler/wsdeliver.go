@@ -45,10 +45,11 @@ func (e *engine) deliverWSTo(s *wsSession, it *grip.Item, now time.Time) {
 	if s.removed || s.closed {
 		return
 	}
-	filters, ok := s.chans[it.Channel]
-	if !ok {
+	sc := s.chans.get(it.Channel)
+	if sc == nil {
 		return
 	}
+	filters := sc.filters
 	if f.HaveContentFilters && !slices.Equal(contentFilters(filters), f.ContentFilters) {
 		if ev := e.log.Debug(); ev.Enabled() {
 			ev.Str(logging.FieldConn, s.cid).Msg(contentFilterMismatch(filters, f.ContentFilters))
@@ -75,7 +76,7 @@ func (e *engine) deliverWSTo(s *wsSession, it *grip.Item, now time.Time) {
 	case grip.ActionClose:
 		e.wsClose(s, f.CloseCode, f.CloseReason)
 	case grip.ActionRefresh:
-		e.wsQueue(wscontrol.NewItem([]byte(s.cid), wscontrol.TypeRefresh))
+		e.wsQueue(wscontrol.NewItem(s.cidB, wscontrol.TypeRefresh))
 	}
 }
 
@@ -88,11 +89,7 @@ func wsDropByFilters(filters []string, s *wsSession, it *grip.Item) bool {
 		return false
 	}
 	return dropByFiltersWith(filters, s.meta, it, func(req string) bool {
-		_, ok := s.chans[s.prefix+req]
-		if !ok {
-			_, ok = s.chans[req]
-		}
-		return ok
+		return s.chans.get(s.prefix+req) != nil || s.chans.get(req) != nil
 	})
 }
 

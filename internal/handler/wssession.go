@@ -46,6 +46,7 @@ const (
 // wsSession is one WebSocket connection the proxy keeps.
 type wsSession struct {
 	cid        string
+	cidB       []byte // cid, for the items
 	uri        string
 	route      string
 	statsRoute string
@@ -54,10 +55,10 @@ type wsSession struct {
 	ttl        time.Duration
 	expireAt   time.Time
 
-	chans    map[string][]string // channel → filters
-	implicit map[string]bool     // sub= channels (not removable)
-	meta     map[string]string   // set-meta
-	sid      string              // `session` id (no state service: kept, unused)
+	chans    wsChans           // subscriptions with their filters
+	implicit map[string]bool   // sub= channels (not removable)
+	meta     map[string]string // set-meta
+	sid      string            // `session` id (no state service: kept, unused)
 
 	// keep-alive content sent on need-keep-alive; hasKA false = none
 	kaType string
@@ -75,6 +76,35 @@ type wsSession struct {
 	closed  bool  // a close went to the proxy: nothing more is sent
 	removed bool  // out of every table
 	armedAt int64 // deadline of the session's current heap entry; 0 = none
+}
+
+// wsChan is one subscription of a WebSocket session.
+type wsChan struct {
+	name    string
+	filters []string
+}
+
+// wsChans is a session's subscriptions: a few at most
+// (connection_subscription_max), so a slice beats a map, and it keeps
+// publishing to many sessions cache-friendly.
+type wsChans []wsChan
+
+func (l wsChans) get(name string) *wsChan {
+	for i := range l {
+		if l[i].name == name {
+			return &l[i]
+		}
+	}
+	return nil
+}
+
+func (l *wsChans) del(name string) {
+	for i := range *l {
+		if (*l)[i].name == name {
+			*l = append((*l)[:i], (*l)[i+1:]...)
+			return
+		}
+	}
 }
 
 // wsState is the engine's WebSocket part.
@@ -231,9 +261,9 @@ func (e *engine) wsHere(cid string, it *wscontrol.Item, now time.Time) {
 	if s == nil {
 		s = &wsSession{
 			cid:      cid,
+			cidB:     []byte(cid),
 			uri:      it.URI,
 			ttl:      wsTTL(it.TTL),
-			chans:    map[string][]string{},
 			implicit: map[string]bool{},
 			meta:     map[string]string{},
 			requests: map[int]time.Time{},
@@ -261,8 +291,8 @@ func (e *engine) wsRemove(s *wsSession, now time.Time) {
 		return
 	}
 	s.removed = true
-	for name := range s.chans {
-		e.wsUnsubscribe(s, name, now)
+	for len(s.chans) > 0 {
+		e.wsUnsubscribe(s, s.chans[len(s.chans)-1].name, now)
 	}
 	delete(e.ws.sessions, s.cid)
 	e.live.remove(s.cid)
@@ -275,7 +305,7 @@ func (e *engine) wsRemove(s *wsSession, now time.Time) {
 // ack (delayed sends); queue asks the proxy to queue rather than drop it
 // when the client is busy.
 func (e *engine) wsSend(s *wsSession, contentType string, msg []byte, reqID []byte, queue bool) {
-	it := wscontrol.NewItem([]byte(s.cid), wscontrol.TypeSend)
+	it := wscontrol.NewItem(s.cidB, wscontrol.TypeSend)
 	it.ContentType = contentType
 	it.Message = msg
 	it.HasMessage = true
@@ -290,7 +320,7 @@ func (e *engine) wsClose(s *wsSession, code int, reason string) {
 		return
 	}
 	s.closed = true
-	it := wscontrol.NewItem([]byte(s.cid), wscontrol.TypeClose)
+	it := wscontrol.NewItem(s.cidB, wscontrol.TypeClose)
 	it.Code = int64(code)
 	it.Reason = reason
 	e.wsQueue(it)
@@ -314,7 +344,7 @@ func (e *engine) wsGrip(s *wsSession, msg []byte, now time.Time) {
 	switch cm.typ {
 	case wcSubscribe:
 		name := s.prefix + cm.channel
-		if _, ok := s.chans[name]; !ok && e.cfg.ConnectionSubscriptionMax > 0 && len(s.chans) >= e.cfg.ConnectionSubscriptionMax {
+		if s.chans.get(name) == nil && e.cfg.ConnectionSubscriptionMax > 0 && len(s.chans) >= e.cfg.ConnectionSubscriptionMax {
 			// 1.36 ignores the subscription (the message was acked).
 			e.log.Warn().Str(logging.FieldConn, s.cid).Str("channel", name).Int("max", e.cfg.ConnectionSubscriptionMax).
 				Msg("ws session: too many subscriptions, ignoring subscribe")
@@ -327,7 +357,7 @@ func (e *engine) wsGrip(s *wsSession, msg []byte, now time.Time) {
 			e.wsUnsubscribe(s, name, now)
 		}
 	case wcDetach:
-		e.wsQueue(wscontrol.NewItem([]byte(s.cid), wscontrol.TypeDetach))
+		e.wsQueue(wscontrol.NewItem(s.cidB, wscontrol.TypeDetach))
 	case wcSession:
 		// Only the state service (state_spec, not supported) uses it.
 		s.sid = cm.sessionID
@@ -339,7 +369,7 @@ func (e *engine) wsGrip(s *wsSession, msg []byte, now time.Time) {
 		}
 	case wcKeepAlive:
 		// The proxy runs the timer and asks with need-keep-alive.
-		it := wscontrol.NewItem([]byte(s.cid), wscontrol.TypeKeepAliveSetup)
+		it := wscontrol.NewItem(s.cidB, wscontrol.TypeKeepAliveSetup)
 		if cm.hasContent {
 			s.kaType, s.kaMsg, s.hasKA = cm.messageType, cm.content, true
 			it.KeepAliveMode = "idle"
@@ -388,11 +418,11 @@ func (e *engine) wsFlushDelayed(s *wsSession, now time.Time) {
 
 // wsSubscribe adds s to a channel (or replaces its filters).
 func (e *engine) wsSubscribe(s *wsSession, name string, filters []string, now time.Time) {
-	if _, ok := s.chans[name]; ok {
-		s.chans[name] = filters
+	if sc := s.chans.get(name); sc != nil {
+		sc.filters = filters
 		return
 	}
-	s.chans[name] = filters
+	s.chans = append(s.chans, wsChan{name: name, filters: filters})
 	c := e.channel(name)
 	c.ws[s] = struct{}{}
 	e.stats.subscription("ws", name, len(c.ws), now)
@@ -402,7 +432,7 @@ func (e *engine) wsSubscribe(s *wsSession, name string, filters []string, now ti
 
 // wsUnsubscribe removes s from a channel.
 func (e *engine) wsUnsubscribe(s *wsSession, name string, now time.Time) {
-	delete(s.chans, name)
+	s.chans.del(name)
 	c := e.channels[name]
 	if c == nil {
 		return
@@ -427,12 +457,12 @@ func (e *engine) wsRefresh(cid, channel string) error {
 		if s == nil {
 			return errNoSuchConnection
 		}
-		e.wsQueue(wscontrol.NewItem([]byte(s.cid), wscontrol.TypeRefresh))
+		e.wsQueue(wscontrol.NewItem(s.cidB, wscontrol.TypeRefresh))
 		return nil
 	}
 	if c := e.channels[channel]; c != nil {
 		for s := range c.ws {
-			e.wsQueue(wscontrol.NewItem([]byte(s.cid), wscontrol.TypeRefresh))
+			e.wsQueue(wscontrol.NewItem(s.cidB, wscontrol.TypeRefresh))
 		}
 	}
 	return nil
@@ -506,7 +536,7 @@ func (e *engine) wsFire(s *wsSession, now time.Time) {
 		if !now.Before(t) {
 			// No ack: the proxy lost the connection's state.
 			e.log.Warn().Str(logging.FieldConn, s.cid).Msg("ws session control error (no ack), canceling")
-			e.wsQueue(wscontrol.NewItem([]byte(s.cid), wscontrol.TypeCancel))
+			e.wsQueue(wscontrol.NewItem(s.cidB, wscontrol.TypeCancel))
 			e.wsRemove(s, now)
 			return
 		}
