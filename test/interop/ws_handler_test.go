@@ -9,8 +9,10 @@ import (
 	"net/http/httptest"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -372,4 +374,34 @@ func TestInteropHandlerWebSocketUnderPushpin(t *testing.T) {
 			t.Fatalf("close %d %q", code, reason)
 		}
 	})
+	t.Run("handler stop closes with 1012", func(t *testing.T) {
+		sc := d.dialWS(t, "/ws?channel=stop")
+		d.waitSubscribed(t, sc, "stop")
+		pid := childPid(t, d.proc.Cmd.Process.Pid, "pushpin-handler")
+		if err := syscall.Kill(pid, syscall.SIGTERM); err != nil {
+			t.Fatal(err)
+		}
+		f := sc.next(t, 10*time.Second)
+		if f.Header.OpCode != ws.OpClose {
+			t.Fatalf("frame %v %q", f.Header.OpCode, f.Payload)
+		}
+		if code, _ := ws.ParseCloseFrameData(f.Payload); code != 1012 {
+			t.Fatalf("close code %d", code)
+		}
+	})
+}
+
+// childPid returns the pid of parent's child process named name, or
+// fails.
+func childPid(t *testing.T, parent int, name string) int {
+	t.Helper()
+	out, err := exec.Command("pgrep", "-P", strconv.Itoa(parent), "-x", name).Output()
+	if err != nil {
+		t.Fatalf("no child %s of %d: %v", name, parent, err)
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(out)))
+	if err != nil {
+		t.Fatalf("pgrep: %q", out)
+	}
+	return pid
 }
