@@ -217,7 +217,7 @@ func (s *Service) Run(ctx context.Context) error {
 		g.Go(func() error { return st.run(gctx) })
 	}
 	if met != nil {
-		g.Go(func() error { return met.run(gctx) })
+		g.Go(func() error { return met.Run(gctx) })
 	}
 	g.Go(func() error { return in.Run(gctx) })
 	s.log.Info().Str("id", s.cfg.InstanceID).Msg("started")

@@ -72,6 +72,14 @@ type Config struct {
 	IntreqInStreamSpecs []string // ROUTER, bind, identity = InstanceID: follow-ups from the handler
 	IntreqOutSpecs      []string // PUB, bind: replies to the handler
 
+	// Stats and commands (zmq-wire.md §4.6, §4.7; stats.go, commandsock.go).
+	StatsSpec           string        // PUB, bind: proxy-stats (empty: none)
+	CommandSpec         string        // ROUTER, bind: proxy-command ZRPC server (empty: none)
+	StatsReportInterval time.Duration // [proxy] stats_report_interval; 0 = no reports
+	StatsConnectionTTL  time.Duration // [global] stats_connection_ttl
+	PrometheusPort      string        // [proxy] prometheus_port: port, addr:port or ipc://path
+	PrometheusPrefix    string
+
 	// Now and Tick let tests drive the engine's timers (keep-alives at 45 s,
 	// expiry at 60 s); nil/zero mean time.Now and one tick per second.
 	Now  func() time.Time
@@ -92,7 +100,7 @@ func (c *Config) intreqPartial() bool {
 // unsupportedProxyKeys are [proxy] settings tack does not act on yet; a
 // set value is reported at start-up rather than ignored.
 var unsupportedProxyKeys = []string{"auto_cross_origin", "upstream_key", "x_forwarded_for_trusted",
-	"orig_headers_need_mark", "cdn_loop", "prometheus_port", "updates_check"}
+	"orig_headers_need_mark", "cdn_loop", "updates_check"}
 
 // UnsupportedWarnings names each unsupported [proxy] key that has a value
 // (updates_check=off is the only value that needs nothing).
@@ -176,6 +184,19 @@ func ConfigFromFile(f *config.File, routeLines []string) (Config, error) {
 	c.IntreqInSpecs = f.List("proxy", "intreq_in_specs")
 	c.IntreqInStreamSpecs = f.List("proxy", "intreq_in_stream_specs")
 	c.IntreqOutSpecs = f.List("proxy", "intreq_out_specs")
+	c.StatsSpec = f.String("proxy", "stats_spec", "")
+	c.CommandSpec = f.String("proxy", "command_spec", "")
+	c.PrometheusPort = strings.TrimSpace(f.String("proxy", "prometheus_port", ""))
+	c.PrometheusPrefix = f.String("proxy", "prometheus_prefix", "")
+	secs, err := f.Int("proxy", "stats_report_interval", int(DefaultStatsReportInterval/time.Second))
+	if err != nil {
+		return c, err
+	}
+	c.StatsReportInterval = time.Duration(max(secs, 0)) * time.Second
+	if secs, err = f.Int("global", "stats_connection_ttl", int(DefaultStatsConnectionTTL/time.Second)); err != nil {
+		return c, err
+	}
+	c.StatsConnectionTTL = time.Duration(secs) * time.Second
 	maxconn, err := f.Int("runner", "client_maxconn", DefaultMaxOpenRequests)
 	if err != nil {
 		return c, err

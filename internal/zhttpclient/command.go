@@ -64,7 +64,14 @@ func run(ctx context.Context, configFile string, lf *cli.LogFlags) error {
 		defer file.Close()
 		out = file
 	}
+	format, err := logging.ParseFormat(lf.LogFormat)
+	if err != nil {
+		return err
+	}
 	log := logging.NewWriter(out, level)
+	if format == logging.FormatJSON {
+		log = logging.NewJSON(out, level, LogService)
+	}
 	cfg, warns, err := LoadConfig(configFile)
 	if err != nil {
 		return err
