@@ -59,12 +59,13 @@ func (s *Service) API() engineAPI { return s.eng }
 type sockets struct {
 	inspect, accept, connmgrOut, connmgrIn, retry, stats, proxyStats *zsock.Socket
 	intreqOut, intreqOutStream, intreqIn                             *zsock.Socket
+	proxyCommand                                                     *zsock.Socket // conncheck's calls to the proxy
 }
 
 func (ss *sockets) all() []*zsock.Socket {
 	var out []*zsock.Socket
 	for _, so := range []*zsock.Socket{ss.inspect, ss.accept, ss.connmgrOut, ss.connmgrIn, ss.retry, ss.stats, ss.proxyStats,
-		ss.intreqOut, ss.intreqOutStream, ss.intreqIn} {
+		ss.intreqOut, ss.intreqOutStream, ss.intreqIn, ss.proxyCommand} {
 		if so != nil {
 			out = append(out, so)
 		}
@@ -138,6 +139,12 @@ func (s *Service) openSockets(zctx *zsock.Context) (*sockets, error) {
 	if c.StatsSpec != "" {
 		if ss.stats, err = open(zsock.Options{Name: "stats", Type: zmq.PUB, Direction: zsock.SendOnly,
 			Bind: []string{c.StatsSpec}, SndHWM: hwmStats, QueueLen: statsOutQLen}); err != nil {
+			return fail(err)
+		}
+	}
+	if c.ProxyCommandSpec != "" && c.Inputs.CommandSpec != "" {
+		if ss.proxyCommand, err = open(zsock.Options{Name: "proxy-command", Type: zmq.DEALER, Direction: zsock.TwoWay,
+			Connect: []string{c.ProxyCommandSpec}, SndHWM: hwmZRPC, RcvHWM: hwmZRPC, TrackPeers: true}); err != nil {
 			return fail(err)
 		}
 	}
@@ -218,6 +225,11 @@ func (s *Service) Run(ctx context.Context) error {
 	}
 	if met != nil {
 		g.Go(func() error { return met.Run(gctx) })
+	}
+	if ss.proxyCommand != nil && in.cmd != nil {
+		pc := newProxyCommand(ss.proxyCommand, s.log)
+		in.cmd.proxyCheck = pc.connCheck
+		g.Go(func() error { return pc.run(gctx) })
 	}
 	g.Go(func() error { return in.Run(gctx) })
 	s.log.Info().Str("id", s.cfg.InstanceID).Msg("started")

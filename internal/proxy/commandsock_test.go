@@ -39,7 +39,9 @@ func (h *harness) commandClient() *commandClient {
 // call sends one request and returns the reply dict.
 func (c *commandClient) call(req string) tnetstring.Dict {
 	c.t.Helper()
-	c.sock.Send() <- zsock.Message{nil, []byte(req)}
+	if !c.sock.SendWait(context.Background(), zsock.Message{nil, []byte(req)}) {
+		c.t.Fatal("command request not queued")
+	}
 	select {
 	case m := <-c.sock.Recv():
 		if len(m) != 2 || len(m[0]) != 0 {
