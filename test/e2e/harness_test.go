@@ -37,9 +37,10 @@ type suite struct {
 
 // suiteOptions adjust the generated pushpin.conf.
 type suiteOptions struct {
-	routes string            // routes file content
-	proxy  map[string]string // extra [proxy] keys
-	runner map[string]string // extra [runner] keys
+	routes  string            // routes file content
+	proxy   map[string]string // extra [proxy] keys
+	runner  map[string]string // extra [runner] keys
+	handler map[string]string // extra [handler] keys
 }
 
 func (s *suite) url(path string) string {
@@ -101,6 +102,9 @@ id_cache_ttl=60
 connection_subscription_max=20
 subscription_linger=60
 `)
+	for k, v := range o.handler {
+		fmt.Fprintf(&b, "%s=%s\n", k, v)
+	}
 	conf := filepath.Join(dir, "pushpin.conf")
 	if err := os.WriteFile(conf, []byte(b.String()), 0o644); err != nil {
 		t.Fatal(err)
