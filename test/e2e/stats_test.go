@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -9,144 +8,12 @@ import (
 	"net/http/httptest"
 	"path/filepath"
 	"regexp"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
 
-	zmq "github.com/pebbe/zmq4"
-
 	"tack/internal/testutil"
-	"tack/pkg/tnetstring"
 )
-
-// statsSub is a SUB on a stats socket; one goroutine (the test's) uses it.
-type statsSub struct {
-	t    *testing.T
-	sock *zmq.Socket
-}
-
-func newStatsSub(t *testing.T, spec string) *statsSub {
-	t.Helper()
-	s, err := zmq.NewSocket(zmq.SUB)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s.SetLinger(0)
-	s.SetRcvtimeo(100 * time.Millisecond)
-	if err := s.SetSubscribe(""); err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Connect(spec); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close() })
-	return &statsSub{t: t, sock: s}
-}
-
-type statsPacket struct {
-	typ string
-	d   tnetstring.Dict
-}
-
-// read returns the packets that arrive within d.
-func (s *statsSub) read(d time.Duration) []statsPacket {
-	var out []statsPacket
-	for end := time.Now().Add(d); time.Now().Before(end); {
-		m, err := s.sock.RecvBytes(0)
-		if err != nil {
-			continue
-		}
-		typ, rest, ok := bytes.Cut(m, []byte(" T"))
-		if !ok {
-			s.t.Fatalf("stats packet %q is not \"<type> T<tnetstring>\"", m)
-		}
-		dict, err := tnetstring.DecodeDict(rest)
-		if err != nil {
-			s.t.Fatalf("stats packet %q: %v", m, err)
-		}
-		out = append(out, statsPacket{string(typ), dict})
-	}
-	return out
-}
-
-// until reads packets until ok accepts what was read so far.
-func (s *statsSub) until(timeout time.Duration, ok func([]statsPacket) bool) []statsPacket {
-	s.t.Helper()
-	var all []statsPacket
-	for end := time.Now().Add(timeout); time.Now().Before(end); {
-		all = append(all, s.read(200*time.Millisecond)...)
-		if ok(all) {
-			return all
-		}
-	}
-	s.t.Fatalf("stats never matched; got %v", all)
-	return nil
-}
-
-// prometheus reads one metric from an endpoint.
-func prometheus(t *testing.T, url, name string) int64 {
-	t.Helper()
-	resp, err := http.Get(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	m := regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(name) + ` (\d+)$`).FindSubmatch(b)
-	if m == nil || resp.Header.Get("Content-Type") != "text/plain" {
-		t.Fatalf("%s: no %s in %q", url, name, b)
-	}
-	n, _ := strconv.ParseInt(string(m[1]), 10, 64)
-	return n
-}
-
-// command makes one ZRPC call on the handler's command socket with a REQ
-// socket, as tools/command.py does.
-func command(t *testing.T, spec string, req tnetstring.Dict) tnetstring.Dict {
-	t.Helper()
-	s, err := zmq.NewSocket(zmq.REQ)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	s.SetLinger(0)
-	s.SetRcvtimeo(15 * time.Second)
-	if err := s.Connect(spec); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := s.SendBytes(tnetstring.MustEncode(req), 0); err != nil {
-		t.Fatal(err)
-	}
-	b, err := s.RecvBytes(0)
-	if err != nil {
-		t.Fatalf("no reply from %s: %v", spec, err)
-	}
-	d, err := tnetstring.DecodeDict(b)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return d
-}
-
-func conncheck(t *testing.T, spec string, ids ...string) []string {
-	t.Helper()
-	l := make([]any, len(ids))
-	for i, id := range ids {
-		l[i] = []byte(id)
-	}
-	r := command(t, spec, tnetstring.Dict{{Key: "id", Value: "cc"}, {Key: "method", Value: "conncheck"},
-		{Key: "args", Value: tnetstring.Dict{{Key: "ids", Value: l}}}})
-	v, ok := r.List("value")
-	if !r.Bool("success") || !ok {
-		t.Fatalf("conncheck reply %v", r)
-	}
-	var out []string
-	for _, x := range v {
-		out = append(out, string(x.([]byte)))
-	}
-	return out
-}
 
 // TestE2EProxyStats counts requests and connections through tack-proxy's
 // stats socket, the handler's merged stats and both Prometheus endpoints,
@@ -181,8 +48,8 @@ func TestE2EProxyStats(t *testing.T) {
 			"stats_report_interval": "1"},
 		handler: map[string]string{"prometheus_port": fmt.Sprint(handlerProm)},
 	})
-	proxySub := newStatsSub(t, "ipc://"+filepath.Join(s.dir, "run", "pushpin-proxy-stats"))
-	handlerSub := newStatsSub(t, "ipc://"+filepath.Join(s.dir, "run", "pushpin-stats"))
+	proxySub := testutil.NewStatsSub(t, "ipc://"+filepath.Join(s.dir, "run", "pushpin-proxy-stats"))
+	handlerSub := testutil.NewStatsSub(t, "ipc://"+filepath.Join(s.dir, "run", "pushpin-stats"))
 	get := func(host, path string) {
 		t.Helper()
 		req, _ := http.NewRequest("GET", s.url(path), nil)
@@ -196,17 +63,17 @@ func TestE2EProxyStats(t *testing.T) {
 	// Beat the slow joiner on both SUBs, then let the warm-up settle.
 	testutil.Eventually(t, 20*time.Second, func() error {
 		get("", "/warm")
-		if len(proxySub.read(300*time.Millisecond)) == 0 || len(handlerSub.read(300*time.Millisecond)) == 0 {
+		if len(proxySub.Read(300*time.Millisecond)) == 0 || len(handlerSub.Read(300*time.Millisecond)) == 0 {
 			return fmt.Errorf("no stats yet")
 		}
 		return nil
 	})
-	proxySub.read(500 * time.Millisecond)
-	handlerSub.read(500 * time.Millisecond)
+	proxySub.Read(500 * time.Millisecond)
+	handlerSub.Read(500 * time.Millisecond)
 	proxyURL := fmt.Sprintf("http://127.0.0.1:%d/metrics", proxyProm)
 	handlerURL := fmt.Sprintf("http://127.0.0.1:%d/metrics", handlerProm)
-	proxyBase := prometheus(t, proxyURL, "tk_request_received")
-	handlerBase := prometheus(t, handlerURL, "request_received")
+	proxyBase := testutil.Prometheus(t, proxyURL, "tk_request_received")
+	handlerBase := testutil.Prometheus(t, handlerURL, "request_received")
 
 	for range 3 {
 		get("", "/plain")
@@ -220,34 +87,34 @@ func TestE2EProxyStats(t *testing.T) {
 	// and a report for the route.
 	added, gone := map[string]bool{}, map[string]bool{}
 	var counted, routedActivity int64
-	proxySub.until(15*time.Second, func(ps []statsPacket) bool {
+	proxySub.Until(15*time.Second, func(ps []testutil.StatsPacket) bool {
 		added, gone, counted, routedActivity = map[string]bool{}, map[string]bool{}, 0, 0
 		report := false
 		for _, p := range ps {
-			from, _ := p.d.Bytes("from")
+			from, _ := p.D.Bytes("from")
 			if !strings.HasPrefix(string(from), "proxy_") {
 				t.Fatalf("packet from %q", from)
 			}
-			route, _ := p.d.Bytes("route")
-			switch p.typ {
+			route, _ := p.D.Bytes("route")
+			switch p.Type {
 			case "conn":
-				id, _ := p.d.Bytes("id")
-				if p.d.Bool("unavailable") {
+				id, _ := p.D.Bytes("id")
+				if p.D.Bool("unavailable") {
 					gone[string(id)] = true
-				} else if ttl, _ := p.d.Int("ttl"); ttl == 120 {
+				} else if ttl, _ := p.D.Int("ttl"); ttl == 120 {
 					added[string(id)] = true
 				}
 			case "counts":
-				c, _ := p.d.Int("requests-received")
+				c, _ := p.D.Int("requests-received")
 				counted += c
 			case "activity":
 				if string(route) == "statsroute" {
-					c, _ := p.d.Int("count")
+					c, _ := p.D.Int("count")
 					routedActivity += c
 				}
 			case "report":
 				if string(route) == "statsroute" {
-					if b, _ := p.d.Int("client-content-bytes-sent"); b == 6 {
+					if b, _ := p.D.Int("client-content-bytes-sent"); b == 6 {
 						report = true
 					}
 				}
@@ -256,21 +123,21 @@ func TestE2EProxyStats(t *testing.T) {
 		return len(added) == n && len(gone) == n && counted == n && routedActivity == 1 && report
 	})
 	testutil.Eventually(t, 5*time.Second, func() error {
-		if got := prometheus(t, proxyURL, "tk_request_received"); got != proxyBase+n {
+		if got := testutil.Prometheus(t, proxyURL, "tk_request_received"); got != proxyBase+n {
 			return fmt.Errorf("proxy request_received %d, want %d", got, proxyBase+n)
 		}
 		// The handler merges the proxy's counts into its own.
-		if got := prometheus(t, handlerURL, "request_received"); got != handlerBase+n {
+		if got := testutil.Prometheus(t, handlerURL, "request_received"); got != handlerBase+n {
 			return fmt.Errorf("handler request_received %d, want %d", got, handlerBase+n)
 		}
 		return nil
 	})
 	// The handler forwards the proxy's conn packets under its own from.
-	handlerSub.until(5*time.Second, func(ps []statsPacket) bool {
+	handlerSub.Until(5*time.Second, func(ps []testutil.StatsPacket) bool {
 		seen := 0
 		for _, p := range ps {
-			id, _ := p.d.Bytes("id")
-			if from, _ := p.d.Bytes("from"); p.typ == "conn" && strings.HasPrefix(string(from), "handler_") && added[string(id)] {
+			id, _ := p.D.Bytes("id")
+			if from, _ := p.D.Bytes("from"); p.Type == "conn" && strings.HasPrefix(string(from), "handler_") && added[string(id)] {
 				seen++
 			}
 		}
@@ -289,34 +156,34 @@ func TestE2EProxyStats(t *testing.T) {
 		slowDone <- err
 	}()
 	var slowID string
-	proxySub.until(10*time.Second, func(ps []statsPacket) bool {
+	proxySub.Until(10*time.Second, func(ps []testutil.StatsPacket) bool {
 		for _, p := range ps {
-			if id, _ := p.d.Bytes("id"); p.typ == "conn" && !p.d.Bool("unavailable") {
+			if id, _ := p.D.Bytes("id"); p.Type == "conn" && !p.D.Bool("unavailable") {
 				slowID = string(id)
 			}
 		}
 		return slowID != ""
 	})
-	if got := prometheus(t, proxyURL, "tk_connection_connected"); got < 1 {
+	if got := testutil.Prometheus(t, proxyURL, "tk_connection_connected"); got < 1 {
 		t.Errorf("proxy connection_connected %d during a request", got)
 	}
 	cmdSpec := fmt.Sprintf("tcp://127.0.0.1:%d", 5563+s.portOffset)
-	if got := conncheck(t, cmdSpec, slowID, "condure:nope"); len(got) != 1 || got[0] != slowID {
+	if got := testutil.ConnCheck(t, cmdSpec, slowID, "condure:nope"); len(got) != 1 || got[0] != slowID {
 		t.Fatalf("conncheck during the request: %q, want [%s]", got, slowID)
 	}
 	close(release)
 	if err := <-slowDone; err != nil {
 		t.Fatal(err)
 	}
-	proxySub.until(10*time.Second, func(ps []statsPacket) bool {
+	proxySub.Until(10*time.Second, func(ps []testutil.StatsPacket) bool {
 		for _, p := range ps {
-			if id, _ := p.d.Bytes("id"); p.typ == "conn" && p.d.Bool("unavailable") && string(id) == slowID {
+			if id, _ := p.D.Bytes("id"); p.Type == "conn" && p.D.Bool("unavailable") && string(id) == slowID {
 				return true
 			}
 		}
 		return false
 	})
-	if got := conncheck(t, cmdSpec, slowID); len(got) != 0 {
+	if got := testutil.ConnCheck(t, cmdSpec, slowID); len(got) != 0 {
 		t.Fatalf("conncheck after the request: %q", got)
 	}
 
