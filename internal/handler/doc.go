@@ -45,7 +45,8 @@
 //
 //	accept   parses accept calls (grip.Parse), answers them, and hands holds
 //	         to the engine through a queue of AcceptQueueLen
-//	inspect  answers inspect calls with no-proxy: false
+//	inspect  answers inspect calls with no-proxy: false and, with share_all
+//	         or auto-share, a sharing key (inspect.go)
 //	engine   owns sessions, channels, the sequencer and every timer; fed by
 //	         the accept queue, the connmgr ROUTER, the publish queue
 //	         (PublishQueueLen batches; Publish returns ErrQueueFull beyond)

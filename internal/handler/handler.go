@@ -211,7 +211,7 @@ func (s *Service) Run(ctx context.Context) error {
 
 	g, gctx := errgroup.WithContext(ctx)
 	if ss.inspect != nil {
-		g.Go(func() error { return serveInspect(gctx, ss.inspect, s.log) })
+		g.Go(func() error { return serveInspect(gctx, ss.inspect, s.cfg.ShareAll, s.log) })
 	}
 	if ss.accept != nil {
 		g.Go(func() error { return serveAccept(gctx, ss.accept, eng.accepts, &s.cfg, s.log) })

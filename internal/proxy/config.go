@@ -113,6 +113,11 @@ func UnsupportedWarnings(f *config.File) []string {
 		}
 		out = append(out, fmt.Sprintf("%s: [proxy] %s=%s is not supported yet and has no effect", f.Pos("proxy", k), k, v))
 	}
+	if on, err := f.Bool("handler", "share_all", false); err == nil && on {
+		// The handler names sharing keys; tack-proxy makes no inspect
+		// calls and shares nothing.
+		out = append(out, fmt.Sprintf("%s: [handler] share_all=true has no effect with tack-proxy: request sharing is not supported yet", f.Pos("handler", "share_all")))
+	}
 	if n, err := f.Int("proxy", "workers", 1); err == nil && n > 1 {
 		out = append(out, fmt.Sprintf("%s: [proxy] workers=%d is not supported yet: one worker runs", f.Pos("proxy", "workers"), n))
 	}
