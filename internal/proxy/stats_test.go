@@ -59,7 +59,7 @@ func fields(d tnetstring.Dict) string {
 	return b[strings.IndexByte(b, ':')+1 : len(b)-1]
 }
 
-func newTestStats(t *testing.T, interval time.Duration) (*proxyStats, statsOut, *time.Time) {
+func newTestStats(_ testing.TB, interval time.Duration) (*proxyStats, statsOut, *time.Time) {
 	now := time.Date(2026, 12, 7, 4, 0, 0, 0, time.UTC)
 	cfg := Config{InstanceID: "proxy_1", StatsReportInterval: interval, StatsConnectionTTL: 120 * time.Second,
 		Now: func() time.Time { return now }}
