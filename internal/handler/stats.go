@@ -554,20 +554,24 @@ func (st *statsCollector) reportLocked(now time.Time) {
 		}
 		st.write("report", withRoute(d, route))
 		empty := r.minutes == 0 && r.received == 0 && r.sent == 0 && st.connCount(route) == 0
-		*r = statsReport{start: now, connsStale: true, counters: map[string]int64{}}
+		// The maximum stays (stale) until the next update, as it is also
+		// the Prometheus gauge.
+		*r = statsReport{start: now, connsMax: r.connsMax, connsStale: true, counters: map[string]int64{}}
 		if empty && route != "" {
 			delete(st.reports, route)
 		}
 	}
 }
 
-// snapshot returns the Prometheus values.
+// snapshot returns the Prometheus values: the totals, and as the
+// connection gauge the sum of the routes' connection maxima of the current
+// report period (Pushpin's combinedReport.connectionsMax, which is what
+// pushpin-handler 1.36 shows).
 func (st *statsCollector) snapshot() (totals statsTotals, conns int) {
 	st.mu.Lock()
 	defer st.mu.Unlock()
-	n := len(st.conns)
-	for _, m := range st.ext {
-		n += len(m)
+	for _, r := range st.reports {
+		conns += r.connsMax
 	}
-	return st.totals, n
+	return st.totals, conns
 }

@@ -164,8 +164,13 @@ func TestE2EProxyStats(t *testing.T) {
 		}
 		return slowID != ""
 	})
+	// The gauges are Pushpin's: the routes' connection maxima of the
+	// current report period, so at least this request.
 	if got := testutil.Prometheus(t, proxyURL, "tk_connection_connected"); got < 1 {
 		t.Errorf("proxy connection_connected %d during a request", got)
+	}
+	if got := testutil.Prometheus(t, handlerURL, "connection_connected"); got < 1 {
+		t.Errorf("handler connection_connected %d during a proxy's request", got)
 	}
 	cmdSpec := fmt.Sprintf("tcp://127.0.0.1:%d", 5563+s.portOffset)
 	if got := testutil.ConnCheck(t, cmdSpec, slowID, "condure:nope"); len(got) != 1 || got[0] != slowID {
