@@ -32,7 +32,8 @@ func WithRoute(d tnetstring.Dict, route string) tnetstring.Dict {
 // ConnPacket is a `conn` packet announcing (or refreshing) an HTTP
 // connection; peer and ssl are left out when empty or false.
 func ConnPacket(id, route, peer string, ssl bool, ttl time.Duration) tnetstring.Dict {
-	d := tnetstring.Dict{{Key: "id", Value: id}, {Key: "type", Value: "http"}}
+	d := make(tnetstring.Dict, 0, 6)
+	d = append(d, tnetstring.Field{Key: "id", Value: id}, tnetstring.Field{Key: "type", Value: "http"})
 	if peer != "" {
 		d = append(d, tnetstring.Field{Key: "peer-address", Value: peer})
 	}

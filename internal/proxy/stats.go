@@ -33,6 +33,8 @@ const (
 	// statsQueueLen is the Go queue in front of the stats PUB; a full
 	// queue drops the packet and counts it (stats are best effort).
 	statsQueueLen = 4096
+	// statsPacketCap fits a conn packet in one allocation (reports grow).
+	statsPacketCap = 192
 )
 
 // outcomeAccept is the finish outcome of a session the handler accepted.
@@ -146,8 +148,10 @@ func (st *proxyStats) write(typ string, d tnetstring.Dict) {
 	if st.out == nil {
 		return
 	}
-	d = append(tnetstring.Dict{{Key: "from", Value: st.id}}, d...)
-	buf, err := tnetstring.Encode(append([]byte(typ), " T"...), d)
+	full := make(tnetstring.Dict, 0, len(d)+1)
+	full = append(append(full, tnetstring.Field{Key: "from", Value: st.id}), d...)
+	buf := make([]byte, 0, statsPacketCap)
+	buf, err := tnetstring.Encode(append(append(buf, typ...), " T"...), full)
 	if err != nil {
 		return
 	}
