@@ -25,6 +25,26 @@
 //	intreq-in            PULL    bind          intreq_in_specs           100     handler holds/fails its request
 //	intreq-in-stream     ROUTER  bind          intreq_in_stream_specs    101000  libzmq drops
 //	intreq-out           PUB     bind          intreq_out_specs          none    Go queue 65536; beyond: packet dropped, logged
+//	proxy-stats          PUB     bind          stats_spec                200000  Go queue 4096; beyond: dropped, counted, logged
+//	proxy-command        ROUTER  bind          command_spec              1000    reply dropped, logged (the caller times out)
+//
+// Stats (stats.go, zmq-wire.md §4.6): each client request that finds a
+// route is a connection `<from>:<id>` announced in a conn packet, refreshed
+// at 3/4 of [global] stats_connection_ttl, and removed with conn
+// unavailable when it ends, or, when the handler accepted it, announced
+// once more and kept 60 s without a packet (the handler reports it now).
+// activity and counts (requests-received) leave 100 ms after the first
+// unflushed event; a report per route (explicit id= only; "" otherwise)
+// every [proxy] stats_report_interval with the connection maximum,
+// minutes and the header/content byte counters. [proxy] prometheus_port
+// shows the same totals (internal/metrics). The proxy-command server
+// answers conncheck from that connection table, refresh with
+// item-not-found (no WebSocket-over-HTTP yet) and report with
+// service-unavailable (no update checks), as Debian's 1.36 does.
+//
+// Request log (reqlog.go): one Info line per finished client request in
+// pushpin-proxy 1.36's format; a route's log_level (1.41) below 2 hides
+// its lines, 2 or more shows them whatever the process level.
 //
 // GRIP: a backend response with a Grip-* header or the grip-instruct
 // content type (route not no_grip) is collected (≤ 100000 bytes), the
@@ -58,6 +78,6 @@
 // the clients at once.
 //
 // Not yet: inspect calls (request sharing, sessions), WebSocket proxying,
-// zhttp/zhttpreq route targets, the proxy-stats and proxy-command sockets,
+// zhttp/zhttpreq route targets,
 // intreq auto-share.
 package proxy

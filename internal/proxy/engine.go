@@ -108,6 +108,8 @@ type session struct {
 	acceptID      string // accept call in flight
 	isRetry       bool   // session came back from the handler in a retry packet
 	lastIDs       tnetstring.Dict
+
+	statsRegistered bool // its connection is in the stats table (stats.go)
 }
 
 // engine owns the session table. Exactly one goroutine runs it.
@@ -137,6 +139,7 @@ type engine struct {
 	handedOff map[string]time.Time
 	counter   uint64
 	sig       *signer
+	stats     *proxyStats // nil: neither stats_spec nor prometheus_port
 }
 
 func newEngine(cfg Config, log zerolog.Logger, rt func() *routes.Table) *engine {
@@ -218,6 +221,8 @@ func (e *engine) respond(s *session, code int, reason, ctype, body string, now t
 func (e *engine) sendComplete(s *session, p *zhttp.Packet, now time.Time) {
 	body := p.Body
 	n := s.in.Spend(len(body))
+	e.statsCount(s, ctrClientHeaderSent, responseHeaderBytes(p.Code, p.Reason, p.Headers))
+	e.statsCount(s, ctrClientContentSent, n)
 	p.Body = body[:n]
 	if n < len(body) {
 		p.More = true
@@ -239,6 +244,7 @@ func (e *engine) flushComplete(s *session, now time.Time) {
 	p := zhttp.New()
 	p.Body = s.outBody[:n]
 	s.outBody = s.outBody[n:]
+	e.statsCount(s, ctrClientContentSent, n)
 	p.More = len(s.outBody) > 0
 	e.sendIn(s, p, now)
 	if !p.More {
@@ -284,39 +290,9 @@ func (e *engine) dropOut(s *session) {
 // finish removes the session and logs the request line.
 func (e *engine) finish(s *session, outcome string) {
 	e.dropOut(s)
+	e.statsEnd(s, outcome)
 	delete(e.byIn, s.key)
-	// Pushpin logs no request line for the handler's own requests; ours
-	// go to debug.
-	var ev *zerolog.Event
-	if s.side == sideIntreq {
-		ev = e.log.Debug().Bool("intreq", true)
-	} else {
-		ev = e.log.Info()
-	}
-	if ev.Enabled() {
-		target := "-"
-		if s.ti < len(s.targets) {
-			target = targetName(&s.targets[s.ti])
-		}
-		ev = ev.Str(logging.FieldRID, string(s.in.ID)).Str("method", s.method).Str("uri", s.first.URI).Str("target", target)
-		if s.route != nil && s.route.IDExplicit {
-			ev = ev.Str(logging.FieldRoute, s.route.ID)
-		}
-		if e.cfg.LogFrom {
-			ev = ev.Str(logging.FieldPeer, s.ci.peer)
-		}
-		if e.cfg.LogUserAgent {
-			if ua, ok := s.first.Header("User-Agent"); ok {
-				ev = ev.Str("ua", ua)
-			}
-		}
-		if outcome != "" {
-			ev = ev.Str("result", outcome)
-		} else {
-			ev = ev.Int64("code", s.code).Int64("bytes", s.respBytes)
-		}
-		ev.Dur("took", time.Since(s.started)).Msg("request")
-	}
+	e.logRequest(s, outcome)
 }
 
 // --- packets from connmgr (and from the handler over intreq) ---
@@ -406,6 +382,7 @@ func (e *engine) handleFirst(sd clientSide, frame []byte, now time.Time) {
 	}
 	s.route = r
 	s.targets = r.Targets
+	e.statsStart(s, now)
 	if len(s.first.Body) > 0 {
 		e.keepBody(s, s.first.Body)
 		s.pendingOut = append(s.pendingOut, s.first.Body...)
@@ -552,6 +529,7 @@ func (e *engine) requestBody(s *session, b []byte, more bool, now time.Time) {
 		e.testBody(s, b, more, now)
 		return
 	}
+	e.statsCount(s, ctrClientContentRecv, len(b))
 	e.keepBody(s, b)
 	s.pendingOut = append(s.pendingOut, b...)
 	e.flushBody(s, now)
@@ -573,6 +551,7 @@ func (e *engine) flushBody(s *session, now time.Time) {
 		s.pendingOut = s.pendingOut[n:]
 		p.More = len(s.pendingOut) > 0 || s.reqMore
 		s.outMore = p.More
+		e.statsCount(s, ctrServerContentSent, n)
 		e.sendClient(s, p, now)
 	}
 	if len(s.pendingOut) == 0 {
@@ -657,6 +636,8 @@ func (e *engine) startHost(s *session, t *routes.Target, now time.Time) {
 	}
 	p.More = s.reqMore || len(s.pendingOut) > 0
 	s.outMore = p.More
+	e.statsCount(s, ctrServerHeaderSent, requestHeaderBytes(p.Method, p.URI, p.Headers))
+	e.statsCount(s, ctrServerContentSent, len(p.Body))
 	s.out.Stamp(p, e.id, true, now)
 	select {
 	case e.toClient <- zsock.Message{p.Encode()}:
@@ -741,6 +722,10 @@ func (e *engine) clientBadSeq(s *session, err error, now time.Time) {
 }
 
 func (e *engine) clientData(s *session, p *zhttp.Packet, now time.Time) {
+	if p.Code >= 0 && !s.respStarted && !s.grip {
+		e.statsCount(s, ctrServerHeaderRecv, responseHeaderBytes(p.Code, p.Reason, p.Headers))
+	}
+	e.statsCount(s, ctrServerContentRecv, len(p.Body))
 	if s.grip {
 		e.gripBody(s, p.Body, p.More, now)
 		return
@@ -823,6 +808,10 @@ func (e *engine) flushResp(s *session, head *zhttp.Packet, now time.Time) {
 	}
 	p.More = !last
 	s.respBytes += int64(n)
+	if head != nil {
+		e.statsCount(s, ctrClientHeaderSent, responseHeaderBytes(p.Code, p.Reason, p.Headers))
+	}
+	e.statsCount(s, ctrClientContentSent, n)
 	e.sendIn(s, p, now)
 	if last {
 		s.respEndSent = true
@@ -930,6 +919,9 @@ func (e *engine) tick(now time.Time) {
 		for _, a := range zhttpsession.KeepAlives(e.id, due[sd], now) {
 			e.pub(clientSide(sd), a.Peer, a.Packet)
 		}
+	}
+	if e.stats != nil {
+		e.stats.tick(now)
 	}
 }
 

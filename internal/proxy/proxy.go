@@ -15,6 +15,7 @@ import (
 	zmq "github.com/pebbe/zmq4"
 
 	"tack/internal/cli"
+	"tack/internal/metrics"
 	"tack/internal/routes"
 	"tack/internal/zsock"
 	"tack/pkg/tnetstring"
@@ -90,6 +91,20 @@ func (s *Service) Run(ctx context.Context) error {
 		return cli.Startup(err)
 	}
 	eng := newEngine(s.cfg, s.log, watcher.Current)
+	if s.cfg.StatsSpec != "" || s.cfg.PrometheusPort != "" {
+		eng.stats = newProxyStats(&s.cfg, s.log, s.cfg.Now())
+		if socks.stats != nil {
+			eng.stats.out = socks.stats.Send()
+		}
+	}
+	var prom *metrics.Server
+	if s.cfg.PrometheusPort != "" {
+		if prom, err = metrics.Listen(s.cfg.PrometheusPort, "[proxy] prometheus_port", s.cfg.PrometheusPrefix, eng.stats.metricValues, s.log); err != nil {
+			socks.closeAll()
+			zctx.Close()
+			return cli.Startup(err)
+		}
+	}
 	eng.toConnmgr = socks.connmgrOut.Send()
 	if socks.intreqOut != nil {
 		eng.toIntreq = socks.intreqOut.Send()
@@ -108,6 +123,9 @@ func (s *Service) Run(ctx context.Context) error {
 	}
 
 	g, gctx := errgroup.WithContext(ctx)
+	if prom != nil {
+		g.Go(func() error { return prom.Run(gctx) })
+	}
 	if watcher.Path() != "" {
 		g.Go(func() error { return watcher.Run(gctx) })
 	}
@@ -195,16 +213,32 @@ type sockets struct {
 	clientOut, clientOutStream, clientReplies *zsock.Socket
 	accept, retry                             *zsock.Socket // nil when not configured
 	intreqIn, intreqInStream, intreqOut       *zsock.Socket // nil when not configured
+	stats, command                            *zsock.Socket // nil when not configured
 }
 
 func (ss *sockets) all() []*zsock.Socket {
 	out := []*zsock.Socket{ss.connmgrIn, ss.connmgrInStream, ss.connmgrOut, ss.clientOut, ss.clientOutStream, ss.clientReplies}
-	for _, so := range []*zsock.Socket{ss.accept, ss.retry, ss.intreqIn, ss.intreqInStream, ss.intreqOut} {
+	for _, so := range []*zsock.Socket{ss.accept, ss.retry, ss.intreqIn, ss.intreqInStream, ss.intreqOut, ss.stats, ss.command} {
 		if so != nil {
 			out = append(out, so)
 		}
 	}
 	return out
+}
+
+// closeAll closes sockets that were opened but never run.
+func (ss *sockets) closeAll() {
+	closeUnrun(ss.all())
+}
+
+// closeUnrun closes sockets not yet running by running them on a done
+// context.
+func closeUnrun(socks []*zsock.Socket) {
+	done, cancel := context.WithCancel(context.Background())
+	cancel()
+	for _, so := range socks {
+		_ = so.Run(done)
+	}
 }
 
 // recvOf returns so's receive channel, or nil (blocks forever in select).
@@ -218,12 +252,7 @@ func recvOf(so *zsock.Socket) <-chan zsock.Message {
 func (s *Service) openSockets(zctx *zsock.Context, drops, acceptDrops chan<- string) (*sockets, error) {
 	var opened []*zsock.Socket
 	fail := func(err error) (*sockets, error) {
-		// Sockets not yet running are closed by running them on a done context.
-		done, cancel := context.WithCancel(context.Background())
-		cancel()
-		for _, so := range opened {
-			_ = so.Run(done)
-		}
+		closeUnrun(opened)
 		return nil, err
 	}
 	open := func(o zsock.Options) (*zsock.Socket, error) {
@@ -318,6 +347,18 @@ func (s *Service) openSockets(zctx *zsock.Context, drops, acceptDrops chan<- str
 	} else if s.cfg.intreqPartial() {
 		s.log.Warn().Msg("intreq needs intreq_in_specs, intreq_in_stream_specs and intreq_out_specs: handler requests disabled")
 	}
+	if s.cfg.StatsSpec != "" {
+		if ss.stats, err = open(zsock.Options{Name: "proxy-stats", Type: zmq.PUB, Direction: zsock.SendOnly,
+			Bind: []string{s.cfg.StatsSpec}, SndHWM: hwmStats, QueueLen: statsQueueLen}); err != nil {
+			return fail(err)
+		}
+	}
+	if s.cfg.CommandSpec != "" {
+		if ss.command, err = open(zsock.Options{Name: "proxy-command", Type: zmq.ROUTER, Direction: zsock.TwoWay,
+			Bind: []string{s.cfg.CommandSpec}, SndHWM: hwmCommand, RcvHWM: hwmCommand}); err != nil {
+			return fail(err)
+		}
+	}
 	return ss, nil
 }
 
@@ -333,8 +374,33 @@ func waitTimer(e *engine) <-chan time.Time {
 func (s *Service) loop(ctx context.Context, e *engine, ss *sockets, drops, acceptDrops <-chan string) error {
 	ticker := time.NewTicker(s.cfg.Tick)
 	defer ticker.Stop()
+	// One timer flushes stats activity 100 ms after the first unflushed
+	// activity (Pushpin's single-shot ACTIVITY_TIMEOUT).
+	var actTimer *time.Timer
+	var actC <-chan time.Time
+	defer func() {
+		if actTimer != nil {
+			actTimer.Stop()
+		}
+	}()
+	var commandSend func(zsock.Message) bool
+	if ss.command != nil {
+		commandSend = ss.command.TrySend
+	}
 	for {
+		if actC == nil && e.stats != nil && e.stats.activityPending() {
+			actTimer = time.NewTimer(statsActivityFlush)
+			actC = actTimer.C
+		}
 		select {
+		case <-actC:
+			actC = nil
+			e.stats.flushActivity()
+		case m, ok := <-recvOf(ss.command):
+			if !ok {
+				return fmt.Errorf("proxy-command socket closed")
+			}
+			e.handleCommand(m, commandSend)
 		case <-ctx.Done():
 			e.shutdown(s.cfg.Now())
 			return nil

@@ -97,6 +97,7 @@ type Flags struct {
 	Port        string
 	ID          int // -1 = not set
 	Routes      []string
+	LogFormat   string // tack's --log-format; "" = [runner] log_format
 }
 
 // Config is everything the supervisor needs, resolved from pushpin.conf
@@ -118,6 +119,7 @@ type Config struct {
 	MaxConn     int
 	Routes      []string
 	MergeOutput bool
+	LogFormat   string // logging.FormatText or FormatJSON
 	Levels      levels
 	Bins        map[string]string // kind → executable
 	Warnings    []string
@@ -207,6 +209,13 @@ func BuildConfig(fl Flags, exeDir string) (*Config, error) {
 		return nil, err
 	}
 	c.Warnings = f.Warnings()
+	lf := fl.LogFormat
+	if lf == "" {
+		lf = f.String("runner", "log_format", "")
+	}
+	if c.LogFormat, err = logging.ParseFormat(lf); err != nil {
+		return nil, fmt.Errorf("%s: [runner] log_format: %w", f.Path(), err)
+	}
 	c.RunDir, c.LibDir, c.IPCPrefix = f.RunDir(), f.LibDir(), f.IPCPrefix()
 	if fl.ID >= 0 {
 		c.IPCPrefix = fmt.Sprintf("p%d-", fl.ID)
@@ -458,6 +467,15 @@ func (c *Config) Args(kind string) []string {
 		a = append(a, "--loglevel="+strconv.Itoa(level))
 	}
 	return a
+}
+
+// ChildEnv is what the runner adds to each child's environment: the log
+// format for tack's children (Pushpin's binaries ignore it).
+func (c *Config) ChildEnv() []string {
+	if c.LogFormat == logging.FormatJSON {
+		return []string{logging.FormatEnv + "=" + logging.FormatJSON}
+	}
+	return nil
 }
 
 func (c *Config) has(kind string) bool {
