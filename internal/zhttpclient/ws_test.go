@@ -5,10 +5,12 @@ import (
 	"bytes"
 	"encoding/binary"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -28,6 +30,7 @@ type wsBackend struct {
 	pongs  [][]byte       // pong payloads received
 	hdrs   []http.Header  // handshake request headers
 	frames map[string]int // frames received per path (echo path only)
+	ended  atomic.Int64   // WebSocket connections finished
 }
 
 type wsClose struct {
@@ -43,6 +46,15 @@ func newWSBackend(t *testing.T) *wsBackend {
 	return b
 }
 
+func newWSBackendTLS(t *testing.T) *wsBackend {
+	t.Helper()
+	b := &wsBackend{frames: map[string]int{}}
+	b.srv = httptest.NewTLSServer(http.HandlerFunc(b.serve))
+	t.Cleanup(b.srv.Close)
+	return b
+}
+
+// url maps the server's http(s) URL to ws(s).
 func (b *wsBackend) url(path string) string {
 	return "ws" + strings.TrimPrefix(b.srv.URL, "http") + path
 }
@@ -88,6 +100,7 @@ func (b *wsBackend) serve(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		return
 	}
+	defer b.ended.Add(1)
 	defer conn.Close()
 	bw := bufio.NewWriter(conn)
 	send := func(op ws.OpCode, fin bool, p []byte) {
@@ -595,4 +608,94 @@ func TestZHTTPClientWebSocketCancel(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+func TestZHTTPClientWebSocketTLS(t *testing.T) {
+	b := newWSBackendTLS(t)
+	c := newFakeClient(t, startTarget(t, nil))
+	c.wsRequest("wss-1", b.url("/echo"), 200000, nil)
+	if p := c.next("wss-1"); p.Type != zhttp.TypeError || p.Condition != zhttp.CondTLSError {
+		t.Fatalf("got %+v, want tls-error", p)
+	}
+	c.wsRequest("wss-2", b.url("/echo"), 200000, func(p *zhttp.Packet) { p.IgnoreTLSErrors = true })
+	s := &wsSession{t: t, c: c, id: "wss-2", outSeq: 1}
+	if acc := s.recv(); acc.Code != 101 {
+		t.Fatalf("accept = %+v", acc)
+	}
+	s.sendMsg(zhttp.TypeData, "", []byte("secure"), false)
+	if _, body, _ := s.recvMessage(200000); string(body) != "secure" {
+		t.Fatalf("echo %q", body)
+	}
+}
+
+func TestZHTTPClientWebSocketKeepAliveAndExpiry(t *testing.T) {
+	needInProcess(t, "uses shortened timers")
+	b := newWSBackend(t)
+	tg := startTarget(t, nil, func(s *Service) {
+		s.timers = timers{tick: 20 * time.Millisecond, keepAlive: 100 * time.Millisecond, expire: 600 * time.Millisecond}
+	})
+	c := newFakeClient(t, tg)
+	s, _ := openWS(t, c, "ws-ka", b.url("/echo"), 200000)
+	for i := 0; i < 2; i++ {
+		if ka := c.next("ws-ka"); ka.Type != zhttp.TypeKeepAlive || ka.Seq != s.inSeq {
+			t.Fatalf("got %+v, want keep-alive seq %d", ka, s.inSeq)
+		}
+		s.inSeq++
+	}
+	// Nothing from the client for the expiry time: the session is dropped
+	// silently and the backend connection closed.
+	eventually(t, waitFor, func() error {
+		if b.ended.Load() != 1 {
+			return io.ErrNoProgress
+		}
+		return nil
+	})
+	for pk := c.tryNext("ws-ka", 300*time.Millisecond); pk != nil; pk = c.tryNext("ws-ka", 300*time.Millisecond) {
+		if pk.Type != zhttp.TypeKeepAlive {
+			t.Fatalf("expiry sent %+v", pk)
+		}
+	}
+}
+
+func TestZHTTPClientWebSocketOverflow(t *testing.T) {
+	needInProcess(t, "needs a backend that stops reading")
+	// A backend that completes the handshake and then never reads: the
+	// client that ignores credits is stopped with bad-request instead of
+	// queueing without bound.
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	t.Cleanup(func() { close(stop); l.Close(); wg.Wait() })
+	wg.Go(func() {
+		conn, err := l.Accept()
+		if err != nil {
+			return
+		}
+		defer conn.Close()
+		if _, err := ws.Upgrade(conn); err != nil {
+			return
+		}
+		<-stop
+	})
+	c := newFakeClient(t, startTarget(t, func(cfg *Config) { cfg.BufferSize = 10000 }))
+	s, _ := openWS(t, c, "ws-over", "ws://"+l.Addr().String()+"/", 200000)
+	chunk := bytes.Repeat([]byte("z"), 10000)
+	for i := 0; ; i++ {
+		if i > 2000 {
+			t.Fatal("no bad-request while the backend never reads")
+		}
+		s.sendMsg(zhttp.TypeData, "binary", chunk, true)
+		if p := c.tryNext("ws-over", 5*time.Millisecond); p != nil {
+			if p.Type == zhttp.TypeCredit || p.Type == zhttp.TypeKeepAlive {
+				continue
+			}
+			if p.Type != zhttp.TypeError || p.Condition != zhttp.CondBadRequest {
+				t.Fatalf("got %+v", p)
+			}
+			return
+		}
+	}
 }
