@@ -38,18 +38,14 @@ type wsClose struct {
 	reason string
 }
 
-func newWSBackend(t *testing.T) *wsBackend {
-	t.Helper()
-	b := &wsBackend{frames: map[string]int{}}
-	b.srv = httptest.NewServer(http.HandlerFunc(b.serve))
-	t.Cleanup(b.srv.Close)
-	return b
-}
+func newWSBackend(t *testing.T) *wsBackend { return startWSBackend(t, httptest.NewServer) }
 
-func newWSBackendTLS(t *testing.T) *wsBackend {
+func newWSBackendTLS(t *testing.T) *wsBackend { return startWSBackend(t, httptest.NewTLSServer) }
+
+func startWSBackend(t *testing.T, start func(http.Handler) *httptest.Server) *wsBackend {
 	t.Helper()
 	b := &wsBackend{frames: map[string]int{}}
-	b.srv = httptest.NewTLSServer(http.HandlerFunc(b.serve))
+	b.srv = start(http.HandlerFunc(b.serve))
 	t.Cleanup(b.srv.Close)
 	return b
 }
