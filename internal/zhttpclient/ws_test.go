@@ -423,6 +423,7 @@ func TestZHTTPClientWebSocketLargeMessages(t *testing.T) {
 	b.mu.Lock()
 	frames := b.frames["/echo"]
 	b.mu.Unlock()
+	t.Logf("5 MB each way: backend got %d frames, the client %d packets", frames, packets)
 	if frames < size/200000 {
 		t.Fatalf("backend saw %d frames: client packets were not relayed as fragments", frames)
 	}
@@ -694,4 +695,27 @@ func TestZHTTPClientWebSocketOverflow(t *testing.T) {
 			return
 		}
 	}
+}
+
+func TestZHTTPClientWebSocketActivityTimeout(t *testing.T) {
+	needInProcess(t, "uses a sub-second timeout")
+	b := newWSBackend(t)
+	tg := startTarget(t, func(cfg *Config) { cfg.Timeout = 300 * time.Millisecond }, func(s *Service) {
+		s.timers.tick = 20 * time.Millisecond
+	})
+	c := newFakeClient(t, tg)
+	s, _ := openWS(t, c, "ws-act", b.url("/echo"), 200000)
+	s.sendMsg(zhttp.TypeData, "", []byte("hi"), false)
+	if _, body, _ := s.recvMessage(200000); string(body) != "hi" {
+		t.Fatalf("echo %q", body)
+	}
+	if p := s.recv(); p.Type != zhttp.TypeError || p.Condition != zhttp.CondSessionTimeout {
+		t.Fatalf("got %+v, want session-timeout", p)
+	}
+	eventually(t, waitFor, func() error {
+		if b.ended.Load() != 1 {
+			return io.ErrNoProgress
+		}
+		return nil
+	})
 }
