@@ -365,7 +365,7 @@ func TestZHTTPClientWebSocketEcho(t *testing.T) {
 	if cl, _ := b.lastClose(); cl.code != 4000 || cl.reason != "done" {
 		t.Fatalf("backend got close %+v", cl)
 	}
-	c.expectSilence("ws-echo", 300*time.Millisecond)
+	s.expectNoData(300 * time.Millisecond)
 }
 
 // grantable is what the fake proxy has granted the server: 200000 in the
@@ -390,7 +390,7 @@ func TestZHTTPClientWebSocketBackendClose(t *testing.T) {
 		}
 		return nil
 	})
-	c.expectSilence("ws-bc", 300*time.Millisecond)
+	s.expectNoData(300 * time.Millisecond)
 }
 
 func TestZHTTPClientWebSocketLargeMessages(t *testing.T) {
@@ -565,7 +565,7 @@ func TestZHTTPClientWebSocketBadFrames(t *testing.T) {
 			ack := zhttp.New()
 			ack.Type, ack.Code = zhttp.TypeClose, tc.code
 			s.send(ack)
-			c.expectSilence(id, 200*time.Millisecond)
+			s.expectNoData(200 * time.Millisecond)
 		})
 	}
 	// Other sessions are undisturbed.

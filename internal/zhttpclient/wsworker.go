@@ -114,13 +114,13 @@ func (w *worker) runWS() event {
 	case errors.As(rerr, &pe):
 		w.log.Warn().Str(logging.FieldRID, string(w.req.ID)).Int("close_code", pe.code).Str("reason", pe.msg).
 			Msg("backend broke the websocket protocol, closing")
+		if !w.emit(event{kind: evWS, ws: wsMsg{typ: zhttp.TypeClose, code: int64(pe.code)}, body: []byte(pe.msg)}) {
+			return w.fail(context.Cause(ctx))
+		}
 		body := ws.NewCloseFrameBody(ws.StatusCode(pe.code), "")
 		w.wsq.push(wsItem{op: ws.OpClose, fin: true, payload: body})
 		waitWriter()
 		c.conn.Close()
-		if !w.emit(event{kind: evWS, ws: wsMsg{typ: zhttp.TypeClose, code: int64(pe.code)}, body: []byte(pe.msg)}) {
-			return w.fail(context.Cause(ctx))
-		}
 		waitClient()
 		return event{kind: evError}
 	case ctx.Err() != nil:
