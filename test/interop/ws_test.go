@@ -49,6 +49,15 @@ func newWSBackend(t *testing.T) *wsBackend {
 		defer conn.Close()
 		b.echo(conn)
 	})
+	mux.HandleFunc("/drop", func(w http.ResponseWriter, r *http.Request) {
+		conn, _, _, err := ws.UpgradeHTTP(r, w)
+		if err != nil {
+			return
+		}
+		// Gone without a close frame once the first message arrives.
+		wsutil.ReadClientData(conn)
+		conn.Close()
+	})
 	mux.HandleFunc("/grip", func(w http.ResponseWriter, r *http.Request) {
 		b.mu.Lock()
 		b.gripOffers = append(b.gripOffers, r.Header.Get("Sec-WebSocket-Extensions"))
@@ -263,6 +272,20 @@ func TestInteropProxyWebSocketsWithPushpin(t *testing.T) {
 		code, reason := readClose(t, c)
 		if code != 4001 || reason != "server bye" {
 			t.Fatalf("close %d %q", code, reason)
+		}
+	})
+
+	t.Run("backend drops", func(t *testing.T) {
+		c, err := wsDial(t, base+"/drop")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		wsutil.WriteClientText(c, []byte("bye"))
+		// Pushpin 1.36 drops the client without a close frame here;
+		// tack-proxy tells it why with 1011.
+		if code, _ := readClose(t, c); code != 1011 {
+			t.Fatalf("close code %d, want 1011", code)
 		}
 	})
 
