@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -40,6 +41,14 @@ func newWSBackend(t *testing.T) *wsBackend {
 		w.Header().Set("Content-Type", "text/plain")
 		w.WriteHeader(http.StatusForbidden)
 		io.WriteString(w, "forbidden here\n")
+	})
+	mux.HandleFunc("/sub/", func(w http.ResponseWriter, r *http.Request) {
+		conn, _, _, err := ws.UpgradeHTTP(r, w)
+		if err != nil {
+			return
+		}
+		defer conn.Close()
+		b.echo(conn)
 	})
 	mux.HandleFunc("/echo", func(w http.ResponseWriter, r *http.Request) {
 		conn, _, _, err := ws.UpgradeHTTP(r, w)
@@ -74,6 +83,11 @@ func newWSBackend(t *testing.T) *wsBackend {
 		channel := r.URL.Query().Get("channel")
 		if err := wsutil.WriteServerText(conn, []byte(`c:{"type":"subscribe","channel":"`+channel+`"}`)); err != nil {
 			return
+		}
+		if ctl := r.URL.Query().Get("control"); ctl != "" {
+			if err := wsutil.WriteServerText(conn, []byte("c:"+ctl)); err != nil {
+				return
+			}
 		}
 		if err := wsutil.WriteServerText(conn, []byte("m:subscribed")); err != nil {
 			return
@@ -205,7 +219,7 @@ func TestInteropProxyWebSocketsWithPushpin(t *testing.T) {
 	be := newWSBackend(t)
 	d := newDeployment(t)
 	conf := debianConfig(t, d.dir, d.httpPort, d.portOffset, nil)
-	writeRoutes(t, d.dir, "* "+be.addr+"\n")
+	writeRoutes(t, d.dir, "*,path_beg=/sub/ "+be.addr+",sub=implicit\n* "+be.addr+"\n")
 	links := symlinkDir(t, map[string]string{"pushpin-proxy": filepath.Join(binDir, "tack-proxy")})
 	d.startPushpin(t, conf, links)
 	base := fmt.Sprintf("ws://127.0.0.1:%d", d.httpPort)
@@ -326,6 +340,67 @@ func TestInteropProxyWebSocketsWithPushpin(t *testing.T) {
 			t.Fatal("no close after the close publish")
 		}
 	})
+
+	t.Run("grip keep-alive", func(t *testing.T) {
+		// The proxy runs the timer and asks the handler (need-keep-alive),
+		// whose keep-alive message then reaches the client.
+		c, msgs := openGripClient(t, d, base+"/grip?channel=x&control="+url.QueryEscape(`{"type":"keep-alive","content":"ka","timeout":2,"mode":"interval"}`))
+		defer c.Close()
+		for range 2 {
+			if m := nextMsg(t, msgs); m != "ka" {
+				t.Fatalf("got %q, want the keep-alive", m)
+			}
+		}
+	})
+
+	t.Run("grip detach", func(t *testing.T) {
+		c, msgs := openGripClient(t, d, base+"/grip?channel=x&control="+url.QueryEscape(`{"type":"detach"}`))
+		defer c.Close()
+		// The backend is gone: client messages are dropped, publishes
+		// still arrive.
+		wsutil.WriteClientText(c, []byte("to nobody"))
+		d.publish(t, `{"items":[{"channel":"x","formats":{"ws-message":{"content":"after detach"}}}]}`)
+		if m := nextMsg(t, msgs); m != "after detach" {
+			t.Fatalf("got %q", m)
+		}
+	})
+
+	t.Run("sub target", func(t *testing.T) {
+		c, err := wsDial(t, base+"/sub/echo")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		wsutil.WriteClientText(c, []byte("plain"))
+		if msg, _, err := readMsg(t, c); err != nil || string(msg) != "plain" {
+			t.Fatalf("echo %q %v", msg, err)
+		}
+		got := make(chan string, 4)
+		go func() {
+			for {
+				msg, _, err := wsutil.ReadServerData(c)
+				if err != nil {
+					return
+				}
+				got <- string(msg)
+			}
+		}()
+		deadline := time.Now().Add(20 * time.Second)
+		for {
+			d.publish(t, `{"items":[{"channel":"implicit","formats":{"ws-message":{"content":"implicit pub"}}}]}`)
+			select {
+			case m := <-got:
+				if m != "implicit pub" {
+					t.Fatalf("got %q", m)
+				}
+				return
+			case <-time.After(300 * time.Millisecond):
+			}
+			if time.Now().After(deadline) {
+				t.Fatal("publish to the sub= channel never arrived")
+			}
+		}
+	})
 }
 
 // openGripClient connects to a GRIP path and publishes to channel x until
@@ -363,13 +438,16 @@ func openGripClient(t *testing.T, d *deployment, url string) (net.Conn, <-chan s
 		d.publish(t, `{"items":[{"channel":"x","formats":{"ws-message":{"content":"first"}}}]}`)
 		select {
 		case m := <-msgs:
+			if m == "ka" {
+				continue // a keep-alive subtest's message
+			}
 			if m != "first" {
 				t.Fatalf("got %q, want the publish", m)
 			}
 			// Later duplicates of the warm-up publish are drained.
 			time.Sleep(300 * time.Millisecond)
 			for len(msgs) > 0 {
-				if m := <-msgs; m != "first" {
+				if m := <-msgs; m != "first" && m != "ka" {
 					t.Fatalf("got %q", m)
 				}
 			}
