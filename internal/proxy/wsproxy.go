@@ -479,6 +479,11 @@ func (e *engine) wsToClient(s *session, f wsFrame, now time.Time) {
 		return
 	}
 	e.wsQueue(d, f)
+	if d.bytes > wsSendQueueMax+2*wsWindow {
+		// Only a zhttp client that ignores its credits gets here.
+		e.wsFail(s, "zhttp client sent beyond its credits", now)
+		return
+	}
 	e.wsIdleKeepAlive(s, now)
 	e.wsFlushClient(s, now)
 }
