@@ -218,6 +218,7 @@ func (e *engine) wsNextTarget(s *session, now time.Time) {
 // wsStartHost opens the zhttp WebSocket session to the zhttp client.
 func (e *engine) wsStartHost(s *session, t *routes.Target, now time.Time) {
 	e.openOut(s, now)
+	s.ws.outDone = false
 	req := e.rewriteRequest(s.first, s.ci, s.route, t)
 	// Extensions are not proxied (Pushpin does not know how to handle
 	// them); GRIP routes offer the grip extension instead.

@@ -638,3 +638,38 @@ func TestWSSendDrops(t *testing.T) {
 		t.Fatalf("ack %+v", a)
 	}
 }
+
+// TestWSFailoverThenRelay: after a failed first target the connection to
+// the second one relays both ways.
+func TestWSFailoverThenRelay(t *testing.T) {
+	h := startProxy(t, harnessOpts{routes: []string{"* 127.0.0.1:9998 127.0.0.1:9999"}})
+	p := h.wsRequest("ws://example.com/")
+	p.Credits = 100000
+	h.sendFirst(p)
+	zf := h.zurlFirst()
+	e := zp(zf.ID, 0, zhttp.TypeError)
+	e.Condition = zhttp.CondConnectionTimeout
+	h.zurlSend(e)
+	zf = h.zurlFirst()
+	if zf.ConnectPort != 9999 {
+		t.Fatalf("second target port %d", zf.ConnectPort)
+	}
+	r := zurlResponse(zf.ID, 0, 101, "Switching Protocols", nil, "", false)
+	r.Credits = 1000
+	h.zurlSend(r)
+	c := &wsConn{h: h, id: p.ID, cmSeq: 1, zid: zf.ID, zSeq: 1, first: zf, resp: h.fromProxy(p.ID, 0)}
+	if c.resp.Code != 101 {
+		t.Fatalf("answer %s", describe(c.resp))
+	}
+	c.fromClient(zhttp.TypeData, "text", "up", -1, false)
+	expectFrame(t, c.toBackend(), zhttp.TypeData, "text", "up", -1)
+	// Enough backend data that the proxy must grant the zhttp client more.
+	big := strings.Repeat("y", 6000)
+	for range 4 {
+		c.fromBackend(zhttp.TypeData, "text", big, -1, false)
+		expectFrame(t, c.toClient(), zhttp.TypeData, "text", big, -1)
+	}
+	if p := h.zurlStream(c.zid, -1); p.Type != zhttp.TypeCredit || p.Credits <= 0 {
+		t.Fatalf("no credit to the zhttp client: %s", describe(p))
+	}
+}
