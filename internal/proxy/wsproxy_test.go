@@ -673,3 +673,29 @@ func TestWSFailoverThenRelay(t *testing.T) {
 		t.Fatalf("no credit to the zhttp client: %s", describe(p))
 	}
 }
+
+// TestWSCancels: a cancel from connmgr cancels the backend session and
+// ends the control session; a cancel from the handler ends both sides.
+func TestWSCancels(t *testing.T) {
+	h := startProxy(t, harnessOpts{routes: []string{"* 127.0.0.1:9999"}, mod: withWSControl})
+	wh := connectWSHandler(h)
+	c, here := openGripWS(h, wh, "ws://example.com/", "grip")
+	c.fromClient(zhttp.TypeCancel, "", "", -1, false)
+	if p := c.toBackend(); p.Type != zhttp.TypeCancel {
+		t.Fatalf("zhttp client got %s", describe(p))
+	}
+	if it := wh.expect(wscontrol.TypeGone); string(it.CID) != string(here.CID) {
+		t.Fatalf("gone %+v", it)
+	}
+
+	c = openWS(h, "ws://example.com/", "grip", 200000)
+	here = wh.expect(wscontrol.TypeHere)
+	wh.send(wscontrol.NewItem(here.CID, wscontrol.TypeCancel))
+	if p := c.toBackend(); p.Type != zhttp.TypeCancel {
+		t.Fatalf("zhttp client got %s", describe(p))
+	}
+	if p := c.toClient(); p.Type != zhttp.TypeCancel {
+		t.Fatalf("connmgr got %s", describe(p))
+	}
+	wh.expect(wscontrol.TypeGone)
+}
