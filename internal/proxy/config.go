@@ -88,6 +88,10 @@ type Config struct {
 	PrometheusPort      string        // [proxy] prometheus_port: port, addr:port or ipc://path
 	PrometheusPrefix    string
 
+	// ws-control (zmq-wire.md §4.5), on only when both are set.
+	WSControlInSpecs  []string // PULL, bind: items from the handler (handler_ws_control_in_spec)
+	WSControlOutSpecs []string // PUSH, bind: items to the handler (handler_ws_control_out_spec)
+
 	// Now and Tick let tests drive the engine's timers (keep-alives at 45 s,
 	// expiry at 60 s); nil/zero mean time.Now and one tick per second.
 	Now  func() time.Time
@@ -101,6 +105,11 @@ type Config struct {
 // IntreqEnabled reports whether the intreq sockets are configured.
 func (c *Config) IntreqEnabled() bool {
 	return len(c.IntreqInSpecs) > 0 && len(c.IntreqInStreamSpecs) > 0 && len(c.IntreqOutSpecs) > 0
+}
+
+// WSControlEnabled reports whether the ws-control sockets are configured.
+func (c *Config) WSControlEnabled() bool {
+	return len(c.WSControlInSpecs) > 0 && len(c.WSControlOutSpecs) > 0
 }
 
 // intreqPartial reports some but not all intreq specs set (Pushpin then
@@ -216,6 +225,8 @@ func ConfigFromFile(f *config.File, routeLines []string) (Config, error) {
 		return c, err
 	}
 	c.StatsConnectionTTL = time.Duration(secs) * time.Second
+	c.WSControlInSpecs = f.List("proxy", "handler_ws_control_in_spec")
+	c.WSControlOutSpecs = f.List("proxy", "handler_ws_control_out_spec")
 	maxconn, err := f.Int("runner", "client_maxconn", DefaultMaxOpenRequests)
 	if err != nil {
 		return c, err

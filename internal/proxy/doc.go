@@ -46,6 +46,10 @@
 // pushpin-proxy 1.36's format; a route's log_level (1.41) below 2 hides
 // its lines, 2 or more shows them whatever the process level.
 //
+//	ws-control-in        PULL    bind          handler_ws_control_in_spec   101000  libzmq holds
+//	ws-control-out       PUSH    bind          handler_ws_control_out_spec  101000  Go queue 65536; beyond, or no handler for 100 ms:
+//	                                                                                 packet dropped, logged, counted
+//
 // GRIP: a backend response with a Grip-* header or the grip-instruct
 // content type (route not no_grip) is collected (≤ 100000 bytes), the
 // client session is paused with handoff-start, and an accept call hands it
@@ -77,7 +81,20 @@
 // (SIGINT/SIGTERM) cancels every session on both sides, so connmgr closes
 // the clients at once.
 //
-// Not yet: inspect calls (request sharing, sessions), WebSocket proxying,
-// zhttp/zhttpreq route targets,
-// intreq auto-share.
+// WebSockets (wsproxy.go, wscontrol.go): a ws/wss first packet is routed
+// with protocol ws and relayed to the zhttp client as a zhttp WebSocket
+// session; the backend's 101 or rejection goes back, then frames flow both
+// ways within credits (each side granted wsWindow, given back as frames
+// leave, so memory per direction is bounded and messages of any size pass).
+// A backend that accepts the grip extension (or a target with sub=) gets a
+// ws-control session with the handler (ws-control-in PULL and
+// ws-control-out PUSH, both bound): `c:` messages become grip items,
+// prefixed messages lose their prefix, and the handler's send, close,
+// detach and keep-alive-setup items act on the connection; the client
+// keep-alive timer runs here and asks the handler for the message
+// (need-keep-alive), as in Pushpin 1.36. Not yet: WebSocket-over-HTTP
+// (over_http targets answer 501), zhttp route targets for WebSockets.
+//
+// Not yet: inspect calls (request sharing, sessions), zhttp/zhttpreq route
+// targets, intreq auto-share.
 package proxy

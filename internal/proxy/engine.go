@@ -13,6 +13,7 @@ import (
 	"tack/internal/zhttpsession"
 	"tack/internal/zsock"
 	"tack/pkg/tnetstring"
+	"tack/pkg/wscontrol"
 	"tack/pkg/zhttp"
 )
 
@@ -109,7 +110,8 @@ type session struct {
 	isRetry       bool   // session came back from the handler in a retry packet
 	lastIDs       tnetstring.Dict
 
-	statsRegistered bool // its connection is in the stats table (stats.go)
+	statsRegistered bool       // its connection is in the stats table (stats.go)
+	ws              *wsSession // a WebSocket (wsproxy.go); nil for HTTP
 }
 
 // engine owns the session table. Exactly one goroutine runs it.
@@ -140,6 +142,13 @@ type engine struct {
 	counter   uint64
 	sig       *signer
 	stats     *proxyStats // nil: neither stats_spec nor prometheus_port
+
+	// WebSockets (wsproxy.go, wscontrol.go).
+	toWSControl    chan<- zsock.Message // PUSH to the handler (nil: not configured)
+	wsByCID        map[string]*session
+	wsKA           []wscontrol.Item // keep-alive items of the current tick
+	wsDrops        int64            // messages to clients dropped
+	wsControlDrops int64            // ws-control packets dropped
 }
 
 func newEngine(cfg Config, log zerolog.Logger, rt func() *routes.Table) *engine {
@@ -154,6 +163,7 @@ func newEngine(cfg Config, log zerolog.Logger, rt func() *routes.Table) *engine 
 		handedOff:      map[string]time.Time{},
 		waitingHandler: map[string]*session{},
 		sig:            newSigner(),
+		wsByCID:        map[string]*session{},
 	}
 }
 
@@ -289,6 +299,9 @@ func (e *engine) dropOut(s *session) {
 
 // finish removes the session and logs the request line.
 func (e *engine) finish(s *session, outcome string) {
+	if s.ws != nil {
+		e.wsFinished(s)
+	}
 	e.dropOut(s)
 	e.statsEnd(s, outcome)
 	delete(e.byIn, s.key)
@@ -332,6 +345,10 @@ func (e *engine) handleFirst(sd clientSide, frame []byte, now time.Time) {
 		delete(e.byIn, key)
 		return
 	}
+	if sd == sideConnmgr && isWebSocket(p) {
+		e.startWS(s, now)
+		return
+	}
 	// Acknowledge at once so that the client learns our address (§2.7).
 	ack := zhttp.New()
 	ack.Type = zhttp.TypeKeepAlive
@@ -341,9 +358,8 @@ func (e *engine) handleFirst(sd clientSide, frame []byte, now time.Time) {
 		e.respondError(s, 503, "Service Unavailable", textUnavailable, "", now)
 		return
 	}
-	scheme := strings.ToLower(p.URI[:max(0, strings.Index(p.URI, ":"))])
-	if scheme == "ws" || scheme == "wss" {
-		e.respondError(s, 501, "Not Implemented", "WebSocket proxying is not supported yet.\n", "", now)
+	if isWebSocket(p) {
+		e.respondError(s, 501, "Not Implemented", "WebSockets are not supported on intreq.\n", "", now)
 		return
 	}
 	// The handler's own requests are routed by their URI alone: Pushpin
@@ -464,6 +480,10 @@ func (e *engine) badSeq(s *session, err error, now time.Time) {
 }
 
 func (e *engine) inPacket(s *session, p *zhttp.Packet, now time.Time) {
+	if s.ws != nil {
+		e.wsInPacket(s, p, now)
+		return
+	}
 	switch p.Type {
 	case zhttp.TypeCancel, zhttp.TypeError:
 		e.cancelClient(s, now)
@@ -604,13 +624,18 @@ func (e *engine) startTarget(s *session, now time.Time) {
 	e.respondError(s, 502, "Bad Gateway", textProxyError, "Unable to connect to any targets. Tried: "+strings.Join(s.tried, ", "), now)
 }
 
-func (e *engine) startHost(s *session, t *routes.Target, now time.Time) {
+// openOut starts a new outbound session for s (fresh id, ack deadline).
+func (e *engine) openOut(s *session, now time.Time) {
 	e.counter++
 	s.out = zhttpsession.Session{ID: []byte(e.cfg.InstanceID + "-" + strconv.FormatUint(e.counter, 16))}
 	s.outActive, s.outAcked = true, false
 	s.ackDeadline = now.Add(e.cfg.ServiceTimeout)
 	s.out.LastIn = now
 	e.byOut[string(s.out.ID)] = s
+}
+
+func (e *engine) startHost(s *session, t *routes.Target, now time.Time) {
+	e.openOut(s, now)
 	s.req = e.rewriteRequest(s.first, s.ci, s.route, t)
 	for _, f := range s.lastIDs {
 		if id, ok := f.Value.([]byte); ok {
@@ -691,6 +716,10 @@ func (e *engine) handleClientReply(frame []byte, now time.Time) {
 	if !s.outAcked {
 		s.outAcked = true
 	}
+	if s.ws != nil {
+		e.wsClientReply(s, p, now)
+		return
+	}
 	switch p.Type {
 	case zhttp.TypeKeepAlive:
 		e.flushBody(s, now)
@@ -713,6 +742,12 @@ func (e *engine) handleClientReply(frame []byte, now time.Time) {
 func (e *engine) clientBadSeq(s *session, err error, now time.Time) {
 	e.log.Warn().Err(err).Str(logging.FieldRID, string(s.out.ID)).Msg("bad seq from zhttp client")
 	e.cancelClient(s, now)
+	if s.ws != nil {
+		p := zhttp.New()
+		p.Condition = "bad-seq"
+		e.wsOutError(s, p, now)
+		return
+	}
 	if s.respStarted {
 		e.cancelIn(s, now)
 		e.finish(s, "error")
@@ -838,6 +873,12 @@ func (e *engine) flushResp(s *session, head *zhttp.Packet, now time.Time) {
 const creditBatch = ResponseBuffer / 4
 
 func (e *engine) clientError(s *session, cond string, now time.Time) {
+	if s.ws != nil {
+		p := zhttp.New()
+		p.Condition = cond
+		e.wsOutError(s, p, now)
+		return
+	}
 	e.dropOut(s)
 	if s.respStarted {
 		e.cancelIn(s, now)
@@ -870,6 +911,10 @@ func (e *engine) clientDropped(outID string, now time.Time) {
 		return
 	}
 	e.dropOut(s)
+	if s.ws != nil {
+		e.wsReject(s, 502, "Bad Gateway", textProxyError, "Error: zhttp service for route is unreachable.", now)
+		return
+	}
 	e.respondError(s, 502, "Bad Gateway", textProxyError, "Error: zhttp service for route is unreachable.", now)
 }
 
@@ -879,6 +924,12 @@ func (e *engine) clientDropped(outID string, now time.Time) {
 func (e *engine) tick(now time.Time) {
 	var due [numSides][]*zhttpsession.Session
 	for _, s := range e.byIn {
+		if s.ws != nil {
+			if e.wsTick(s, now) {
+				due[s.side] = append(due[s.side], &s.in)
+			}
+			continue
+		}
 		if s.in.Expired(now) && s.acceptID == "" {
 			e.log.Debug().Str(logging.FieldRID, string(s.in.ID)).Msg("client session expired")
 			e.cancelClient(s, now)
@@ -915,6 +966,7 @@ func (e *engine) tick(now time.Time) {
 			e.acceptFailed(id, now)
 		}
 	}
+	e.wsControlFlushKeepAlives()
 	for sd := range due {
 		for _, a := range zhttpsession.KeepAlives(e.id, due[sd], now) {
 			e.pub(clientSide(sd), a.Peer, a.Packet)

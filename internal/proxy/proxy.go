@@ -15,6 +15,7 @@ import (
 	zmq "github.com/pebbe/zmq4"
 
 	"tack/internal/cli"
+	"tack/internal/logging"
 	"tack/internal/metrics"
 	"tack/internal/routes"
 	"tack/internal/zsock"
@@ -111,6 +112,9 @@ func (s *Service) Run(ctx context.Context) error {
 	}
 	eng.toClient = socks.clientOut.Send()
 	eng.toClientStream = socks.clientOutStream.Send()
+	if socks.wsControlOut != nil {
+		eng.toWSControl = socks.wsControlOut.Send()
+	}
 	if socks.accept != nil {
 		eng.toAccept = socks.accept.TrySend
 		eng.acceptPeers = socks.accept.Peers
@@ -183,7 +187,8 @@ func (s *Service) loadRoutes() (*routes.Watcher, error) {
 // use is reported so that nothing is ignored silently.
 var unsupportedProps = []string{"sockjs", "sockjs_as_path", "session"}
 
-var unsupportedTargetProps = []string{"sub", "over_http", "one_event"}
+// sub= is acted on for WebSockets (wsproxy.go) only.
+var unsupportedTargetProps = []string{"over_http", "one_event"}
 
 func logUnsupported(log zerolog.Logger, t *routes.Table) {
 	if t == nil {
@@ -214,11 +219,12 @@ type sockets struct {
 	accept, retry                             *zsock.Socket // nil when not configured
 	intreqIn, intreqInStream, intreqOut       *zsock.Socket // nil when not configured
 	stats, command                            *zsock.Socket // nil when not configured
+	wsControlIn, wsControlOut                 *zsock.Socket // nil when not configured
 }
 
 func (ss *sockets) all() []*zsock.Socket {
 	out := []*zsock.Socket{ss.connmgrIn, ss.connmgrInStream, ss.connmgrOut, ss.clientOut, ss.clientOutStream, ss.clientReplies}
-	for _, so := range []*zsock.Socket{ss.accept, ss.retry, ss.intreqIn, ss.intreqInStream, ss.intreqOut, ss.stats, ss.command} {
+	for _, so := range []*zsock.Socket{ss.accept, ss.retry, ss.intreqIn, ss.intreqInStream, ss.intreqOut, ss.stats, ss.command, ss.wsControlIn, ss.wsControlOut} {
 		if so != nil {
 			out = append(out, so)
 		}
@@ -359,6 +365,22 @@ func (s *Service) openSockets(zctx *zsock.Context, drops, acceptDrops chan<- str
 			return fail(err)
 		}
 	}
+	if s.cfg.WSControlEnabled() {
+		// Pushpin's WsControlManager: both bound, HWM 101000 (zmq-wire.md §3.2).
+		if ss.wsControlIn, err = open(zsock.Options{Name: "ws-control-in", Type: zmq.PULL, Direction: zsock.RecvOnly,
+			Bind: s.cfg.WSControlInSpecs, RcvHWM: hwmStream}); err != nil {
+			return fail(err)
+		}
+		if ss.wsControlOut, err = open(zsock.Options{Name: "ws-control-out", Type: zmq.PUSH, Direction: zsock.SendOnly,
+			Bind: s.cfg.WSControlOutSpecs, SndHWM: hwmStream, Linger: lingerStream, QueueLen: outQueueLen,
+			OnDrop: func(m zsock.Message, err error) {
+				s.log.Warn().Err(err).Str(logging.FieldSocket, "ws-control-out").Msg("ws-control packet dropped")
+			}}); err != nil {
+			return fail(err)
+		}
+	} else if len(s.cfg.WSControlInSpecs)+len(s.cfg.WSControlOutSpecs) > 0 {
+		s.log.Warn().Msg("ws-control needs handler_ws_control_in_spec and handler_ws_control_out_spec: GRIP WebSockets disabled")
+	}
 	return ss, nil
 }
 
@@ -453,6 +475,15 @@ func (s *Service) loop(ctx context.Context, e *engine, ss *sockets, drops, accep
 				return fmt.Errorf("accept socket closed")
 			}
 			e.handleAcceptReply(m, s.cfg.Now())
+		case m, ok := <-recvOf(ss.wsControlIn):
+			if !ok {
+				return fmt.Errorf("ws-control-in socket closed")
+			}
+			if len(m) != 1 {
+				s.log.Warn().Int("parts", len(m)).Str("socket", "ws-control-in").Msg("dropping message with parts != 1")
+				continue
+			}
+			e.handleWSControl(m[0], s.cfg.Now())
 		case m, ok := <-recvOf(ss.retry):
 			if !ok {
 				return fmt.Errorf("retry socket closed")
