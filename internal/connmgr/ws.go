@@ -9,7 +9,9 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"syscall"
 	"time"
+	"unsafe"
 	"unicode/utf8"
 
 	"github.com/gobwas/ws"
@@ -246,6 +248,11 @@ func (c *conn) runWS(x *exchange, why resumeReason) outcome {
 			}
 			continue
 		}
+		if c.rc != nil && c.pollReadable() {
+			// Unread bytes remain (the parker only sees new ones).
+			w.readable = true
+			continue
+		}
 		if !w.closeSent && c.tryDetach(x) {
 			return outDetached
 		}
@@ -262,6 +269,19 @@ func (c *conn) runWS(x *exchange, why resumeReason) outcome {
 			return outEnd
 		}
 	}
+}
+
+// pollReadable reports, without waiting, whether the socket has bytes (or
+// EOF) to read.
+func (c *conn) pollReadable() bool {
+	ready := false
+	c.rc.Read(func(fd uintptr) bool {
+		n, _, errno := syscall.Syscall6(syscall.SYS_RECVFROM, fd,
+			uintptr(unsafe.Pointer(&c.peek[0])), 1, syscall.MSG_PEEK|syscall.MSG_DONTWAIT, 0, 0)
+		ready = errno != syscall.EAGAIN && (errno != 0 || n >= 0)
+		return true
+	})
+	return ready
 }
 
 // wsAccept writes the 101 response.
