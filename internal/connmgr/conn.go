@@ -650,9 +650,9 @@ type exchange struct {
 	expect100  bool
 	started    bool
 	rh         respHead
-	sent       int64 // response body bytes written
-	watch      bool  // watching the socket for EOF is useful
-	live       bool  // the engine may still hold the session
+	sent       int64    // response body bytes written
+	watch      bool     // watching the socket for EOF is useful
+	live       bool     // the engine may still hold the session
 	ws         *wsState // a WebSocket exchange (ws.go)
 }
 

@@ -11,8 +11,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
-	"unsafe"
 	"unicode/utf8"
+	"unsafe"
 
 	"github.com/gobwas/ws"
 

@@ -462,4 +462,3 @@ func TestWSCancelAndExpiry(t *testing.T) {
 	h.clock.Advance(61 * time.Second)
 	cl.expectEOF()
 }
-
