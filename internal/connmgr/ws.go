@@ -6,8 +6,10 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
+	"os"
 	"strings"
 	"syscall"
 	"time"
@@ -260,10 +262,17 @@ func (c *conn) runWS(x *exchange, why resumeReason) outcome {
 		if w.closeSent {
 			dl = w.closeBy
 		}
-		switch c.parkUntil(dl) {
+		var st readState
+		if c.tc != nil {
+			st = c.parkTLS(dl)
+		} else {
+			st = c.parkUntil(dl)
+		}
+		switch st {
 		case rsWake:
 		case rsData:
-			w.readable = true
+			// New bytes: on TLS already in the reader, else one read away.
+			w.partial, w.readable = false, c.tc == nil
 		default:
 			c.gone(x)
 			return outEnd
@@ -282,6 +291,39 @@ func (c *conn) pollReadable() bool {
 		return true
 	})
 	return ready
+}
+
+// parkTLS waits until more decrypted bytes than the reader holds arrive,
+// or mail, or dl. A TLS connection cannot be peeked below the TLS layer,
+// so it waits by reading into its reader (wsRead then never reads).
+func (c *conn) parkTLS(dl time.Time) readState {
+	c.nc.SetReadDeadline(dl)
+	c.mu.Lock()
+	c.parked = true
+	c.mu.Unlock()
+	select {
+	case <-c.wake:
+		c.unpark()
+		return rsWake
+	default:
+	}
+	if c.br == nil {
+		c.br = c.s.getReader(c.nc)
+	}
+	_, err := c.br.Peek(c.br.Buffered() + 1)
+	c.unpark()
+	switch {
+	case err == nil:
+		return rsData
+	case errors.Is(err, os.ErrDeadlineExceeded) && time.Now().Before(dl):
+		return rsWake
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		return rsTimeout
+	case errors.Is(err, io.EOF):
+		return rsEOF
+	default:
+		return rsErr
+	}
 }
 
 // wsAccept writes the 101 response.
@@ -485,7 +527,7 @@ func parseFrameHead(b []byte) (n int, op ws.OpCode, fin bool, length int64, mask
 // block). It reports false when the connection is over.
 func (c *conn) wsRead(x *exchange) bool {
 	w := x.ws
-	canFill := w.readable
+	canFill := w.readable && c.tc == nil
 	w.readable, w.partial = false, false
 	if c.br == nil {
 		c.br = c.s.getReader(c.nc)

@@ -3,6 +3,7 @@ package connmgr
 import (
 	"bufio"
 	"bytes"
+	"crypto/tls"
 	"fmt"
 	"io"
 	"net"
@@ -461,4 +462,51 @@ func TestWSCancelAndExpiry(t *testing.T) {
 	f.expectSkipping(p.ID, zhttp.TypeKeepAlive)
 	h.clock.Advance(61 * time.Second)
 	cl.expectEOF()
+}
+
+// TestWSOverTLS: on a TLS listener the session is wss://, and frames of
+// any size pass both ways (a TLS connection keeps its goroutine while
+// idle and is woken by the engine for server messages).
+func TestWSOverTLS(t *testing.T) {
+	certs := t.TempDir()
+	writeSelfSigned(t, certs, "default", "localhost", time.Now().Add(24*time.Hour), time.Now())
+	h := startConnmgr(t, func(c *Config) {
+		c.Listen = append(c.Listen, Listener{Addr: "127.0.0.1:0", Stream: true, TLS: true, DefaultCert: "default"})
+		c.TLSIdentities = certs
+	})
+	h.tackOnly("in-process TLS listener")
+	f := newFakeServer(t, h, "proxy_ws")
+	f.warm()
+	tc, err := tls.Dial("tcp", h.svc.Addrs()[1].String(), &tls.Config{InsecureSkipVerify: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tc.Close()
+	tc.SetDeadline(time.Now().Add(30 * time.Second))
+	fmt.Fprintf(tc, "GET /wss HTTP/1.1\r\nHost: example.com\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"+
+		"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
+	p, _ := f.first()
+	if p.URI != "wss://example.com/wss" {
+		t.Fatalf("uri %q", p.URI)
+	}
+	cl := &wsClient{t: t, c: tc, br: bufio.NewReader(tc)}
+	wsAccept(t, f, cl, p, 1<<20)
+	big := strings.Repeat("z", 200000)
+	cl.send(ws.OpText, true, big)
+	var got strings.Builder
+	for got.Len() < len(big) {
+		q := f.expectSkipping(p.ID, zhttp.TypeData)
+		got.Write(q.Body)
+		if !q.More {
+			break
+		}
+	}
+	if got.String() != big {
+		t.Fatalf("server got %d bytes", got.Len())
+	}
+	time.Sleep(50 * time.Millisecond) // idle: the connection waits in its read
+	f.send(wsData(f, p.ID, 1, "text", "pushed", false))
+	cl.expect(ws.OpText, true, "pushed")
+	cl.send(ws.OpText, true, "after")
+	f.expectData(p.ID, "text", "after", false)
 }
