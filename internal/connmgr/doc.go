@@ -174,27 +174,20 @@
 //     cancels the session. Protocol errors close with the RFC's code and
 //     a warning; --messages-max is accepted but the queue bound is
 //     maxQueuedFrames frames within the credits.
-//
 //   - Oversized request head: 431 with connmgr 1.40+'s text (1.40+ sends
 //     400, condure 1.9.1 resets the connection); malformed request: 400
 //     "Failed to parse request: …" (1.40+; condure closes).
-//
 //   - A zhttp server that disconnects ends its clients' requests within
 //     about half a second (above); condure waits for the keep-alive or
 //     the expiry (45–60 s).
-//
 //   - No server, full queue, or no answer within 10 s (DefaultAckTimeout):
 //     503 and the connection keeps serving. condure queues and waits for
 //     the 60 s expiry.
-//
 //   - A bad seq or unexpected packet type also sends cancel to the server
 //     (as Pushpin's C++ peers do); condure only closes the client.
-//
 //   - After a handoff, packets from the previous owner are dropped.
-//
 //   - A server packet for a request whose client already left before any
 //     server spoke gets a cancel.
-//
 //   - Response headers Keep-Alive, TE, Trailer, Upgrade, Proxy-Connection
 //     and those named in Connection are dropped (condure drops only
 //     Connection, Content-Length and Transfer-Encoding); an empty reason
@@ -202,12 +195,10 @@
 //     (condure sends "Content-Length: 0", or a chunked terminator); a body
 //     longer than its Content-Length is cut and shorter one closes the
 //     connection (condure writes it through or hangs).
-//
 //   - An absolute-form request target is used as the uri (condure prefixes
 //     it with the Host); duplicate Host headers are a 400 (net/http, RFC
 //     9112 §3.2); HTTP/2 preface and other versions get 505; a uri over
 //     4096 bytes gets 414 (condure: 500).
-//
 //   - Request ids are <worker>-<conn>-<req> in hex with the connection
 //     counter starting at a random value, so a restarted tack-connmgr does
 //     not collide with sessions a server still remembers.
