@@ -131,7 +131,7 @@
 //
 // An `Upgrade: websocket` request is checked (GET, HTTP/1.1, version 13, a
 // 16-byte key; else 400 with the reason) and sent as condure does
-// (zmq-wire.md §2.12, same bytes as condure 1.9.1 in TestWSCapture's
+// (zmq-wire.md §2.12, same bytes as condure 1.9.1 in TestWSRelay's
 // scenarios): ws:// (wss:// on TLS listeners), method GET, the client's
 // headers, credits --buffer-size, peer address, no stream. A 101 data
 // packet is the accept: its headers (minus Sec-WebSocket-Accept and

@@ -783,7 +783,14 @@ func (e *engine) shutdown() {
 		if s.state == stActive {
 			live = append(live, &s.zs)
 		}
-		if s.c != nil {
+		switch {
+		case s.c == nil:
+		case s.ws && s.started:
+			// An accepted WebSocket is told we are going away (1001).
+			if !s.c.deliver(s.req, func(mb *mailbox) { mb.wsEnd = closeGoingAway }) {
+				s.c.deliverAbort(s.req)
+			}
+		default:
 			s.c.deliverAbort(s.req)
 		}
 		e.remove(s)

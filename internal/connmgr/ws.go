@@ -42,6 +42,7 @@ const (
 
 // Close codes we send ourselves (RFC 6455 §7.4.1, IANA registry).
 const (
+	closeGoingAway     = 1001
 	closeProtocol      = 1002
 	closeInvalidData   = 1007
 	closeInternal      = 1011

@@ -510,3 +510,21 @@ func TestWSOverTLS(t *testing.T) {
 	cl.send(ws.OpText, true, "after")
 	f.expectData(p.ID, "text", "after", false)
 }
+
+// TestWSShutdown: stopping the connection manager closes accepted
+// WebSockets with 1001 (going away) and cancels their sessions.
+func TestWSShutdown(t *testing.T) {
+	h := startConnmgr(t, nil)
+	h.tackOnly("in-process shutdown")
+	f := newFakeServer(t, h, "proxy_ws")
+	f.warm()
+	cl, p := wsOpen(t, h, f, "/ws")
+	wsAccept(t, f, cl, p, 1000)
+	stopped := make(chan error, 1)
+	go func() { stopped <- h.stop() }()
+	cl.expectClose(1001, "")
+	f.expectSkipping(p.ID, zhttp.TypeCancel)
+	if err := <-stopped; err != nil {
+		t.Fatal(err)
+	}
+}
