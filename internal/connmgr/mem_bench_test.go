@@ -1,6 +1,7 @@
 package connmgr
 
 import (
+	"net"
 	"runtime"
 	"syscall"
 	"testing"
@@ -17,15 +18,7 @@ func BenchmarkConnmgrHeldStreamMemory(b *testing.B) {
 	h := startConnmgr(b, func(c *Config) { c.StreamMaxConn = n + 100 })
 	f := newFakeServer(b, h, "proxy_mem")
 	f.warm()
-	port := 0
-	for i := len(h.addr) - 1; i >= 0; i-- {
-		if h.addr[i] == ':' {
-			for _, c := range h.addr[i+1:] {
-				port = port*10 + int(c-'0')
-			}
-			break
-		}
-	}
+	port := h.svc.Addrs()[0].(*net.TCPAddr).Port
 	open := func() int {
 		fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM, 0)
 		if err != nil {
@@ -39,15 +32,8 @@ func BenchmarkConnmgrHeldStreamMemory(b *testing.B) {
 		}
 		return fd
 	}
-	measure := func() (heap, stack int64) {
-		runtime.GC()
-		runtime.GC()
-		var ms runtime.MemStats
-		runtime.ReadMemStats(&ms)
-		return int64(ms.HeapAlloc), int64(ms.StackInuse)
-	}
 	for range b.N {
-		h0, s0 := measure()
+		h0, s0 := heapStack()
 		fds := make([]int, 0, n)
 		for range n {
 			fds = append(fds, open())
@@ -62,7 +48,7 @@ func BenchmarkConnmgrHeldStreamMemory(b *testing.B) {
 			}
 		}
 		eventually(b, waitFor, func() error { return nil })
-		h1, s1 := measure()
+		h1, s1 := heapStack()
 		b.ReportMetric(float64(h1-h0)/n, "heap-B/stream")
 		b.ReportMetric(float64(s1-s0)/n, "stack-B/stream")
 		for _, fd := range fds {
@@ -80,15 +66,7 @@ func BenchmarkConnmgrIdleWebSocketMemory(b *testing.B) {
 	h := startConnmgr(b, func(c *Config) { c.StreamMaxConn = n + 100 })
 	f := newFakeServer(b, h, "proxy_mem")
 	f.warm()
-	port := 0
-	for i := len(h.addr) - 1; i >= 0; i-- {
-		if h.addr[i] == ':' {
-			for _, c := range h.addr[i+1:] {
-				port = port*10 + int(c-'0')
-			}
-			break
-		}
-	}
+	port := h.svc.Addrs()[0].(*net.TCPAddr).Port
 	open := func() int {
 		fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM, 0)
 		if err != nil {
@@ -104,15 +82,8 @@ func BenchmarkConnmgrIdleWebSocketMemory(b *testing.B) {
 		}
 		return fd
 	}
-	measure := func() (heap, stack int64) {
-		runtime.GC()
-		runtime.GC()
-		var ms runtime.MemStats
-		runtime.ReadMemStats(&ms)
-		return int64(ms.HeapAlloc), int64(ms.StackInuse)
-	}
 	for range b.N {
-		h0, s0 := measure()
+		h0, s0 := heapStack()
 		fds := make([]int, 0, n)
 		for range n {
 			fds = append(fds, open())
@@ -128,11 +99,20 @@ func BenchmarkConnmgrIdleWebSocketMemory(b *testing.B) {
 			}
 		}
 		time.Sleep(200 * time.Millisecond) // let every connection detach
-		h1, s1 := measure()
+		h1, s1 := heapStack()
 		b.ReportMetric(float64(h1-h0)/n, "heap-B/ws")
 		b.ReportMetric(float64(s1-s0)/n, "stack-B/ws")
 		for _, fd := range fds {
 			syscall.Close(fd)
 		}
 	}
+}
+
+// heapStack returns heap and goroutine stack bytes in use after a GC.
+func heapStack() (heap, stack int64) {
+	runtime.GC()
+	runtime.GC()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	return int64(ms.HeapAlloc), int64(ms.StackInuse)
 }
