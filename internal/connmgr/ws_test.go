@@ -528,3 +528,89 @@ func TestWSShutdown(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestWSServerOverCredits: a server sending more than the credits we
+// granted is cancelled and the client connection closed (condure's
+// BufferExceeded).
+func TestWSServerOverCredits(t *testing.T) {
+	h := startConnmgr(t, nil)
+	h.tackOnly("the overdraft allowance is ours")
+	f := newFakeServer(t, h, "proxy_ws")
+	f.warm()
+	cl, p := wsOpen(t, h, f, "/ws")
+	wsAccept(t, f, cl, p, 1000)
+	f.send(wsData(f, p.ID, 1, "binary", strings.Repeat("x", DefaultBufferSize+wsOverdraft+1), false))
+	f.expectSkipping(p.ID, zhttp.TypeCancel)
+	cl.expectEOF()
+}
+
+// TestWSOutboundQueueBound: a client that stops reading does not make us
+// queue without bound: once its socket is full, at most maxQueuedFrames
+// frames wait; beyond that the client is closed with 1011 and the
+// session cancelled.
+func TestWSOutboundQueueBound(t *testing.T) {
+	h := startConnmgr(t, nil)
+	h.tackOnly("the frame bound is ours")
+	f := newFakeServer(t, h, "proxy_ws")
+	f.warm()
+	cl, p := wsOpen(t, h, f, "/ws")
+	wsAccept(t, f, cl, p, 1000)
+	// Fill the client's socket: send within our credits until no credit
+	// comes back (the connection is blocked writing).
+	seq := int64(1)
+	window := int64(DefaultBufferSize)
+	chunk := strings.Repeat("y", 4096)
+	for stalled := false; !stalled; {
+		for window >= int64(len(chunk)) {
+			f.send(wsData(f, p.ID, seq, "binary", chunk, false))
+			seq++
+			window -= int64(len(chunk))
+		}
+		select {
+		case m := <-f.rtr.Recv():
+			q, err := zhttp.Parse(m[2])
+			if err != nil {
+				t.Fatal(err)
+			}
+			if q.Type == zhttp.TypeCredit {
+				window += q.Credits
+			}
+		case <-time.After(time.Second):
+			stalled = true
+		}
+	}
+	// Empty messages cost no credits; more than the bound overflow.
+	for range maxQueuedFrames + 10 {
+		f.send(wsData(f, p.ID, seq, "text", "", false))
+		seq++
+	}
+	time.Sleep(200 * time.Millisecond)
+	// The client reads again: what was written, then close 1011.
+	closed := make(chan error, 1)
+	go func() {
+		for {
+			fr, err := ws.ReadFrame(cl.br)
+			if err != nil {
+				closed <- err
+				return
+			}
+			if fr.Header.OpCode == ws.OpClose {
+				if code, _ := ws.ParseCloseFrameData(fr.Payload); code != closeInternal {
+					closed <- fmt.Errorf("close code %d, want 1011", code)
+					return
+				}
+				closed <- nil
+				return
+			}
+		}
+	}()
+	for {
+		q, _, _ := f.stream()
+		if q.Type == zhttp.TypeCancel {
+			break
+		}
+	}
+	if err := <-closed; err != nil {
+		t.Fatal(err)
+	}
+}
