@@ -625,8 +625,11 @@ func (c *conn) unpark() {
 
 // waitMail waits for the engine only (used while unread pipelined bytes
 // make the socket permanently readable).
-func (c *conn) waitMail() bool {
-	t := time.NewTimer(c.s.cfg.StreamTimeout)
+func (c *conn) waitMail() bool { return c.waitMailFor(c.s.cfg.StreamTimeout) }
+
+// waitMailFor is waitMail with a timeout of d.
+func (c *conn) waitMailFor(d time.Duration) bool {
+	t := time.NewTimer(d)
 	defer t.Stop()
 	select {
 	case <-c.wake:

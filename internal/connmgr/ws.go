@@ -28,8 +28,8 @@ const (
 	// client. Their bytes are bounded by our credits; this bounds their
 	// count (a server could send empty messages without spending any).
 	maxQueuedFrames = 1024
-	// wsCloseWait is how long we wait for the client's close frame after
-	// sending ours.
+	// wsCloseWait is how long one side's close waits for the other's
+	// answer (the client's after ours, the server's after the client's).
 	wsCloseWait = 5 * time.Second
 	// wsOverdraft is how far a server may exceed our credit window before
 	// it is cancelled: condure grants credits for ping and pong payloads
@@ -245,7 +245,17 @@ func (c *conn) runWS(x *exchange, why resumeReason) outcome {
 		}
 		if w.closeRecv || w.needBudget {
 			// Nothing to read until the server answers or grants credits.
-			if !c.waitMail() {
+			wait := c.s.cfg.StreamTimeout
+			if w.closeRecv {
+				if w.closeBy.IsZero() {
+					w.closeBy = time.Now().Add(wsCloseWait)
+				}
+				wait = time.Until(w.closeBy)
+			}
+			if wait <= 0 || !c.waitMailFor(wait) {
+				if w.closeRecv {
+					c.s.log.Info().Str(logging.FieldConn, x.id).Msg("zhttp server did not answer the client's WebSocket close")
+				}
 				c.gone(x)
 				return outEnd
 			}

@@ -614,3 +614,22 @@ func TestWSOutboundQueueBound(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestWSCloseUnanswered: a client's close the server never answers ends
+// the connection after wsCloseWait, cancelling the session.
+func TestWSCloseUnanswered(t *testing.T) {
+	h := startConnmgr(t, nil)
+	h.tackOnly("our close wait")
+	f := newFakeServer(t, h, "proxy_ws")
+	f.warm()
+	cl, p := wsOpen(t, h, f, "/ws")
+	wsAccept(t, f, cl, p, 1000)
+	ws.WriteFrame(cl.c, ws.MaskFrame(ws.NewCloseFrame(ws.NewCloseFrameBody(1000, ""))))
+	f.expectSkipping(p.ID, zhttp.TypeClose)
+	start := time.Now()
+	cl.expectEOF()
+	if d := time.Since(start); d < wsCloseWait-time.Second || d > wsCloseWait+10*time.Second {
+		t.Fatalf("closed after %v, want about %v", d, wsCloseWait)
+	}
+	f.expectSkipping(p.ID, zhttp.TypeCancel)
+}
