@@ -1,6 +1,7 @@
 package connmgr
 
 import (
+	"compress/flate"
 	"crypto/sha1"
 	"encoding/base64"
 	"encoding/binary"
@@ -73,6 +74,11 @@ type wsState struct {
 	msgOp    ws.OpCode // opcode of the message in progress, 0 none
 	utf8Tail []byte    // an incomplete rune at the end of the text so far
 
+	ctrl    frameHead // the control frame being read
+	deflate bool      // permessage-deflate was negotiated (wsdeflate.go)
+	infl    *inflater // decompressing a client message
+	defl    *deflater // compressing a server message
+
 	readable   bool // the socket was seen readable: one read will not block
 	partial    bool // an incomplete frame head waits in the reader
 	needBudget bool // payload waits for credits from the server
@@ -97,6 +103,9 @@ func (c *conn) startWS(x *exchange, req *http.Request, hs []zhttp.Header, host s
 		return boolOut(c.refuse(x, http.StatusRequestURITooLong, fmt.Sprintf("Request URI exceeded limit of %d bytes.\n", MaxURI)))
 	}
 	x.ws = &wsState{key: req.Header.Get("Sec-WebSocket-Key")}
+	if c.s.cfg.Compression {
+		hs, x.ws.deflate = takeDeflateOffer(hs)
+	}
 	x.req, x.uploading, x.clLeft = nil, false, 0
 	if c.br.Buffered() == 0 {
 		c.releaseReader()
@@ -151,7 +160,7 @@ func acceptKey(key string) string {
 // appendAccept encodes the 101 response: the server's headers (those we
 // set ourselves dropped), then Upgrade, Connection and
 // Sec-WebSocket-Accept, in condure's order (Captured).
-func appendAccept(dst []byte, p *zhttp.Packet, key string) ([]byte, error) {
+func appendAccept(dst []byte, p *zhttp.Packet, key string, deflate bool) ([]byte, error) {
 	cp := *p
 	cp.Headers = make([]zhttp.Header, 0, len(p.Headers))
 	for _, h := range p.Headers {
@@ -165,6 +174,9 @@ func appendAccept(dst []byte, p *zhttp.Packet, key string) ([]byte, error) {
 		return dst, err
 	}
 	dst = dst[:len(dst)-2]
+	if deflate {
+		dst = append(dst, "Sec-WebSocket-Extensions: "+deflateAnswer+"\r\n"...)
+	}
 	dst = append(dst, "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: "...)
 	dst = append(dst, acceptKey(key)...)
 	return append(dst, "\r\n\r\n"...), nil
@@ -237,7 +249,7 @@ func (c *conn) runWS(x *exchange, why resumeReason) outcome {
 			return outEnd
 		}
 		hasBytes := c.br != nil && c.br.Buffered() > 0
-		if !w.closeRecv && !w.needBudget && (w.readable || (hasBytes && !w.partial)) {
+		if !w.closeRecv && !w.needBudget && (w.readable || (hasBytes && !w.partial) || w.infl != nil) {
 			if !c.wsRead(x) {
 				return outEnd
 			}
@@ -341,7 +353,7 @@ func (c *conn) parkTLS(dl time.Time) readState {
 func (c *conn) wsAccept(x *exchange, p *zhttp.Packet) bool {
 	hb := c.s.getHeadBuf()
 	defer c.s.putHeadBuf(hb)
-	b, err := appendAccept((*hb)[:0], p, x.ws.key)
+	b, err := appendAccept((*hb)[:0], p, x.ws.key, x.ws.deflate)
 	*hb = b[:0]
 	if err != nil {
 		c.s.log.Warn().Err(err).Str(logging.FieldRID, x.id).Msg("bad WebSocket accept from zhttp server")
@@ -380,7 +392,7 @@ func (c *conn) wsWrite(x *exchange, mb *mailbox) bool {
 		if w.closeSent {
 			break // nothing may follow a close frame
 		}
-		op, fin := f.op, true
+		op, fin, rsv1 := f.op, true, false
 		body := f.body
 		switch f.op {
 		case ws.OpText, ws.OpBinary:
@@ -390,6 +402,16 @@ func (c *conn) wsWrite(x *exchange, mb *mailbox) bool {
 			fin = !f.more
 			w.outMsg = f.more
 			consumed += len(body)
+			if w.deflate {
+				if w.defl == nil {
+					w.defl, rsv1 = c.s.getDeflater(), true
+				}
+				body = w.defl.compress(body, fin)
+				if fin {
+					c.s.putDeflater(w.defl)
+					w.defl = nil
+				}
+			}
 		case ws.OpPing, ws.OpPong:
 			consumed += len(body)
 		case ws.OpClose:
@@ -399,6 +421,9 @@ func (c *conn) wsWrite(x *exchange, mb *mailbox) bool {
 		}
 		start := len(h)
 		h = appendFrameHead(h, op, fin, len(body))
+		if rsv1 {
+			h[start] |= 0x40
+		}
 		bufs = append(bufs, h[start:])
 		if len(body) > 0 {
 			bufs = append(bufs, body)
@@ -484,14 +509,26 @@ type errFrame struct {
 
 func (e *errFrame) Error() string { return e.msg }
 
-// parseFrameHead decodes a client frame head from b: its length, or 0 when
-// b holds only part of it.
-func parseFrameHead(b []byte) (n int, op ws.OpCode, fin bool, length int64, mask [4]byte, err error) {
+// frameHead is a client frame head: n is its length in bytes (0: not
+// all of it is buffered yet).
+type frameHead struct {
+	n      int
+	op     ws.OpCode
+	fin    bool
+	rsv1   bool // a compressed message (permessage-deflate)
+	length int64
+	mask   [4]byte
+}
+
+// parseFrameHead decodes a client frame head from b; deflate allows RSV1
+// on the first frame of a data message.
+func parseFrameHead(b []byte, deflate bool) (frameHead, error) {
+	var h frameHead
 	if len(b) < 2 {
-		return 0, 0, false, 0, mask, nil
+		return h, nil
 	}
-	fin, op = b[0]&0x80 != 0, ws.OpCode(b[0]&0x0f)
-	n = 2
+	h.fin, h.rsv1, h.op = b[0]&0x80 != 0, b[0]&0x40 != 0, ws.OpCode(b[0]&0x0f)
+	n := 2
 	switch l := b[1] & 0x7f; l {
 	case 126:
 		n += 2
@@ -502,34 +539,36 @@ func parseFrameHead(b []byte) (n int, op ws.OpCode, fin bool, length int64, mask
 		n += 4
 	}
 	if len(b) < n {
-		return 0, 0, false, 0, mask, nil
+		return h, nil
 	}
 	switch l := b[1] & 0x7f; l {
 	case 126:
-		length = int64(binary.BigEndian.Uint16(b[2:4]))
+		h.length = int64(binary.BigEndian.Uint16(b[2:4]))
 	case 127:
 		u := binary.BigEndian.Uint64(b[2:10])
 		if u>>63 != 0 {
-			return 0, 0, false, 0, mask, &errFrame{closeProtocol, "frame length out of range"}
+			return h, &errFrame{closeProtocol, "frame length out of range"}
 		}
-		length = int64(u)
+		h.length = int64(u)
 	default:
-		length = int64(l)
+		h.length = int64(l)
 	}
+	op := h.op
 	switch {
-	case b[0]&0x70 != 0:
-		return 0, 0, false, 0, mask, &errFrame{closeProtocol, "reserved bits set"}
+	case b[0]&0x30 != 0 || (h.rsv1 && (!deflate || op.IsControl() || op == ws.OpContinuation)):
+		return h, &errFrame{closeProtocol, "reserved bits set"}
 	case b[1]&0x80 == 0:
-		return 0, 0, false, 0, mask, &errFrame{closeProtocol, "unmasked client frame"}
+		return h, &errFrame{closeProtocol, "unmasked client frame"}
 	case op > ws.OpBinary && op < ws.OpClose, op > ws.OpPong:
-		return 0, 0, false, 0, mask, &errFrame{closeProtocol, fmt.Sprintf("unknown opcode %d", op)}
-	case op.IsControl() && length > maxControl:
-		return 0, 0, false, 0, mask, &errFrame{closeProtocol, "control frame too large"}
-	case op.IsControl() && !fin:
-		return 0, 0, false, 0, mask, &errFrame{closeProtocol, "fragmented control frame"}
+		return h, &errFrame{closeProtocol, fmt.Sprintf("unknown opcode %d", op)}
+	case op.IsControl() && h.length > maxControl:
+		return h, &errFrame{closeProtocol, "control frame too large"}
+	case op.IsControl() && !h.fin:
+		return h, &errFrame{closeProtocol, "fragmented control frame"}
 	}
-	copy(mask[:], b[n-4:n])
-	return n, op, fin, length, mask, nil
+	copy(h.mask[:], b[n-4:n])
+	h.n = n
+	return h, nil
 }
 
 // wsRead forwards what the client sent: whole control frames, and message
@@ -558,25 +597,40 @@ func (c *conn) wsRead(x *exchange) bool {
 	}
 	var err error
 	for err == nil && !w.closeRecv {
+		if w.infl != nil {
+			// A compressed message: its frames are read as the
+			// decompressor needs them.
+			if x.budget <= 0 {
+				w.needBudget = true
+				break
+			}
+			err = c.wsInflate(x)
+			continue
+		}
 		if !w.inFrame {
 			b, _ := c.br.Peek(c.br.Buffered())
-			n, op, fin, length, mask, perr := parseFrameHead(b)
+			fh, perr := parseFrameHead(b, w.deflate)
 			if perr != nil {
 				err = perr
 				break
 			}
-			if n == 0 {
+			if fh.n == 0 {
 				var more bool
 				if more, err = fill(); !more {
 					break
 				}
 				continue
 			}
-			if err = w.checkOrder(op, fin); err != nil {
+			if err = w.checkOrder(fh.op, fh.fin); err != nil {
 				break
 			}
-			c.br.Discard(n)
-			w.inFrame, w.op, w.fin, w.left, w.mask, w.pos = true, op, fin, length, mask, 0
+			c.br.Discard(fh.n)
+			if fh.rsv1 {
+				w.infl = c.s.getInflater(c, x, fh.length, fh.mask, fh.fin)
+				continue
+			}
+			w.inFrame, w.op, w.fin, w.left, w.mask, w.pos = true, fh.op, fh.fin, fh.length, fh.mask, 0
+			w.ctrl = fh
 		}
 		if w.op.IsControl() {
 			if int64(c.br.Buffered()) < w.left {
@@ -586,7 +640,8 @@ func (c *conn) wsRead(x *exchange) bool {
 				}
 				continue
 			}
-			err = c.wsControl(x)
+			w.inFrame, w.left = false, 0
+			err = c.wsControl(x, w.ctrl)
 			continue
 		}
 		n := min(int64(c.br.Buffered()), w.left, int64(x.budget), int64(c.s.cfg.BufferSize))
@@ -670,6 +725,62 @@ func (c *conn) wsData(x *exchange, n int) error {
 	return nil
 }
 
+// wsInflate forwards the next piece of a compressed client message, at
+// most what the credits allow, decompressed.
+func (c *conn) wsInflate(x *exchange) error {
+	w := x.ws
+	buf := c.s.getChunk()
+	lim := min(x.budget, c.s.cfg.BufferSize)
+	n, err := w.infl.r.Read((*buf)[:lim])
+	for err == nil && n < lim && w.infl.src.fin && w.infl.src.left == 0 {
+		// All input is in: reading on cannot block, and finds the end
+		// of the message, so its last piece carries it.
+		var k int
+		k, err = w.infl.r.Read((*buf)[n:lim])
+		n += k
+	}
+	end := err == io.EOF
+	switch {
+	case end:
+	case errors.Is(err, errClientClosed):
+		// A close in the middle of the message: it is abandoned.
+		c.s.putChunk(buf)
+		c.s.putInflater(w.infl)
+		w.infl = nil
+		return nil
+	case err != nil:
+		c.s.putChunk(buf)
+		var ce flate.CorruptInputError
+		if errors.As(err, &ce) {
+			return &errFrame{closeInvalidData, "bad compressed message"}
+		}
+		return err // a bad frame (errFrame) or the connection failed
+	}
+	b := (*buf)[:n]
+	if w.msgOp == ws.OpText && !w.validText(b, end) {
+		c.s.putChunk(buf)
+		return &errFrame{closeInvalidData, "invalid UTF-8 in text message"}
+	}
+	ctype := "text"
+	if w.msgOp == ws.OpBinary {
+		ctype = "binary"
+	}
+	if end {
+		c.s.putInflater(w.infl)
+		w.infl, w.msgOp = nil, 0
+	}
+	if n == 0 && !end {
+		c.s.putChunk(buf)
+		return nil
+	}
+	x.budget -= n
+	if !c.send(connMsg{kind: msgBody, c: c, req: c.nreq, id: x.id, chunk: buf, n: n, more: !end, ctype: ctype}) {
+		c.s.putChunk(buf)
+		return net.ErrClosed
+	}
+	return nil
+}
+
 // validText checks the next piece of a text message, carrying an
 // incomplete rune at its end to the next piece.
 func (w *wsState) validText(b []byte, end bool) bool {
@@ -729,16 +840,16 @@ func validPrefix(b []byte) bool {
 	return !(r == utf8.RuneError && size <= 1) && size > n
 }
 
-// wsControl forwards a whole control frame (its payload is buffered).
-func (c *conn) wsControl(x *exchange) error {
+// wsControl forwards the whole control frame fh (its payload is
+// buffered).
+func (c *conn) wsControl(x *exchange, fh frameHead) error {
 	w := x.ws
 	var payload [maxControl]byte
-	b := payload[:w.left]
+	b := payload[:fh.length]
 	c.br.Read(b)
-	ws.Cipher(b, w.mask, 0)
-	w.inFrame, w.left = false, 0
+	ws.Cipher(b, fh.mask, 0)
 	p := zhttp.New()
-	switch w.op {
+	switch fh.op {
 	case ws.OpPing:
 		p.Type = zhttp.TypePing
 	case ws.OpPong:

@@ -3,6 +3,7 @@ package connmgr
 import (
 	"bufio"
 	"bytes"
+	"compress/flate"
 	"crypto/tls"
 	"fmt"
 	"io"
@@ -632,4 +633,122 @@ func TestWSCloseUnanswered(t *testing.T) {
 		t.Fatalf("closed after %v, want about %v", d, wsCloseWait)
 	}
 	f.expectSkipping(p.ID, zhttp.TypeCancel)
+}
+
+// deflateMsg compresses a whole message as a permessage-deflate sender
+// without context takeover does.
+func deflateMsg(t testing.TB, p []byte) []byte {
+	var b bytes.Buffer
+	w, _ := flate.NewWriter(&b, flate.DefaultCompression)
+	w.Write(p)
+	w.Flush()
+	return bytes.TrimSuffix(b.Bytes(), []byte{0, 0, 0xff, 0xff})
+}
+
+func inflateMsg(t testing.TB, p []byte) string {
+	t.Helper()
+	b, err := io.ReadAll(flate.NewReader(io.MultiReader(bytes.NewReader(p), bytes.NewReader([]byte{0, 0, 0xff, 0xff, 1, 0, 0, 0xff, 0xff}))))
+	if err != nil {
+		t.Fatalf("inflate: %v", err)
+	}
+	return string(b)
+}
+
+// TestWSCompression: with --compression a client's permessage-deflate
+// offer is answered (no context takeover either way) and never reaches
+// the server (grip and other extensions do); compressed client messages,
+// whole or fragmented, arrive uncompressed within the credits, and the
+// server's messages, whole or in pieces, are compressed.
+func TestWSCompression(t *testing.T) {
+	h := startConnmgr(t, func(c *Config) { c.Compression = true })
+	h.tackOnly("condure 1.9.1 runs without --compression under Pushpin 1.36")
+	f := newFakeServer(t, h, "proxy_ws")
+	f.warm()
+	cl, p := wsOpen(t, h, f, "/ws", "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits, grip\r\n")
+	if v, _ := p.Header("Sec-WebSocket-Extensions"); v != "grip" {
+		t.Fatalf("extensions passed to the server: %q", v)
+	}
+	head := wsAccept(t, f, cl, p, 4096)
+	if !strings.Contains(head, "Sec-WebSocket-Extensions: "+deflateAnswer+"\r\n") {
+		t.Fatalf("no deflate answer in %q", head)
+	}
+
+	// Client → server: a compressed text message, then a large compressed
+	// binary message in three frames with a ping in between.
+	send := func(fr ws.Frame) {
+		if err := ws.WriteFrame(cl.c, ws.MaskFrame(fr)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	fr := ws.NewTextFrame(deflateMsg(t, []byte("hello hello hello")))
+	fr.Header.Rsv = ws.Rsv(true, false, false)
+	send(fr)
+	f.expectData(p.ID, "text", "hello hello hello", false)
+
+	big := bytes.Repeat([]byte("compressible "), 100000)
+	z := deflateMsg(t, big)
+	third := len(z) / 3
+	fr = ws.NewFrame(ws.OpBinary, false, z[:third])
+	fr.Header.Rsv = ws.Rsv(true, false, false)
+	send(fr)
+	send(ws.NewFrame(ws.OpContinuation, false, z[third:2*third]))
+	send(ws.NewPingFrame([]byte("between")))
+	send(ws.NewFrame(ws.OpContinuation, true, z[2*third:]))
+	var got bytes.Buffer
+	outstanding := int64(4096 - len("hello hello hello"))
+	seq := int64(1)
+	sawPing := false
+	for {
+		q, _, _ := f.stream()
+		switch q.Type {
+		case zhttp.TypePing:
+			sawPing = true
+			continue
+		case zhttp.TypeData:
+		default:
+			continue
+		}
+		if int64(len(q.Body)) > outstanding || q.ContentType != "binary" {
+			t.Fatalf("piece of %d bytes (%s) with %d credits", len(q.Body), q.ContentType, outstanding)
+		}
+		outstanding -= int64(len(q.Body))
+		got.Write(q.Body)
+		if !q.More {
+			break
+		}
+		if outstanding < 2048 {
+			c := f.packet(p.ID, seq)
+			seq++
+			c.Type, c.Credits = zhttp.TypeCredit, 4096-outstanding
+			f.send(c)
+			outstanding = 4096
+		}
+	}
+	if !bytes.Equal(got.Bytes(), big) || !sawPing {
+		t.Fatalf("server got %d bytes (want %d), ping %v", got.Len(), len(big), sawPing)
+	}
+
+	// Server → client: a whole message, then one in two pieces.
+	f.send(wsData(f, p.ID, seq, "text", "server message server message", false))
+	f.send(wsData(f, p.ID, seq+1, "binary", "part one ", true))
+	f.send(wsData(f, p.ID, seq+2, "binary", "part two", false))
+	m := cl.read()
+	if r1, _, _ := ws.RsvBits(m.Header.Rsv); !r1 || m.Header.OpCode != ws.OpText || inflateMsg(t, m.Payload) != "server message server message" {
+		t.Fatalf("compressed text frame %+v", m.Header)
+	}
+	m1, m2 := cl.read(), cl.read()
+	r1, _, _ := ws.RsvBits(m1.Header.Rsv)
+	r2, _, _ := ws.RsvBits(m2.Header.Rsv)
+	if !r1 || r2 || m1.Header.Fin || !m2.Header.Fin || m2.Header.OpCode != ws.OpContinuation {
+		t.Fatalf("fragmented compressed frames %+v %+v", m1.Header, m2.Header)
+	}
+	if s := inflateMsg(t, append(m1.Payload, m2.Payload...)); s != "part one part two" {
+		t.Fatalf("inflated %q", s)
+	}
+
+	// Corrupt compressed data: 1007.
+	fr = ws.NewBinaryFrame([]byte{0xff, 0xff, 0xff, 0xff})
+	fr.Header.Rsv = ws.Rsv(true, false, false)
+	send(fr)
+	cl.expectClose(1007, "")
 }
