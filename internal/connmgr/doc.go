@@ -7,11 +7,11 @@
 // It owns: the listeners, the HTTP/1.x connection loop (request heads are
 // parsed by net/http, framing and persistence are ours), the zhttp client
 // session of each request (seq, credits, peer address, handoff, keep-alive,
-// expiry), client WebSockets carried in zhttp WebSocket mode (ws.go) and
-// the three client sockets. It does not own: routing, GRIP or
-// X-Forwarded-* headers (the proxy's job), req-mode listeners and
-// permessage-deflate (--compression, refused at start as "not supported
-// yet"), metrics (metrics.go is not written yet).
+// expiry), client WebSockets carried in zhttp WebSocket mode (ws.go, with
+// permessage-deflate under --compression: wsdeflate.go) and the three
+// client sockets. It does not own: routing, GRIP or X-Forwarded-* headers
+// (the proxy's job), req-mode listeners, metrics (metrics.go is not
+// written yet).
 //
 // # Listeners (listen.go, tlsid.go)
 //
@@ -161,6 +161,19 @@
 // that are invalid (1002); invalid UTF-8 in text messages (checked
 // across fragments) or close reasons (1007). There is no message size
 // limit (no condure flag sets one), so no 1009.
+//
+// With --compression (condure's flag; Pushpin 1.37+ passes it for
+// allow_compression) a client's permessage-deflate offer is answered
+// "permessage-deflate; server_no_context_takeover;
+// client_no_context_takeover" and removed from the headers the server
+// sees (other extensions, such as grip, stay). Each message is thus
+// compressed on its own and a compressor or decompressor is borrowed from
+// a pool only while a message is in progress. Server message pieces are
+// compressed piece by piece (a sync flush each, RSV1 on the first frame);
+// a compressed client message is decompressed as it arrives, at most the
+// credits at a time, its frames read as the decompressor needs them
+// (blocking in the connection's goroutine while the client is in the
+// middle of sending it). Corrupt compressed data closes with 1007.
 //
 // An idle WebSocket detaches like a held response: no goroutine, no
 // buffer; the parker watches its socket (BenchmarkConnmgrIdleWebSocketMemory:
