@@ -1,9 +1,13 @@
 package interop
 
 import (
+	"bufio"
+	"bytes"
+	"compress/flate"
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -229,4 +233,73 @@ func TestInteropConnmgrWebSocketUnderPushpin(t *testing.T) {
 			}
 		}
 	})
+}
+
+// TestInteropConnmgrWebSocketCompression: our runner with
+// allow_compression=true (Pushpin 1.37's key) starts tack-connmgr with
+// --compression; behind it the real pushpin-proxy and zurl relay a
+// WebSocket echo whose client uses permessage-deflate.
+func TestInteropConnmgrWebSocketCompression(t *testing.T) {
+	requirePushpin(t)
+	be, _ := newWSBackend(t)
+	d := newDeployment(t)
+	conf := debianConfig(t, d.dir, d.httpPort, d.portOffset, map[string]string{
+		"runner.proxy_bin":         "pushpin-proxy",
+		"runner.zurl_bin":          "/usr/bin/zurl",
+		"runner.allow_compression": "true",
+	})
+	writeRoutes(t, d.dir, "* "+be+"\n")
+	d.startTack(t, conf)
+	d.waitReady(t, "/ready")
+
+	c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", d.httpPort))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(20 * time.Second))
+	fmt.Fprint(c, "GET /echo HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"+
+		"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"+
+		"Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n\r\n")
+	br := bufio.NewReader(c)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != 101 || !strings.HasPrefix(resp.Header.Get("Sec-WebSocket-Extensions"), "permessage-deflate") {
+		t.Fatalf("handshake: %d %v", resp.StatusCode, resp.Header)
+	}
+	msg := strings.Repeat("squeeze me ", 5000)
+	var z bytes.Buffer
+	fw, _ := flate.NewWriter(&z, flate.BestCompression)
+	fw.Write([]byte(msg))
+	fw.Flush()
+	fr := ws.NewTextFrame(bytes.TrimSuffix(z.Bytes(), []byte{0, 0, 0xff, 0xff}))
+	fr.Header.Rsv = ws.Rsv(true, false, false)
+	if err := ws.WriteFrame(c, ws.MaskFrame(fr)); err != nil {
+		t.Fatal(err)
+	}
+	// The echo comes back compressed, maybe in several frames.
+	var payload []byte
+	for {
+		f, err := ws.ReadFrame(br)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if f.Header.OpCode.IsControl() {
+			continue
+		}
+		if r1, _, _ := ws.RsvBits(f.Header.Rsv); f.Header.OpCode != ws.OpContinuation && !r1 {
+			t.Fatalf("echo not compressed: %+v", f.Header)
+		}
+		payload = append(payload, f.Payload...)
+		if f.Header.Fin {
+			break
+		}
+	}
+	got, err := io.ReadAll(flate.NewReader(io.MultiReader(bytes.NewReader(payload),
+		bytes.NewReader([]byte{0, 0, 0xff, 0xff, 1, 0, 0, 0xff, 0xff}))))
+	if err != nil || string(got) != msg {
+		t.Fatalf("echo inflated to %d bytes (%v), want %d", len(got), err, len(msg))
+	}
 }
