@@ -555,9 +555,10 @@ func TestWSOutboundQueueBound(t *testing.T) {
 	f := newFakeServer(t, h, "proxy_ws")
 	f.warm()
 	cl, p := wsOpen(t, h, f, "/ws")
+	cl.c.(*net.TCPConn).SetReadBuffer(4096)
 	wsAccept(t, f, cl, p, 1000)
 	// Fill the client's socket: send within our credits until no credit
-	// comes back (the connection is blocked writing).
+	// comes back for a while (the connection is blocked writing).
 	seq := int64(1)
 	window := int64(DefaultBufferSize)
 	chunk := strings.Repeat("y", 4096)
@@ -576,7 +577,7 @@ func TestWSOutboundQueueBound(t *testing.T) {
 			if q.Type == zhttp.TypeCredit {
 				window += q.Credits
 			}
-		case <-time.After(time.Second):
+		case <-time.After(3 * time.Second):
 			stalled = true
 		}
 	}
@@ -605,10 +606,14 @@ func TestWSOutboundQueueBound(t *testing.T) {
 			}
 		}
 	}()
-	for {
-		q, _, _ := f.stream()
-		if q.Type == zhttp.TypeCancel {
-			break
+	deadline := time.After(30 * time.Second)
+	for cancelled := false; !cancelled; {
+		select {
+		case m := <-f.rtr.Recv():
+			q, err := zhttp.Parse(m[2])
+			cancelled = err == nil && q.Type == zhttp.TypeCancel
+		case <-deadline:
+			t.Fatal("no cancel")
 		}
 	}
 	if err := <-closed; err != nil {
