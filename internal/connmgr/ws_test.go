@@ -555,7 +555,6 @@ func TestWSOutboundQueueBound(t *testing.T) {
 	f := newFakeServer(t, h, "proxy_ws")
 	f.warm()
 	cl, p := wsOpen(t, h, f, "/ws")
-	cl.c.(*net.TCPConn).SetReadBuffer(4096)
 	wsAccept(t, f, cl, p, 1000)
 	// Fill the client's socket: send within our credits until no credit
 	// comes back for a while (the connection is blocked writing).
@@ -577,17 +576,21 @@ func TestWSOutboundQueueBound(t *testing.T) {
 			if q.Type == zhttp.TypeCredit {
 				window += q.Credits
 			}
-		case <-time.After(3 * time.Second):
+		case <-time.After(2 * time.Second):
 			stalled = true
 		}
 	}
 	// Empty messages cost no credits; more than the bound overflow.
-	for range maxQueuedFrames + 10 {
+	for i := range maxQueuedFrames + 10 {
 		f.send(wsData(f, p.ID, seq, "text", "", false))
 		seq++
+		if i%100 == 99 {
+			time.Sleep(20 * time.Millisecond) // stay under the PUB's HWM
+		}
 	}
 	time.Sleep(200 * time.Millisecond)
 	// The client reads again: what was written, then close 1011.
+	cl.c.SetDeadline(time.Now().Add(30 * time.Second))
 	closed := make(chan error, 1)
 	go func() {
 		for {
