@@ -942,12 +942,23 @@ func (e *engine) onWS(s *session, p *zhttp.Packet, now time.Time) {
 	}
 }
 
+// maxPendingControl bounds the client packets a WebSocket session holds
+// while it has no server (data pieces are bounded by credits as well).
+const maxPendingControl = 256
+
 // onClientControl sends a client's ping, pong or close to the server.
 func (e *engine) onClientControl(s *session, p *zhttp.Packet, now time.Time) {
 	if p.Type == zhttp.TypeClose {
 		s.clientClosed = true
 	}
 	if s.state != stActive {
+		if len(s.pendingBody) >= maxPendingControl {
+			// A client flooding control frames while no server can take
+			// them (during a handoff).
+			e.log.Warn().Bytes(logging.FieldRID, s.zs.ID).Int("pending", len(s.pendingBody)).Msg("too many WebSocket frames waiting for a server, closing")
+			e.cancelAndRemove(s)
+			return
+		}
 		s.pendingBody = append(s.pendingBody, pendingChunk{pkt: p})
 		return
 	}
