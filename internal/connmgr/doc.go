@@ -177,7 +177,7 @@
 //
 // An idle WebSocket detaches like a held response: no goroutine, no
 // buffer; the parker watches its socket (BenchmarkConnmgrIdleWebSocketMemory:
-// about 1.6 KiB of heap per idle WebSocket). Before detaching it peeks
+// about 1.7 KiB of heap per idle WebSocket). Before detaching it peeks
 // the socket, as the parker only reports new bytes.
 //
 // # Behaviour that differs from condure 1.9.1 (see also the tests)
