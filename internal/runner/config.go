@@ -117,6 +117,7 @@ type Config struct {
 	TLS         bool
 	BufferSize  int
 	MaxConn     int
+	Compression bool // [runner] allow_compression (Pushpin 1.37+): connmgr --compression
 	Routes      []string
 	MergeOutput bool
 	LogFormat   string // logging.FormatText or FormatJSON
@@ -259,6 +260,9 @@ func BuildConfig(fl Flags, exeDir string) (*Config, error) {
 		errs = append(errs, err)
 	}
 	if c.MaxConn, err = f.Int("runner", "client_maxconn", DefaultClientMaxConn); err != nil {
+		errs = append(errs, err)
+	}
+	if c.Compression, err = f.Bool("runner", "allow_compression", false); err != nil {
 		errs = append(errs, err)
 	}
 	if err := c.buildListen(f, fl.Port); err != nil {
@@ -437,6 +441,9 @@ func (c *Config) Args(kind string) []string {
 			"--zclient-stream=ipc://"+filepath.Join(c.RunDir, c.IPCPrefix+"condure"),
 			"--buffer-size="+strconv.Itoa(c.BufferSize),
 			"--stream-maxconn="+strconv.Itoa(c.MaxConn))
+		if c.Compression {
+			a = append(a, "--compression")
+		}
 		if c.TLS {
 			a = append(a, "--tls-identities-dir="+c.certsDir())
 		}
