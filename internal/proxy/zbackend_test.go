@@ -1,17 +1,15 @@
 package proxy
 
 import (
-	"context"
 	"os"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	zmq "github.com/pebbe/zmq4"
-	"github.com/rs/zerolog"
 
+	"tack/internal/testutil"
 	"tack/internal/zsock"
 	"tack/pkg/zhttp"
 )
@@ -43,34 +41,6 @@ func TestZhttpSpecs(t *testing.T) {
 	}
 }
 
-// startBackendSockets opens a fake ZeroMQ backend's sockets (connected to
-// the proxy's binds), each with its owner goroutine, closed at cleanup.
-func startBackendSockets(t *testing.T, opts ...zsock.Options) map[string]*zsock.Socket {
-	t.Helper()
-	zctx, err := zsock.NewContext()
-	if err != nil {
-		t.Fatal(err)
-	}
-	log := zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel).With().Str("side", "backend").Logger()
-	out := map[string]*zsock.Socket{}
-	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	for _, o := range opts {
-		so, err := zctx.Open(o, log)
-		if err != nil {
-			t.Fatal(err)
-		}
-		out[o.Name] = so
-		wg.Go(func() { _ = so.Run(ctx) })
-	}
-	t.Cleanup(func() {
-		cancel()
-		wg.Wait()
-		zctx.Close()
-	})
-	return out
-}
-
 // zreqHarness is a proxy with one route to a zhttpreq/ target on ipc and a
 // ROUTER backend connected to it (a REP socket sees the same packets
 // without the envelope).
@@ -90,9 +60,8 @@ func startZreq(t *testing.T, connect bool, mod func(*Config)) *zreqHarness {
 	spec := "ipc://" + dir + "/req"
 	zh := &zreqHarness{spec: spec}
 	if connect {
-		socks := startBackendSockets(t, zsock.Options{Name: "zreq-backend", Type: zmq.ROUTER, Direction: zsock.TwoWay,
-			Connect: []string{spec}, SendTimeout: waitFor})
-		zh.backend = socks["zreq-backend"]
+		zh.backend = testutil.Sockets(t, zsock.Options{Name: "zreq-backend", Type: zmq.ROUTER, Direction: zsock.TwoWay,
+			Connect: []string{spec}, SendTimeout: waitFor})[0]
 	}
 	zh.harness = startProxy(t, harnessOpts{routes: []string{"* zhttpreq/" + spec, "debug.example,debug zhttpreq/" + spec}, mod: mod})
 	return zh
@@ -334,11 +303,11 @@ func startZstream(t *testing.T, connect bool) *zstreamHarness {
 	base := "ipc://" + dir + "/zs"
 	zs := &zstreamHarness{}
 	if connect {
-		socks := startBackendSockets(t,
+		socks := testutil.Sockets(t,
 			zsock.Options{Name: "pull", Type: zmq.PULL, Direction: zsock.RecvOnly, Connect: []string{base + "-out"}},
 			zsock.Options{Name: "router", Type: zmq.ROUTER, Direction: zsock.RecvOnly, Connect: []string{base + "-out-stream"}, Identity: backendFrom},
 			zsock.Options{Name: "pub", Type: zmq.XPUB, Direction: zsock.TwoWay, Connect: []string{base + "-in"}})
-		zs.pull, zs.router, zs.pub = socks["pull"], socks["router"], socks["pub"]
+		zs.pull, zs.router, zs.pub = socks[0], socks[1], socks[2]
 	}
 	zs.harness = startProxy(t, harnessOpts{routes: []string{"* zhttp/" + base}})
 	if connect {
@@ -357,17 +326,7 @@ func startZstream(t *testing.T, connect bool) *zstreamHarness {
 
 func (zs *zstreamHarness) first() *zhttp.Packet {
 	zs.t.Helper()
-	select {
-	case m := <-zs.pull.Recv():
-		p, err := zhttp.Parse(m[0])
-		if err != nil || len(m) != 1 {
-			zs.t.Fatalf("backend first packet %q: %v", m, err)
-		}
-		return p
-	case <-time.After(waitFor):
-		zs.t.Fatal("no first packet at the backend")
-	}
-	return nil
+	return recvFirst(zs.t, zs.pull, "the backend's PULL")
 }
 
 func (zs *zstreamHarness) stream(id []byte, seq int64) *zhttp.Packet {

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -104,4 +105,34 @@ func TestE2EZhttpreqExamplePython(t *testing.T) {
 	checkZhttpreqExample(t, spec, "hello there from python (", func(dir, spec string) *testutil.Process {
 		return testutil.Start(t, dir, nil, systemPython, script, spec)
 	})
+}
+
+// TestE2EZhttpTargetsAbsent: routes to ZeroMQ backends that nobody has
+// connected to answer 502 with Pushpin's text within a few seconds and log
+// a warning naming the target; a plain route beside them still works.
+func TestE2EZhttpTargetsAbsent(t *testing.T) {
+	req := fmt.Sprintf("tcp://127.0.0.1:%d", testutil.FreePort(t))
+	stream := "ipc://" + filepath.Join(testutil.ShortTempDir(t), "zs")
+	s := startSuite(t, suiteOptions{routes: "*,path_beg=/req/ zhttpreq/" + req + "\n*,path_beg=/stream/ zhttp/" + stream + "\n* test\n"})
+	c := &http.Client{Timeout: 20 * time.Second}
+	for _, path := range []string{"/req/x", "/stream/x", "/req/y"} {
+		start := time.Now()
+		resp := mustDo(t, c, "GET", s.url(path), nil, nil)
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 502 || string(b) != "Error while proxying to origin.\n" {
+			t.Fatalf("%s: %d %q", path, resp.StatusCode, b)
+		}
+		if d := time.Since(start); d > 8*time.Second {
+			t.Errorf("%s: 502 after %v", path, d)
+		}
+	}
+	for _, spec := range []string{req, stream} {
+		s.runner.WaitFor(t, `WARN.*zhttp service unreachable or silent.*target=`+regexp.QuoteMeta(spec), 5*time.Second)
+	}
+	resp := mustDo(t, c, "GET", s.url("/"), nil, nil)
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("test route: %d", resp.StatusCode)
+	}
 }
