@@ -1,6 +1,9 @@
 package proxy
 
 import (
+	"errors"
+	"fmt"
+	"net"
 	"os"
 	"strings"
 	"sync/atomic"
@@ -418,4 +421,50 @@ func TestProxyZhttpAbsent(t *testing.T) {
 	if d := time.Since(start); d > 3*time.Second {
 		t.Errorf("502 after %v", d)
 	}
+}
+
+// TestProxyZhttpTargetsFollowRoutes: a reloaded routes file binds its new
+// zhttp targets and closes those it no longer names.
+func TestProxyZhttpTargetsFollowRoutes(t *testing.T) {
+	dir, err := os.MkdirTemp("", "tkz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	routesFile := dir + "/routes"
+	write := func(line string) {
+		if err := os.WriteFile(routesFile+".tmp", []byte(line+"\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(routesFile+".tmp", routesFile); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// bound: something listens on the ipc path (libzmq leaves the file
+	// behind when it closes the socket).
+	exists := func(name string) bool {
+		c, err := net.Dial("unix", dir+"/"+name)
+		if err == nil {
+			c.Close()
+		}
+		return err == nil
+	}
+	write("* zhttpreq/ipc://" + dir + "/a")
+	startProxy(t, harnessOpts{mod: func(c *Config) {
+		c.RoutesFile = routesFile
+		c.Tick = 20 * time.Millisecond
+	}})
+	testutil.Eventually(t, waitFor, func() error {
+		if !exists("a") {
+			return errors.New("zhttpreq/ target a not bound")
+		}
+		return nil
+	})
+	write("* zhttp/ipc://" + dir + "/b")
+	testutil.Eventually(t, 3*waitFor, func() error {
+		if exists("a") || !exists("b-out") || !exists("b-out-stream") || !exists("b-in") {
+			return fmt.Errorf("a bound %v, b bound %v", exists("a"), exists("b-in"))
+		}
+		return nil
+	})
 }
