@@ -607,15 +607,7 @@ func (e *engine) grantRequestCredit(s *session, now time.Time) {
 	if !s.reqMore {
 		return
 	}
-	want := s.out.Credits - int64(len(s.pendingOut)) - s.inOutstanding
-	if want <= 0 {
-		return
-	}
-	c := zhttp.New()
-	c.Type = zhttp.TypeCredit
-	c.Credits = want
-	s.inOutstanding += want
-	e.sendIn(s, c, now)
+	e.grantIn(s, s.out.Credits-int64(len(s.pendingOut))-s.inOutstanding, now)
 }
 
 // --- targets ---

@@ -103,13 +103,18 @@ func (e *engine) zreqCredit(s *session, now time.Time) {
 	if want < zreqWindow/2 && s.inOutstanding > 0 {
 		return // batch grants
 	}
-	if want <= 0 {
+	e.grantIn(s, want, now)
+}
+
+// grantIn grants connmgr (or the handler) n more bytes of request body.
+func (e *engine) grantIn(s *session, n int64, now time.Time) {
+	if n <= 0 {
 		return
 	}
 	c := zhttp.New()
 	c.Type = zhttp.TypeCredit
-	c.Credits = want
-	s.inOutstanding += want
+	c.Credits = n
+	s.inOutstanding += n
 	e.sendIn(s, c, now)
 }
 
