@@ -154,7 +154,7 @@ func (zb *zbackends) open(t *routes.Target) (*zlink, error) {
 	l := &zlink{key: zbackendKey(t), req: t.Kind == routes.TargetZHTTPReq}
 	var socks []*zsock.Socket
 	fail := func(err error) (*zlink, error) {
-		closeSockets(socks)
+		closeUnrun(socks)
 		return nil, err
 	}
 	open := func(o zsock.Options) (*zsock.Socket, error) {
@@ -283,13 +283,4 @@ func (zb *zbackends) close() {
 		delete(zb.links, key)
 	}
 	zb.wg.Wait()
-}
-
-// closeSockets closes sockets that never ran.
-func closeSockets(socks []*zsock.Socket) {
-	done, cancel := context.WithCancel(context.Background())
-	cancel()
-	for _, so := range socks {
-		_ = so.Run(done)
-	}
 }
