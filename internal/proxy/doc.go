@@ -95,6 +95,10 @@
 // (need-keep-alive), as in Pushpin 1.36. Not yet: WebSocket-over-HTTP
 // (over_http targets answer 501), zhttp route targets for WebSockets.
 //
-// Not yet: inspect calls (request sharing, sessions), zhttp/zhttpreq route
-// targets, intreq auto-share.
+// Route targets zhttp/<base> and zhttpreq/<spec> (zbackend.go, ztarget.go)
+// bind the client side of zhttp for a ZeroMQ backend: PUSH/ROUTER/SUB at
+// <base>-out/-out-stream/-in (tcp: P, P+1, P+2), or one DEALER for
+// request/response backends (REP or ROUTER); HTTP only.
+//
+// Not yet: inspect calls (request sharing, sessions), intreq auto-share.
 package proxy

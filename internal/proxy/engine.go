@@ -112,6 +112,9 @@ type session struct {
 
 	statsRegistered bool       // its connection is in the stats table (stats.go)
 	ws              *wsSession // a WebSocket (wsproxy.go); nil for HTTP
+
+	link  *zlink // zhttp/ or zhttpreq/ target's sockets (zbackend.go); nil: zurl's
+	zbody []byte // zhttpreq/: request body collected until complete
 }
 
 // engine owns the session table. Exactly one goroutine runs it.
@@ -149,6 +152,8 @@ type engine struct {
 	wsKA           []wscontrol.Item // keep-alive items of the current tick
 	wsDrops        int64            // messages to clients dropped
 	wsControlDrops int64            // ws-control packets dropped
+
+	zb *zbackends // zhttp/ and zhttpreq/ targets (zbackend.go)
 }
 
 func newEngine(cfg Config, log zerolog.Logger, rt func() *routes.Table) *engine {
@@ -202,8 +207,14 @@ func (e *engine) sendClient(s *session, p *zhttp.Packet, now time.Time) {
 		return
 	}
 	msg := zsock.Message{s.out.Peer, nil, p.Encode()}
+	out := e.toClientStream
+	if s.link != nil {
+		if out = s.link.stream; out == nil {
+			return // zhttpreq/: nothing follows the request (Pushpin sends no cancel either)
+		}
+	}
 	select {
-	case e.toClientStream <- msg:
+	case out <- msg:
 	default:
 		e.log.Warn().Str(logging.FieldRID, string(p.ID)).Msg("zhttp client stream queue full, packet dropped")
 	}
@@ -550,6 +561,10 @@ func (e *engine) requestBody(s *session, b []byte, more bool, now time.Time) {
 		return
 	}
 	e.statsCount(s, ctrClientContentRecv, len(b))
+	if s.link != nil && s.link.req {
+		e.zreqBody(s, b, more, now)
+		return
+	}
 	e.keepBody(s, b)
 	s.pendingOut = append(s.pendingOut, b...)
 	e.flushBody(s, now)
@@ -592,15 +607,7 @@ func (e *engine) grantRequestCredit(s *session, now time.Time) {
 	if !s.reqMore {
 		return
 	}
-	want := s.out.Credits - int64(len(s.pendingOut)) - s.inOutstanding
-	if want <= 0 {
-		return
-	}
-	c := zhttp.New()
-	c.Type = zhttp.TypeCredit
-	c.Credits = want
-	s.inOutstanding += want
-	e.sendIn(s, c, now)
+	e.grantIn(s, s.out.Credits-int64(len(s.pendingOut))-s.inOutstanding, now)
 }
 
 // --- targets ---
@@ -608,12 +615,16 @@ func (e *engine) grantRequestCredit(s *session, now time.Time) {
 func (e *engine) startTarget(s *session, now time.Time) {
 	for s.ti < len(s.targets) {
 		t := &s.targets[s.ti]
+		s.link = nil
 		switch t.Kind {
 		case routes.TargetTest:
 			e.startTest(s, now)
 			return
 		case routes.TargetHost:
 			e.startHost(s, t, now)
+			return
+		case routes.TargetZHTTP, routes.TargetZHTTPReq:
+			e.startZTarget(s, t, now)
 			return
 		default:
 			e.log.Warn().Str("target", targetName(t)).Msg("zhttp targets are not supported yet, skipping target")
@@ -637,11 +648,7 @@ func (e *engine) openOut(s *session, now time.Time) {
 func (e *engine) startHost(s *session, t *routes.Target, now time.Time) {
 	e.openOut(s, now)
 	s.req = e.rewriteRequest(s.first, s.ci, s.route, t)
-	for _, f := range s.lastIDs {
-		if id, ok := f.Value.([]byte); ok {
-			s.req.headers = append(s.req.headers, zhttp.Header{Name: "Grip-Last", Value: f.Key + "; last-id=" + string(id)})
-		}
-	}
+	s.req.headers = appendGripLast(s.req.headers, s.lastIDs)
 	p := zhttp.New()
 	p.Method = s.method
 	p.URI = s.req.uri
@@ -650,8 +657,10 @@ func (e *engine) startHost(s *session, t *routes.Target, now time.Time) {
 	p.Credits = max(s.in.Credits, 0) + ResponseBuffer
 	s.outGranted = p.Credits
 	s.respPending, s.respEnd, s.grantOwed = nil, false, 0
-	p.ConnectHost = t.Host
-	p.ConnectPort = int64(t.Port)
+	if t.Kind == routes.TargetHost { // a zhttp/ backend gets the URI only
+		p.ConnectHost = t.Host
+		p.ConnectPort = int64(t.Port)
+	}
 	p.IgnorePolicies = !t.Untrusted
 	p.TrustConnectHost = t.TrustConnectHost
 	p.IgnoreTLSErrors = t.Insecure
@@ -664,8 +673,12 @@ func (e *engine) startHost(s *session, t *routes.Target, now time.Time) {
 	e.statsCount(s, ctrServerHeaderSent, requestHeaderBytes(p.Method, p.URI, p.Headers))
 	e.statsCount(s, ctrServerContentSent, len(p.Body))
 	s.out.Stamp(p, e.id, true, now)
+	first := e.toClient
+	if s.link != nil {
+		first = s.link.first
+	}
 	select {
-	case e.toClient <- zsock.Message{p.Encode()}:
+	case first <- zsock.Message{p.Encode()}:
 	default:
 		e.log.Warn().Str(logging.FieldRID, string(s.in.ID)).Msg("zhttp client queue full")
 		e.respondError(s, 502, "Bad Gateway", textProxyError, "Error: zhttp service for route is unreachable.", now)
@@ -674,7 +687,9 @@ func (e *engine) startHost(s *session, t *routes.Target, now time.Time) {
 
 // --- packets from the zhttp client (zurl) ---
 
-func (e *engine) handleClientReply(frame []byte, now time.Time) {
+// handleClientReply handles a packet from zurl's PUB, or from a zhttp/
+// target's when l is set.
+func (e *engine) handleClientReply(l *zlink, frame []byte, now time.Time) {
 	_, payload, err := zhttp.SplitPubFrame(frame)
 	if err != nil {
 		e.log.Warn().Err(err).Str(logging.FieldSocket, "zurl-out").Msg("dropping bad frame")
@@ -702,8 +717,12 @@ func (e *engine) handleClientReply(frame []byte, now time.Time) {
 		if p.Type != zhttp.TypeCancel && p.Type != zhttp.TypeError && len(p.From) > 0 {
 			c := zhttp.New()
 			c.From, c.ID, c.Type = e.id, p.ID, zhttp.TypeCancel
+			out := e.toClientStream
+			if l != nil {
+				out = l.stream
+			}
 			select {
-			case e.toClientStream <- zsock.Message{p.From, nil, c.Encode()}:
+			case out <- zsock.Message{p.From, nil, c.Encode()}:
 			default:
 			}
 		}
@@ -909,6 +928,9 @@ func (e *engine) clientDropped(outID string, now time.Time) {
 	s := e.byOut[outID]
 	if s == nil || s.outAcked {
 		return
+	}
+	if s.ti < len(s.targets) {
+		e.log.Warn().Str(logging.FieldRID, string(s.in.ID)).Str("target", targetName(&s.targets[s.ti])).Msg("zhttp service unreachable or silent")
 	}
 	e.dropOut(s)
 	if s.ws != nil {

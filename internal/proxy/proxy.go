@@ -106,6 +106,7 @@ func (s *Service) Run(ctx context.Context) error {
 			return cli.Startup(err)
 		}
 	}
+	eng.zb = newZBackends(zctx, s.log, s.cfg.InstanceID, drops)
 	eng.toConnmgr = socks.connmgrOut.Send()
 	if socks.intreqOut != nil {
 		eng.toIntreq = socks.intreqOut.Send()
@@ -160,6 +161,7 @@ func (s *Service) Run(ctx context.Context) error {
 	if serr := sg.Wait(); err == nil {
 		err = serr
 	}
+	eng.zb.close()
 	zctx.Close()
 	s.log.Info().Msg("stopped")
 	return err
@@ -201,9 +203,6 @@ func logUnsupported(log zerolog.Logger, t *routes.Table) {
 			}
 		}
 		for _, tg := range r.Targets {
-			if tg.Kind == routes.TargetZHTTP || tg.Kind == routes.TargetZHTTPReq {
-				log.Warn().Str("route", r.Source).Str("target", tg.Spec).Msg("zhttp route targets not supported yet")
-			}
 			for _, p := range unsupportedTargetProps {
 				if _, ok := tg.Props[p]; ok {
 					log.Warn().Str("route", r.Source).Str("option", p).Msg("target option not supported yet")
@@ -409,6 +408,7 @@ func (s *Service) loop(ctx context.Context, e *engine, ss *sockets, drops, accep
 	if ss.command != nil {
 		commandSend = ss.command.TrySend
 	}
+	e.syncZBackends()
 	for {
 		if actC == nil && e.stats != nil && e.stats.activityPending() {
 			actTimer = time.NewTimer(statsActivityFlush)
@@ -461,7 +461,7 @@ func (s *Service) loop(ctx context.Context, e *engine, ss *sockets, drops, accep
 			if len(m) != 1 {
 				continue
 			}
-			e.handleClientReply(m[0], s.cfg.Now())
+			e.handleClientReply(nil, m[0], s.cfg.Now())
 		case id := <-drops:
 			e.clientDropped(id, s.cfg.Now())
 		case id := <-s.watch.drops:
@@ -491,7 +491,10 @@ func (s *Service) loop(ctx context.Context, e *engine, ss *sockets, drops, accep
 			if len(m) == 1 {
 				e.handleRetry(m[0], s.cfg.Now())
 			}
+		case m := <-e.zb.in:
+			e.zbackendMessage(m, s.cfg.Now())
 		case <-ticker.C:
+			e.syncZBackends()
 			e.tick(s.cfg.Now())
 			if s.watch.due() {
 				e.probeClients(s.cfg.Now())
