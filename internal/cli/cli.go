@@ -100,9 +100,10 @@ func Main(cmd *cobra.Command) int {
 // LogFlags are Pushpin's logging flags, shared by proxy, handler and
 // zhttp-client (connmgr uses --log-level, as condure does).
 type LogFlags struct {
-	LogFile  string
-	LogLevel string
-	Verbose  bool
+	LogFile   string
+	LogLevel  string
+	Verbose   bool
+	LogFormat string // text or json (tack's own flag; default from $TACK_LOG_FORMAT)
 }
 
 // Register adds --logfile, --loglevel (and --log-level as an alias) and
@@ -112,6 +113,7 @@ func (lf *LogFlags) Register(fs *pflag.FlagSet) {
 	fs.StringVar(&lf.LogLevel, "loglevel", "", "log level: 0 error, 1 warn, 2 info, 3 debug, 4 trace")
 	fs.StringVar(&lf.LogLevel, "log-level", "", "alias of --loglevel")
 	fs.BoolVar(&lf.Verbose, "verbose", false, "same as --loglevel=3")
+	fs.StringVar(&lf.LogFormat, "log-format", os.Getenv(logging.FormatEnv), "log output: text (Pushpin's lines) or json")
 }
 
 // Logger builds the process logger. service selects an entry of a
@@ -125,7 +127,11 @@ func (lf *LogFlags) Logger(service string) (zerolog.Logger, *logging.Output, err
 	if lf.Verbose && level < logging.LevelDebug {
 		level = logging.LevelDebug
 	}
-	return logging.New(logging.Options{Level: level, File: lf.LogFile, Service: service})
+	format, err := logging.ParseFormat(lf.LogFormat)
+	if err != nil {
+		return zerolog.Nop(), nil, err
+	}
+	return logging.New(logging.Options{Level: level, File: lf.LogFile, Service: service, Format: format})
 }
 
 // RunWithHangup runs run(ctx) while handling SIGHUP as Pushpin's

@@ -93,7 +93,7 @@ func (f *flags) register(fs *pflag.FlagSet) {
 	fs.IntVar(&f.reqTimeout, "req-timeout", DefaultReqTimeout, "Client timeout in req mode (seconds)")
 	fs.IntVar(&f.streamTimeout, "stream-timeout", DefaultStreamTimeout, "Client timeout in stream mode (seconds)")
 	fs.StringVar(&f.tlsIdentities, "tls-identities-dir", ".", "Directory containing certificates and private keys")
-	fs.BoolVar(&f.compression, "compression", false, "Allow compression to be used (not supported yet)")
+	fs.BoolVar(&f.compression, "compression", false, "Allow compression to be used (WebSocket permessage-deflate)")
 	fs.BoolVar(&f.sizes, "sizes", false, "Prints sizes of tasks and other objects")
 	fs.BoolVarP(&f.version, "version", "V", false, "Print version information")
 }

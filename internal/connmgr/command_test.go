@@ -80,7 +80,11 @@ func TestCommandFlags(t *testing.T) {
 		{name: "mode on tcp", args: []string{"--listen=80,mode=600"}, wantErr: "local listeners only"},
 		{name: "bad local mode", args: []string{"--listen=/x,local,mode=999"}, wantErr: "not an octal mode"},
 		{name: "req mode", args: []string{"--listen=8001,req"}, wantErr: "req mode is not supported yet"},
-		{name: "compression", args: []string{"--compression"}, wantErr: "compression: not supported yet"},
+		{name: "compression", args: []string{"--compression"}, check: func(t *testing.T, c Config) {
+			if !c.Compression {
+				t.Error("--compression not set")
+			}
+		}},
 		{name: "two binds", args: []string{"--zclient-stream=ipc://a", "--zclient-stream=ipc://b"}, wantErr: "not supported yet"},
 		{name: "bad listen param", args: []string{"--listen=80,bogus"}, wantErr: "invalid param: bogus"},
 		{name: "bad port", args: []string{"--listen=99999"}, wantErr: "bad port"},

@@ -272,9 +272,6 @@ func (c *Config) Validate() error {
 			add("%v", err)
 		}
 	}
-	if c.Compression {
-		add("compression: %s", ErrNotSupported)
-	}
 	if c.BufferSize < MinBufferSize {
 		add("buffer-size: must be at least %d", MinBufferSize)
 	}

@@ -45,6 +45,13 @@ type mailbox struct {
 	reject    int  // status of a response we generate (503)
 	rejectMsg string
 	abort     bool // close without (more) response
+
+	// WebSocket (ws.go): frames for the client; wsEnd is a close code to
+	// send after them before the connection ends (the session is gone);
+	// overflow: more than maxQueuedFrames waited.
+	frames   []wsFrame
+	wsEnd    int
+	overflow bool
 }
 
 // wire is a client connection: *net.TCPConn, *net.UnixConn or *tls.Conn.
@@ -586,8 +593,10 @@ func (c *conn) waitReadableTLS() readState {
 }
 
 // park waits for readability or mail from the engine, whichever comes first.
-func (c *conn) park() readState {
-	dl := time.Now().Add(c.s.cfg.StreamTimeout)
+func (c *conn) park() readState { return c.parkUntil(time.Now().Add(c.s.cfg.StreamTimeout)) }
+
+// parkUntil is park with the deadline dl.
+func (c *conn) parkUntil(dl time.Time) readState {
 	c.nc.SetReadDeadline(dl)
 	c.mu.Lock()
 	c.parked = true
@@ -616,8 +625,11 @@ func (c *conn) unpark() {
 
 // waitMail waits for the engine only (used while unread pipelined bytes
 // make the socket permanently readable).
-func (c *conn) waitMail() bool {
-	t := time.NewTimer(c.s.cfg.StreamTimeout)
+func (c *conn) waitMail() bool { return c.waitMailFor(c.s.cfg.StreamTimeout) }
+
+// waitMailFor is waitMail with a timeout of d.
+func (c *conn) waitMailFor(d time.Duration) bool {
+	t := time.NewTimer(d)
 	defer t.Stop()
 	select {
 	case <-c.wake:
@@ -641,9 +653,10 @@ type exchange struct {
 	expect100  bool
 	started    bool
 	rh         respHead
-	sent       int64 // response body bytes written
-	watch      bool  // watching the socket for EOF is useful
-	live       bool  // the engine may still hold the session
+	sent       int64    // response body bytes written
+	watch      bool     // watching the socket for EOF is useful
+	live       bool     // the engine may still hold the session
+	ws         *wsState // a WebSocket exchange (ws.go)
 }
 
 // exchange reads one request, runs it, and reports whether the connection
@@ -685,7 +698,7 @@ func (c *conn) exchange() outcome {
 	}
 	x.expect100 = x.uploading && x.proto11 && strings.EqualFold(req.Header.Get("Expect"), "100-continue")
 	if isWebSocket(hs) {
-		return boolOut(c.refuse(x, http.StatusNotImplemented, "WebSocket is not supported yet.\n"))
+		return c.startWS(x, req, hs, host)
 	}
 	uri := requestURI(host, req.RequestURI, c.tc != nil)
 	if len(uri) > MaxURI {
@@ -776,6 +789,9 @@ func (c *conn) run(x *exchange) outcome { return c.runFrom(x, 0) }
 
 // runFrom is run, resuming a detached exchange after why (0: fresh).
 func (c *conn) runFrom(x *exchange, why resumeReason) outcome {
+	if x.ws != nil {
+		return c.runWS(x, why)
+	}
 	switch why {
 	case resumeReadable:
 		if !c.afterPark(x, c.park()) {

@@ -51,6 +51,10 @@ type Service struct {
 	readers sync.Pool // *bufio.Reader of BufferSize, lent while a request is read
 	chunks  sync.Pool // *[]byte of BufferSize, one request body packet
 	heads   sync.Pool // *[]byte, response heads and chunk lines
+	// deflaters and inflaters: permessage-deflate state, lent while a
+	// WebSocket message is in progress (wsdeflate.go).
+	deflaters sync.Pool
+	inflaters sync.Pool
 
 	slots chan struct{} // --stream-maxconn
 	// parker holds detached held responses (parker.go); nil when epoll is

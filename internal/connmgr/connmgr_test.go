@@ -647,17 +647,6 @@ func TestConnmgrAckTimeout(t *testing.T) {
 	}
 }
 
-func TestConnmgrWebSocketRefused(t *testing.T) {
-	h := startConnmgr(t, nil)
-	h.tackOnly("WebSocket not implemented yet")
-	c := dial(t, h)
-	fmt.Fprint(c, "GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
-	head, _ := readHTTP(t, bufio.NewReader(c))
-	if !strings.HasPrefix(head, "HTTP/1.1 501 ") {
-		t.Fatalf("got %q", head)
-	}
-}
-
 func TestConnmgrShutdownCancels(t *testing.T) {
 	h := startConnmgr(t, nil)
 	h.tackOnly("in-process shutdown")

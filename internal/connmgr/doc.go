@@ -7,10 +7,11 @@
 // It owns: the listeners, the HTTP/1.x connection loop (request heads are
 // parsed by net/http, framing and persistence are ours), the zhttp client
 // session of each request (seq, credits, peer address, handoff, keep-alive,
-// expiry) and the three client sockets. It does not own: routing, GRIP or
-// X-Forwarded-* headers (the proxy's job), req-mode listeners, WebSocket
-// and compression (refused at start or answered 501 "not supported
-// yet"), metrics (metrics.go is not written yet).
+// expiry), client WebSockets carried in zhttp WebSocket mode (ws.go, with
+// permessage-deflate under --compression: wsdeflate.go) and the three
+// client sockets. It does not own: routing, GRIP or X-Forwarded-* headers
+// (the proxy's job), req-mode listeners, metrics (metrics.go is not
+// written yet).
 //
 // # Listeners (listen.go, tlsid.go)
 //
@@ -122,11 +123,70 @@
 // A client so learns within about half a second that it must reconnect.
 // The probe is wire-neutral (real Pushpin peers mixed with ours see only
 // keep-alives), and a peer's instance id carries its pid, so a restarted
-// server never inherits the old one's sessions. WebSocket sessions, once
-// supported, must get close code 1012 (service restart) here.
+// server never inherits the old one's sessions. An accepted WebSocket
+// gets close code 1012 (service restart); one still waiting for its
+// accept gets the 502.
+//
+// # WebSockets (ws.go)
+//
+// An `Upgrade: websocket` request is checked (GET, HTTP/1.1, version 13, a
+// 16-byte key; else 400 with the reason) and sent as condure does
+// (zmq-wire.md §2.12, same bytes as condure 1.9.1 in TestWSRelay's
+// scenarios): ws:// (wss:// on TLS listeners), method GET, the client's
+// headers, credits --buffer-size, peer address, no stream. A 101 data
+// packet is the accept: its headers (minus Sec-WebSocket-Accept and
+// Content-Length) then Upgrade, Connection and our Sec-WebSocket-Accept,
+// in condure's order; its credits are what the client may send. An
+// `error` with condition `rejected` is the HTTP response the client gets
+// (code, reason, headers, body), then the connection closes.
+//
+// Client frames are read as they arrive, never reassembled: a data frame's
+// payload goes to the server in packets of at most --buffer-size and the
+// server's credits (content-type repeated on every piece, `more` until the
+// message ends), so a message of any size passes with memory bounded by
+// the credits. Ping, pong and close become packets (pings are forwarded,
+// not answered, as condure). Server packets become frames the same way;
+// their payload counts against the credits we granted (ping and pong
+// included, as condure) and is granted back once written. A mailbox holds
+// at most maxQueuedFrames frames (their bytes are bounded by credits); more
+// closes the client with 1011 and a warning. The close handshake: either
+// side's close is relayed and the other side's answer ends the
+// connection (we wait wsCloseWait for a client's answer); keep-alives,
+// expiry, cancel and handoff work as for HTTP sessions.
+//
+// Bad client frames end that connection only, with a warning carrying its
+// id, a close frame and a cancel to the server: unmasked frames, reserved
+// bits, unknown opcodes, continuation without a message or a new message
+// inside one, control frames over 125 bytes or fragmented, close codes
+// that are invalid (1002); invalid UTF-8 in text messages (checked
+// across fragments) or close reasons (1007). There is no message size
+// limit (no condure flag sets one), so no 1009.
+//
+// With --compression (condure's flag; Pushpin 1.37+ passes it for
+// allow_compression) a client's permessage-deflate offer is answered
+// "permessage-deflate; server_no_context_takeover;
+// client_no_context_takeover" and removed from the headers the server
+// sees (other extensions, such as grip, stay). Each message is thus
+// compressed on its own and a compressor or decompressor is borrowed from
+// a pool only while a message is in progress. Server message pieces are
+// compressed piece by piece (a sync flush each, RSV1 on the first frame);
+// a compressed client message is decompressed as it arrives, at most the
+// credits at a time, its frames read as the decompressor needs them
+// (blocking in the connection's goroutine while the client is in the
+// middle of sending it). Corrupt compressed data closes with 1007.
+//
+// An idle WebSocket detaches like a held response: no goroutine, no
+// buffer; the parker watches its socket (BenchmarkConnmgrIdleWebSocketMemory:
+// about 1.7 KiB of heap per idle WebSocket). Before detaching it peeks
+// the socket, as the parker only reports new bytes.
 //
 // # Behaviour that differs from condure 1.9.1 (see also the tests)
 //
+//   - WebSocket: a ping between the fragments of a message and empty
+//     continuation frames are relayed (RFC 6455 §5.4, §5.5); condure
+//     cancels the session. Protocol errors close with the RFC's code and
+//     a warning; --messages-max is accepted but the queue bound is
+//     maxQueuedFrames frames within the credits.
 //   - Oversized request head: 431 with connmgr 1.40+'s text (1.40+ sends
 //     400, condure 1.9.1 resets the connection); malformed request: 400
 //     "Failed to parse request: …" (1.40+; condure closes).

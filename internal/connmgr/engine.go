@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/gobwas/ws"
 	"github.com/rs/zerolog"
 
 	"tack/internal/logging"
@@ -68,6 +69,11 @@ type session struct {
 	credit      int64 // bytes written to the client, not yet granted back
 	pendingBody []pendingChunk
 	started     bool // response head received
+
+	// WebSocket sessions (ws.go, zmq-wire.md §2.12).
+	ws           bool
+	clientClosed bool // the client's close went to the server
+	serverClosed bool // the server's close went to the client
 }
 
 // handedOff says whether the session's current owner took it over in a
@@ -75,9 +81,11 @@ type session struct {
 func (s *session) handedOff() bool { return s.oldPeer != nil }
 
 type pendingChunk struct {
-	buf  *[]byte
-	n    int
-	more bool
+	buf   *[]byte
+	n     int
+	more  bool
+	ctype string        // WebSocket message type
+	pkt   *zhttp.Packet // a WebSocket control packet instead of a chunk
 }
 
 type msgKind int
@@ -87,6 +95,7 @@ const (
 	msgBody                     // a request body chunk
 	msgWrote                    // n response body bytes reached the client
 	msgGone                     // the client went away (or the exchange failed)
+	msgCtrl                     // a WebSocket ping, pong or close: pkt
 )
 
 // connMsg is what connections send to the engine.
@@ -99,6 +108,8 @@ type connMsg struct {
 	chunk *[]byte
 	n     int
 	more  bool
+	ws    bool   // msgStart: a WebSocket session
+	ctype string // msgBody of a WebSocket: "text" or "binary"
 }
 
 // dropNote reports a message that a socket owner could not send.
@@ -361,11 +372,15 @@ func (e *engine) onPacket(s *session, p *zhttp.Packet) {
 			return
 		}
 	}
-	if p.Credits > 0 && s.uploading {
+	if p.Credits > 0 && (s.uploading || s.ws) {
 		if !e.deliverLater(s, addCredits(int(p.Credits))) {
 			e.cancelAndRemove(s)
 			return
 		}
+	}
+	if s.ws {
+		e.onWS(s, p, now)
+		return
 	}
 	switch p.Type {
 	case zhttp.TypeData:
@@ -444,7 +459,11 @@ func (e *engine) flushPending(s *session) bool {
 }
 
 func (e *engine) sendBody(s *session, pc pendingChunk, now time.Time) bool {
+	if pc.pkt != nil {
+		return e.sendStream(s, pc.pkt, now)
+	}
 	p := zhttp.New()
+	p.ContentType = pc.ctype
 	p.Body = (*pc.buf)[:pc.n]
 	p.More = pc.more
 	ok := e.sendStream(s, p, now)
@@ -503,7 +522,9 @@ func (e *engine) cancelAndRemove(s *session) {
 
 func (e *engine) remove(s *session) {
 	for _, pc := range s.pendingBody {
-		e.s.putChunk(pc.buf)
+		if pc.buf != nil {
+			e.s.putChunk(pc.buf)
+		}
 	}
 	s.pendingBody = nil
 	if cur := e.sessions[string(s.zs.ID)]; cur == s {
@@ -527,7 +548,7 @@ func (e *engine) handleConn(m connMsg) {
 	}
 	switch m.kind {
 	case msgBody:
-		if !s.uploading {
+		if !s.uploading && !s.ws {
 			e.s.putChunk(m.chunk)
 			return
 		}
@@ -535,7 +556,7 @@ func (e *engine) handleConn(m connMsg) {
 		if !m.more {
 			s.uploading = false
 		}
-		pc := pendingChunk{buf: m.chunk, n: m.n, more: m.more}
+		pc := pendingChunk{buf: m.chunk, n: m.n, more: m.more, ctype: m.ctype}
 		if s.state != stActive {
 			s.pendingBody = append(s.pendingBody, pc)
 			return
@@ -544,6 +565,8 @@ func (e *engine) handleConn(m connMsg) {
 			e.log.Warn().Bytes(logging.FieldRID, s.zs.ID).Msg("stream queue full, closing")
 			e.fail(s)
 		}
+	case msgCtrl:
+		e.onClientControl(s, m.pkt, now)
 	case msgWrote:
 		if s.state == stOrphan {
 			return
@@ -583,6 +606,7 @@ func (e *engine) start(m connMsg, now time.Time) {
 		created:   now,
 		uploading: m.pkt.More,
 		window:    int64(e.cfg.BufferSize),
+		ws:        m.ws,
 	}
 	p := m.pkt
 	s.zs.Stamp(p, e.from, true, now)
@@ -665,6 +689,11 @@ func (e *engine) serverGone(s *session) {
 	case s.c == nil:
 	case !s.started:
 		s.c.deliverReject(s.req, 502, msgServerGone)
+	case s.ws:
+		// A WebSocket client is told to reconnect: 1012 service restart.
+		if !e.deliverLater(s, func(mb *mailbox) { mb.wsEnd = closeServerRestart }) {
+			s.c.deliverAbort(s.req)
+		}
 	case s.handedOff():
 		if !e.deliverLater(s, addBody(nil, false)) {
 			s.c.deliverAbort(s.req)
@@ -754,7 +783,14 @@ func (e *engine) shutdown() {
 		if s.state == stActive {
 			live = append(live, &s.zs)
 		}
-		if s.c != nil {
+		switch {
+		case s.c == nil:
+		case s.ws && s.started:
+			// An accepted WebSocket is told we are going away (1001).
+			if !s.c.deliver(s.req, func(mb *mailbox) { mb.wsEnd = closeGoingAway }) {
+				s.c.deliverAbort(s.req)
+			}
+		default:
 			s.c.deliverAbort(s.req)
 		}
 		e.remove(s)
@@ -810,4 +846,135 @@ func appendID(dst []byte, conn, req uint64) []byte {
 	dst = strconv.AppendUint(dst, conn, 16)
 	dst = append(dst, '-')
 	return strconv.AppendUint(dst, req, 16)
+}
+
+// onWS applies a server packet to a WebSocket session (zmq-wire.md
+// §2.12): the accept (a 101 data packet) or a rejection (`error` with
+// condition `rejected`), then messages, ping, pong and close.
+func (e *engine) onWS(s *session, p *zhttp.Packet, now time.Time) {
+	switch p.Type {
+	case zhttp.TypeCredit, zhttp.TypeKeepAlive:
+		return
+	case zhttp.TypeHandoffStart:
+		e.onHandoffStart(s, now)
+		return
+	case zhttp.TypeCancel:
+		e.fail(s)
+		return
+	case zhttp.TypeError:
+		if !s.started && p.Condition == "rejected" && p.Code >= 100 {
+			r := zhttp.New()
+			r.Code, r.Reason, r.Headers, r.Body = p.Code, p.Reason, p.Headers, p.Body
+			if r.Code == 101 {
+				r.Code = 500
+			}
+			if !e.deliverLater(s, addHead(r)) {
+				e.cancelAndRemove(s)
+				return
+			}
+			e.remove(s)
+			return
+		}
+		if ev := e.log.Debug(); ev.Enabled() {
+			ev.Bytes(logging.FieldRID, s.zs.ID).Str("condition", p.Condition).Msg("WebSocket session ended by server")
+		}
+		e.fail(s)
+		return
+	}
+	if !s.started {
+		if p.Type != zhttp.TypeData || p.Code != 101 {
+			e.log.Warn().Bytes(logging.FieldRID, s.zs.ID).Str("type", p.Type).Int64("code", p.Code).
+				Msg("WebSocket session: expected an accept, closing")
+			e.cancelAndRemove(s)
+			return
+		}
+		s.started = true
+		if !e.deliverLater(s, addHead(p)) {
+			e.cancelAndRemove(s)
+		}
+		return
+	}
+	f := wsFrame{code: -1, body: p.Body}
+	switch p.Type {
+	case zhttp.TypeData:
+		f.op, f.more = ws.OpText, p.More
+		if p.ContentType == "binary" {
+			f.op = ws.OpBinary
+		}
+	case zhttp.TypePing:
+		f.op = ws.OpPing
+	case zhttp.TypePong:
+		f.op = ws.OpPong
+	case zhttp.TypeClose:
+		f.op, f.code = ws.OpClose, p.Code
+	default:
+		e.log.Warn().Bytes(logging.FieldRID, s.zs.ID).Str("type", p.Type).Msg("unexpected packet type, closing")
+		e.cancelAndRemove(s)
+		return
+	}
+	if f.op.IsControl() && len(f.body) > maxControl-2*boolInt(f.op == ws.OpClose) {
+		f.body = f.body[:maxControl-2*boolInt(f.op == ws.OpClose)]
+	}
+	n := int64(len(f.body))
+	if f.op != ws.OpClose {
+		if n > s.window+wsOverdraft {
+			e.log.Warn().Bytes(logging.FieldRID, s.zs.ID).Int64("window", s.window).Int64("body", n).Msg("server exceeded credits, closing")
+			e.cancelAndRemove(s)
+			return
+		}
+		s.window -= n
+	}
+	if !e.deliverLater(s, func(mb *mailbox) {
+		if len(mb.frames) >= maxQueuedFrames {
+			mb.overflow = true
+			return
+		}
+		mb.frames = append(mb.frames, f)
+	}) {
+		e.cancelAndRemove(s)
+		return
+	}
+	if f.op == ws.OpClose {
+		s.serverClosed = true
+		if s.clientClosed {
+			e.remove(s) // the close handshake is complete
+		}
+	}
+}
+
+// maxPendingControl bounds the client packets a WebSocket session holds
+// while it has no server (data pieces are bounded by credits as well).
+const maxPendingControl = 256
+
+// onClientControl sends a client's ping, pong or close to the server.
+func (e *engine) onClientControl(s *session, p *zhttp.Packet, now time.Time) {
+	if p.Type == zhttp.TypeClose {
+		s.clientClosed = true
+	}
+	if s.state != stActive {
+		if len(s.pendingBody) >= maxPendingControl {
+			// A client flooding control frames while no server can take
+			// them (during a handoff).
+			e.log.Warn().Bytes(logging.FieldRID, s.zs.ID).Int("pending", len(s.pendingBody)).Msg("too many WebSocket frames waiting for a server, closing")
+			e.cancelAndRemove(s)
+			return
+		}
+		s.pendingBody = append(s.pendingBody, pendingChunk{pkt: p})
+		return
+	}
+	if !e.sendStream(s, p, now) {
+		e.log.Warn().Bytes(logging.FieldRID, s.zs.ID).Msg("stream queue full, closing")
+		e.fail(s)
+		return
+	}
+	if s.clientClosed && s.serverClosed {
+		e.remove(s)
+	}
+}
+
+func boolInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }

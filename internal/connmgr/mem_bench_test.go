@@ -1,9 +1,11 @@
 package connmgr
 
 import (
+	"net"
 	"runtime"
 	"syscall"
 	"testing"
+	"time"
 )
 
 // BenchmarkConnmgrHeldStreamMemory reports what one held streaming
@@ -16,15 +18,7 @@ func BenchmarkConnmgrHeldStreamMemory(b *testing.B) {
 	h := startConnmgr(b, func(c *Config) { c.StreamMaxConn = n + 100 })
 	f := newFakeServer(b, h, "proxy_mem")
 	f.warm()
-	port := 0
-	for i := len(h.addr) - 1; i >= 0; i-- {
-		if h.addr[i] == ':' {
-			for _, c := range h.addr[i+1:] {
-				port = port*10 + int(c-'0')
-			}
-			break
-		}
-	}
+	port := h.svc.Addrs()[0].(*net.TCPAddr).Port
 	open := func() int {
 		fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM, 0)
 		if err != nil {
@@ -38,15 +32,8 @@ func BenchmarkConnmgrHeldStreamMemory(b *testing.B) {
 		}
 		return fd
 	}
-	measure := func() (heap, stack int64) {
-		runtime.GC()
-		runtime.GC()
-		var ms runtime.MemStats
-		runtime.ReadMemStats(&ms)
-		return int64(ms.HeapAlloc), int64(ms.StackInuse)
-	}
 	for range b.N {
-		h0, s0 := measure()
+		h0, s0 := heapStack()
 		fds := make([]int, 0, n)
 		for range n {
 			fds = append(fds, open())
@@ -61,11 +48,71 @@ func BenchmarkConnmgrHeldStreamMemory(b *testing.B) {
 			}
 		}
 		eventually(b, waitFor, func() error { return nil })
-		h1, s1 := measure()
+		h1, s1 := heapStack()
 		b.ReportMetric(float64(h1-h0)/n, "heap-B/stream")
 		b.ReportMetric(float64(s1-s0)/n, "stack-B/stream")
 		for _, fd := range fds {
 			syscall.Close(fd)
 		}
 	}
+}
+
+// BenchmarkConnmgrIdleWebSocketMemory reports what one idle WebSocket
+// (accepted, no traffic) costs the connection manager, as
+// BenchmarkConnmgrHeldStreamMemory does for held streams. Run with
+// -benchtime=1x.
+func BenchmarkConnmgrIdleWebSocketMemory(b *testing.B) {
+	const n = 2000
+	h := startConnmgr(b, func(c *Config) { c.StreamMaxConn = n + 100 })
+	f := newFakeServer(b, h, "proxy_mem")
+	f.warm()
+	port := h.svc.Addrs()[0].(*net.TCPAddr).Port
+	open := func() int {
+		fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM, 0)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := syscall.Connect(fd, &syscall.SockaddrInet4{Port: port, Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+			b.Fatal(err)
+		}
+		hs := "GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
+			"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+		if _, err := syscall.Write(fd, []byte(hs)); err != nil {
+			b.Fatal(err)
+		}
+		return fd
+	}
+	for range b.N {
+		h0, s0 := heapStack()
+		fds := make([]int, 0, n)
+		for range n {
+			fds = append(fds, open())
+			p, _ := f.first()
+			a := f.packet(p.ID, 0)
+			a.Code, a.Credits = 101, 200000
+			f.send(a)
+		}
+		buf := make([]byte, 512)
+		for _, fd := range fds {
+			if _, err := syscall.Read(fd, buf); err != nil {
+				b.Fatal(err)
+			}
+		}
+		time.Sleep(200 * time.Millisecond) // let every connection detach
+		h1, s1 := heapStack()
+		b.ReportMetric(float64(h1-h0)/n, "heap-B/ws")
+		b.ReportMetric(float64(s1-s0)/n, "stack-B/ws")
+		for _, fd := range fds {
+			syscall.Close(fd)
+		}
+	}
+}
+
+// heapStack returns heap and goroutine stack bytes in use after a GC.
+func heapStack() (heap, stack int64) {
+	runtime.GC()
+	runtime.GC()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	return int64(ms.HeapAlloc), int64(ms.StackInuse)
 }

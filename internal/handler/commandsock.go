@@ -28,6 +28,9 @@ const (
 	condUnavailable = "service-unavailable"
 	// condInternal answers an engine error that carries no condition.
 	condInternal = "internal-error"
+	// condProxyRequestFailed answers a conncheck whose question to the
+	// proxy failed (Pushpin's ConnCheckWorker).
+	condProxyRequestFailed = "proxy-request-failed"
 )
 
 // zmqURIs are the bound specs get-zmq-uris reports; an empty one is left out
@@ -53,6 +56,9 @@ type commandInput struct {
 	uris zmqURIs
 	log  zerolog.Logger
 	bad  *rateLog
+	// proxyCheck asks the proxy which of ids it has (nil: no proxy
+	// command socket; conncheck then answers from the handler alone).
+	proxyCheck func(ctx context.Context, ids []string) ([]string, error)
 }
 
 // newCommandInput binds the command ROUTER on cfg.CommandSpec (a tcp port of
@@ -84,30 +90,46 @@ func (c *commandInput) Spec() string { return c.uris.Command }
 func (c *commandInput) Run(ctx context.Context) error {
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return c.sock.Run(ctx) })
+	// Calls waiting for the proxy reply from their own goroutines, at
+	// most proxyCommandMax at a time; the socket outlives them.
+	var waiting errgroup.Group
+	waiting.SetLimit(proxyCommandMax)
 	g.Go(func() error {
+		defer waiting.Wait()
 		for m := range c.sock.Recv() {
-			out, err := c.handle(m)
+			out, deferred, err := c.handle(m)
 			if err != nil {
 				c.bad.Warn(time.Now()).Err(err).Int("parts", len(m)).Msg("command: dropping bad request")
 				continue
 			}
-			if !c.sock.TrySend(out) {
-				c.bad.Warn(time.Now()).Msg("command: reply queue full, reply dropped")
+			if deferred != nil {
+				if !waiting.TryGo(func() error { c.reply(deferred(ctx)); return nil }) {
+					c.reply(out)
+				}
+				continue
 			}
+			c.reply(out)
 		}
 		return nil
 	})
 	return g.Wait()
 }
 
+func (c *commandInput) reply(out zsock.Message) {
+	if !c.sock.TrySend(out) {
+		c.bad.Warn(time.Now()).Msg("command: reply queue full, reply dropped")
+	}
+}
+
 // handle answers one ROUTER message [envelope..., "", request]. Like Pushpin
 // it drops, without a reply, a message that is not framed so or whose
 // request is not a ZRPC request (not a dict, id or method not a string,
-// args not a dict).
-func (c *commandInput) handle(m zsock.Message) (zsock.Message, error) {
+// args not a dict). A reply that needs the proxy comes back as deferred,
+// to be run apart (out is then the reply to send if that cannot be).
+func (c *commandInput) handle(m zsock.Message) (out zsock.Message, deferred func(context.Context) zsock.Message, err error) {
 	n := len(m)
 	if n < 3 || len(m[n-2]) != 0 {
-		return nil, fmt.Errorf("bad envelope with %d parts", n)
+		return nil, nil, fmt.Errorf("bad envelope with %d parts", n)
 	}
 	// The envelope ends at the first empty frame (a DEALER may send extra
 	// empty frames; Pushpin answers on the routing frames alone).
@@ -120,33 +142,96 @@ func (c *commandInput) handle(m zsock.Message) (zsock.Message, error) {
 	}
 	req, err := tnetstring.DecodeDict(m[n-1])
 	if err != nil {
-		return nil, fmt.Errorf("decode request: %w", err)
+		return nil, nil, fmt.Errorf("decode request: %w", err)
 	}
 	id, hasID := req.Get("id")
 	if _, ok := id.([]byte); hasID && !ok {
-		return nil, errors.New("request id is not a string")
+		return nil, nil, errors.New("request id is not a string")
 	}
 	mv, _ := req.Get("method")
 	method, ok := mv.([]byte)
 	if !ok {
-		return nil, errors.New("request method missing or not a string")
+		return nil, nil, errors.New("request method missing or not a string")
 	}
 	args := tnetstring.Dict{}
 	if av, ok := req.Get("args"); ok {
 		if args, ok = av.(tnetstring.Dict); !ok {
-			return nil, errors.New("request args not a dict")
+			return nil, nil, errors.New("request args not a dict")
 		}
 	}
 	if e := c.log.Debug(); e.Enabled() {
 		e.Bytes("method", method).Msg("command request")
 	}
-	resp := c.call(string(method), args)
-	if hasID {
-		resp = append(tnetstring.Dict{{Key: "id", Value: id}}, resp...)
+	build := func(resp tnetstring.Dict) zsock.Message {
+		if hasID {
+			resp = append(tnetstring.Dict{{Key: "id", Value: id}}, resp...)
+		}
+		out := make(zsock.Message, 0, len(env)+2)
+		out = append(out, env...)
+		return append(out, nil, tnetstring.MustEncode(resp))
 	}
-	out := make(zsock.Message, 0, len(env)+2)
-	out = append(out, env...)
-	return append(out, nil, tnetstring.MustEncode(resp)), nil
+	if string(method) == "conncheck" {
+		ids, live, err := c.connCheckLocal(args)
+		if err != nil {
+			return build(cmdFailure(condBadRequest, nil)), nil, nil
+		}
+		missing := missingIDs(ids, live)
+		if len(missing) == 0 || c.proxyCheck == nil {
+			return build(connCheckReply(ids, missing)), nil, nil
+		}
+		return build(cmdFailure(condProxyRequestFailed, nil)), func(ctx context.Context) zsock.Message {
+			found, err := c.proxyCheck(ctx, missing)
+			if err != nil {
+				c.log.Debug().Err(err).Msg("conncheck: asking the proxy failed")
+				return build(cmdFailure(condProxyRequestFailed, nil))
+			}
+			return build(connCheckReply(ids, missingIDs(missing, found)))
+		}, nil
+	}
+	return build(c.call(string(method), args)), nil, nil
+}
+
+// connCheckLocal reads conncheck's ids and returns those the handler holds.
+func (c *commandInput) connCheckLocal(args tnetstring.Dict) (ids, live []string, err error) {
+	lv, _ := args.Get("ids")
+	l, ok := lv.([]any)
+	if !ok {
+		return nil, nil, errors.New("ids is not a list")
+	}
+	ids = make([]string, 0, len(l))
+	for _, v := range l {
+		b, ok := v.([]byte)
+		if !ok {
+			return nil, nil, errors.New("an id is not a string")
+		}
+		ids = append(ids, string(b))
+	}
+	return ids, c.api.ConnCheck(ids), nil
+}
+
+// missingIDs is ids without those in have.
+func missingIDs(ids, have []string) []string {
+	set := make(map[string]bool, len(have))
+	for _, id := range have {
+		set[id] = true
+	}
+	var out []string
+	for _, id := range ids {
+		if !set[id] {
+			out = append(out, id)
+		}
+	}
+	return out
+}
+
+// connCheckReply lists the ids that are not missing, in request order
+// (Pushpin answers from a set, in no particular order).
+func connCheckReply(ids, missing []string) tnetstring.Dict {
+	out := []any{}
+	for _, id := range missingIDs(ids, missing) {
+		out = append(out, []byte(id))
+	}
+	return cmdSuccess(out)
 }
 
 // call runs one method and returns the reply fields after `id`.
@@ -184,26 +269,6 @@ func (c *commandInput) call(method string, args tnetstring.Dict) tnetstring.Dict
 			return cmdEngineFailure(err)
 		}
 		return cmdSuccess(nil)
-	case "conncheck":
-		lv, _ := args.Get("ids")
-		l, ok := lv.([]any)
-		if !ok {
-			return cmdFailure(condBadRequest, nil)
-		}
-		ids := make([]string, 0, len(l))
-		for _, v := range l {
-			b, ok := v.([]byte)
-			if !ok {
-				return cmdFailure(condBadRequest, nil)
-			}
-			ids = append(ids, string(b))
-		}
-		live := c.api.ConnCheck(ids)
-		out := make([]any, 0, len(live))
-		for _, id := range live {
-			out = append(out, []byte(id))
-		}
-		return cmdSuccess(out)
 	case "get-zmq-uris":
 		v := tnetstring.Dict{}
 		for _, u := range []struct{ key, spec string }{

@@ -44,6 +44,7 @@ type Config struct {
 	StatsSpec          string   // PUB, bind: merged stats
 	ProxyStatsSpecs    []string // SUB, connect: the proxy's stats
 	ProxyCommandSpec   string   // DEALER, connect: proxy command (ZRPC client)
+	ShareAll           bool     // [handler] share_all: inspect names a sharing key for every request
 	IntreqOutSpecs     []string // PUSH, connect: outbound requests (next and gone links)
 	IntreqOutStream    []string // ROUTER, connect
 	IntreqInSpecs      []string // SUB, connect
@@ -89,7 +90,7 @@ type Timers struct {
 // ConfigFromFile builds a Config from a loaded pushpin.conf.
 // unsupportedHandlerKeys are [handler] settings tack reads but does not act
 // on yet; a set value is reported at start-up rather than ignored.
-var unsupportedHandlerKeys = []string{"share_all", "state_spec"}
+var unsupportedHandlerKeys = []string{"state_spec"}
 
 // unsupportedWarnings names each unsupported key that has a value.
 func unsupportedWarnings(f *config.File, section string, keys []string) []string {
@@ -155,6 +156,9 @@ func ConfigFromFile(f *config.File) (Config, error) {
 	c.MessageBlockSize = intKey("handler", "message_block_size", 0)
 	c.StatsJSON = strings.EqualFold(f.String("handler", "stats_format", ""), "json")
 	var err error
+	if c.ShareAll, err = f.Bool("handler", "share_all", false); err != nil {
+		errs = append(errs, err.Error())
+	}
 	// 1.41 key; 1.36 always updates on the first subscription.
 	if c.UpdateOnFirstSubscription, err = f.Bool("handler", "update_on_first_subscription", true); err != nil {
 		errs = append(errs, err.Error())

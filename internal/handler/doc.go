@@ -21,12 +21,17 @@
 //	intreq-in           PUSH    connect       [handler] proxy_intreq_out_specs              1000    request not sent: the fetch fails and is retried
 //	intreq-in-stream    ROUTER  connect       [handler] proxy_intreq_out_stream_specs, id   1000    follow-up dropped, logged
 //	intreq-out          SUB id  connect       [handler] proxy_intreq_in_specs               1000    read side
+//	proxy-command       DEALER  connect       [handler] proxy_command_spec                  1000    ≤256 calls in flight; more → proxy-request-failed
 //	ws-control-out      PULL    connect       [handler] proxy_ws_control_in_spec(s)         101000  read side
 //	ws-control-in       PUSH    connect       [handler] proxy_ws_control_out_spec(s)        101000  Go queue 4096 packets; over half full holds publishing back; full → dropped, logged, counted
 //
 // The connmgr keys are read from [proxy] as Pushpin 1.36/1.41 do, falling
-// back to [handler] (tack's internal.conf repeats them there). Not opened
-// yet: proxy-command (DEALER, report/conncheck), state.
+// back to [handler] (tack's internal.conf repeats them there). The
+// command socket's conncheck asks the proxy (proxy-command, 10 s timeout,
+// only when a proxy is connected) about the ids the handler does not
+// hold, as Pushpin's ConnCheckWorker does; proxy-command is opened only
+// with a command socket. Not opened yet: state (and the periodic report
+// call to the proxy, which only feeds update checks).
 //
 // # Links and outbound requests
 //
@@ -42,7 +47,8 @@
 //
 //	accept   parses accept calls (grip.Parse), answers them, and hands holds
 //	         to the engine through a queue of AcceptQueueLen
-//	inspect  answers inspect calls with no-proxy: false
+//	inspect  answers inspect calls with no-proxy: false and, with share_all
+//	         or auto-share, a sharing key (inspect.go)
 //	engine   owns sessions, channels, the sequencer and every timer; fed by
 //	         the accept queue, the connmgr ROUTER, the publish queue
 //	         (PublishQueueLen batches; Publish returns ErrQueueFull beyond,

@@ -63,13 +63,14 @@ func (s *Service) API() engineAPI { return s.eng }
 type sockets struct {
 	inspect, accept, connmgrOut, connmgrIn, retry, stats, proxyStats *zsock.Socket
 	intreqOut, intreqOutStream, intreqIn                             *zsock.Socket
+	proxyCommand                                                     *zsock.Socket // conncheck's calls to the proxy
 	wsIn, wsOut                                                      *zsock.Socket
 }
 
 func (ss *sockets) all() []*zsock.Socket {
 	var out []*zsock.Socket
 	for _, so := range []*zsock.Socket{ss.inspect, ss.accept, ss.connmgrOut, ss.connmgrIn, ss.retry, ss.stats, ss.proxyStats,
-		ss.intreqOut, ss.intreqOutStream, ss.intreqIn, ss.wsIn, ss.wsOut} {
+		ss.intreqOut, ss.intreqOutStream, ss.intreqIn, ss.proxyCommand, ss.wsIn, ss.wsOut} {
 		if so != nil {
 			out = append(out, so)
 		}
@@ -162,6 +163,12 @@ func (s *Service) openSockets(zctx *zsock.Context) (*sockets, error) {
 			return fail(err)
 		}
 	}
+	if c.ProxyCommandSpec != "" && c.Inputs.CommandSpec != "" {
+		if ss.proxyCommand, err = open(zsock.Options{Name: "proxy-command", Type: zmq.DEALER, Direction: zsock.TwoWay,
+			Connect: []string{c.ProxyCommandSpec}, SndHWM: hwmZRPC, RcvHWM: hwmZRPC, TrackPeers: true}); err != nil {
+			return fail(err)
+		}
+	}
 	if len(c.ProxyStatsSpecs) > 0 {
 		if ss.proxyStats, err = open(zsock.Options{Name: "proxy-stats", Type: zmq.SUB, Direction: zsock.RecvOnly,
 			Connect: c.ProxyStatsSpecs, Subscribe: []string{""}, RcvHWM: hwmStats}); err != nil {
@@ -230,7 +237,7 @@ func (s *Service) Run(ctx context.Context) error {
 
 	g, gctx := errgroup.WithContext(ctx)
 	if ss.inspect != nil {
-		g.Go(func() error { return serveInspect(gctx, ss.inspect, s.log) })
+		g.Go(func() error { return serveInspect(gctx, ss.inspect, s.cfg.ShareAll, s.log) })
 	}
 	if ss.accept != nil {
 		g.Go(func() error { return serveAccept(gctx, ss.accept, eng.accepts, &s.cfg, s.log) })
@@ -243,7 +250,12 @@ func (s *Service) Run(ctx context.Context) error {
 		g.Go(func() error { return st.run(gctx) })
 	}
 	if met != nil {
-		g.Go(func() error { return met.run(gctx) })
+		g.Go(func() error { return met.Run(gctx) })
+	}
+	if ss.proxyCommand != nil && in.cmd != nil {
+		pc := newProxyCommand(ss.proxyCommand, s.log)
+		in.cmd.proxyCheck = pc.connCheck
+		g.Go(func() error { return pc.run(gctx) })
 	}
 	g.Go(func() error { return in.Run(gctx) })
 	s.log.Info().Str("id", s.cfg.InstanceID).Msg("started")

@@ -10,6 +10,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"tack/internal/logging"
+	"tack/internal/metrics"
 	"tack/internal/zsock"
 	"tack/pkg/tnetstring"
 )
@@ -140,12 +141,7 @@ func (st *statsCollector) write(typ string, d tnetstring.Dict) {
 	}
 }
 
-func withRoute(d tnetstring.Dict, route string) tnetstring.Dict {
-	if route != "" {
-		d = append(d, tnetstring.Field{Key: "route", Value: route})
-	}
-	return d
-}
+func withRoute(d tnetstring.Dict, route string) tnetstring.Dict { return metrics.WithRoute(d, route) }
 
 func (st *statsCollector) report(route string, now time.Time) *statsReport {
 	r := st.reports[route]
@@ -194,15 +190,7 @@ func advanceMinutes(last *time.Time, now time.Time) int {
 }
 
 func (st *statsCollector) sendConn(id string, c *statConn) {
-	d := tnetstring.Dict{{Key: "id", Value: id}, {Key: "type", Value: "http"}}
-	if c.peer != "" {
-		d = append(d, tnetstring.Field{Key: "peer-address", Value: c.peer})
-	}
-	if c.ssl {
-		d = append(d, tnetstring.Field{Key: "ssl", Value: true})
-	}
-	d = append(d, tnetstring.Field{Key: "ttl", Value: int64(st.cfg.StatsConnectionTTL / time.Second)})
-	st.write("conn", withRoute(d, c.route))
+	st.write("conn", metrics.ConnPacket(id, c.route, c.peer, c.ssl, st.cfg.StatsConnectionTTL))
 }
 
 // --- engine hooks ---
@@ -260,7 +248,7 @@ func (st *statsCollector) connRemove(s *hsession, now time.Time, retry bool) {
 	st.countConn(c.route, -1)
 	if !retry {
 		// A retried connection goes back to the proxy, which reports it.
-		st.write("conn", withRoute(tnetstring.Dict{{Key: "id", Value: s.conn}, {Key: "unavailable", Value: true}}, c.route))
+		st.write("conn", metrics.ConnGonePacket(s.conn, c.route))
 	}
 	st.updateConnsMax(c.route, wall)
 }
@@ -524,14 +512,8 @@ func (st *statsCollector) run(ctx context.Context) error {
 }
 
 func (st *statsCollector) flushActivity() {
-	for route, n := range st.acts {
-		st.write("activity", withRoute(tnetstring.Dict{{Key: "count", Value: int64(n)}}, route))
-	}
-	clear(st.acts)
-	if st.requests > 0 {
-		st.write("counts", tnetstring.Dict{{Key: "requests-received", Value: int64(st.requests)}})
-		st.requests = 0
-	}
+	metrics.FlushActivity(st.acts, st.requests, st.write)
+	st.requests = 0
 }
 
 // refreshLocked re-announces live connections and subscriptions before
@@ -581,34 +563,29 @@ func (st *statsCollector) reportLocked(now time.Time) {
 			{Key: "http-response-sent", Value: int64(r.httpRespSent)},
 			{Key: "duration", Value: now.Sub(r.start).Milliseconds()},
 		}
-		for _, k := range sortedCounterKeys {
+		for _, k := range metrics.ReportCounterKeys {
 			d = append(d, tnetstring.Field{Key: k, Value: r.counters[k]})
 		}
 		st.write("report", withRoute(d, route))
 		empty := r.minutes == 0 && r.received == 0 && r.sent == 0 && st.connCount(route) == 0
-		*r = statsReport{start: now, connsStale: true, counters: map[string]int64{}}
+		// The maximum stays (stale) until the next update, as it is also
+		// the Prometheus gauge.
+		*r = statsReport{start: now, connsMax: r.connsMax, connsStale: true, counters: map[string]int64{}}
 		if empty && route != "" {
 			delete(st.reports, route)
 		}
 	}
 }
 
-var sortedCounterKeys = []string{
-	"client-header-bytes-received", "client-header-bytes-sent",
-	"client-content-bytes-received", "client-content-bytes-sent",
-	"client-messages-received", "client-messages-sent",
-	"server-header-bytes-received", "server-header-bytes-sent",
-	"server-content-bytes-received", "server-content-bytes-sent",
-	"server-messages-received", "server-messages-sent",
-}
-
-// snapshot returns the Prometheus values.
+// snapshot returns the Prometheus values: the totals, and as the
+// connection gauge the sum of the routes' connection maxima of the current
+// report period (Pushpin's combinedReport.connectionsMax, which is what
+// pushpin-handler 1.36 shows).
 func (st *statsCollector) snapshot() (totals statsTotals, conns int) {
 	st.mu.Lock()
 	defer st.mu.Unlock()
-	n := len(st.conns)
-	for _, m := range st.ext {
-		n += len(m)
+	for _, r := range st.reports {
+		conns += r.connsMax
 	}
-	return st.totals, n
+	return st.totals, conns
 }

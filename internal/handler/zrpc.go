@@ -89,10 +89,10 @@ func (r *zrpcRequest) failure(condition string, value any) zsock.Message {
 	return r.reply(d)
 }
 
-// serveInspect answers the proxy's inspect calls with `no-proxy: false`,
-// as Pushpin's handler does (zmq-wire.md §4.2), so the proxy proxies at
-// once instead of waiting for the 8 s inspect timeout.
-func serveInspect(ctx context.Context, so *zsock.Socket, log zerolog.Logger) error {
+// serveInspect answers the proxy's inspect calls with `no-proxy: false`
+// and, for requests that may share one backend request, a sharing key
+// (inspect.go), as Pushpin's handler does (zmq-wire.md §4.2).
+func serveInspect(ctx context.Context, so *zsock.Socket, shareAll bool, log zerolog.Logger) error {
 	for {
 		select {
 		case <-ctx.Done():
@@ -108,7 +108,11 @@ func serveInspect(ctx context.Context, so *zsock.Socket, log zerolog.Logger) err
 			}
 			var reply zsock.Message
 			if req.method == "inspect" {
-				reply = req.success(tnetstring.Dict{{Key: "no-proxy", Value: false}})
+				if v, err := inspectValue(req.args, shareAll); err != nil {
+					reply = req.failure(condBadRequest, nil)
+				} else {
+					reply = req.success(v)
+				}
 			} else {
 				reply = req.failure(condMethodNotFound, nil)
 			}

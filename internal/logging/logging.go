@@ -19,7 +19,34 @@ const (
 	FieldPeer      = "peer" // remote address
 	FieldRoute     = "route"
 	FieldSocket    = "socket"
+	FieldService   = "service" // process name, in JSON output
+	// FieldKind marks events with a fixed text form: with KindRequest the
+	// message is Pushpin's request log line, printed alone in text output
+	// (so that parsers of Pushpin's logs keep working) while JSON output
+	// keeps the structured fields beside it.
+	FieldKind   = "kind"
+	KindRequest = "request"
 )
+
+// Log output formats (--log-format, [runner] log_format).
+const (
+	FormatText = "text" // Pushpin's "[LEVEL] date time message" lines
+	FormatJSON = "json" // one zerolog JSON object per line
+	// FormatEnv passes the format from the runner to its children
+	// (Pushpin's binaries ignore it).
+	FormatEnv = "TACK_LOG_FORMAT"
+)
+
+// ParseFormat checks a log format name ("" means text).
+func ParseFormat(s string) (string, error) {
+	switch strings.ToLower(strings.TrimSpace(s)) {
+	case "", FormatText:
+		return FormatText, nil
+	case FormatJSON:
+		return FormatJSON, nil
+	}
+	return "", fmt.Errorf("log format %q: must be text or json", s)
+}
 
 // Pushpin log levels: 0 error, 1 warn, 2 info, 3 debug, 4+ trace.
 const (
@@ -94,7 +121,8 @@ func ParseLevel(s, service string) (int, error) {
 type Options struct {
 	Level   int    // Pushpin numeric level
 	File    string // append to this file instead of stderr
-	Service string // process name, added as a field when non-empty
+	Service string // process name, added as a field to JSON output when non-empty
+	Format  string // FormatText ("" too) or FormatJSON
 }
 
 // New builds a logger writing Pushpin-style console lines
@@ -105,7 +133,20 @@ func New(opts Options) (zerolog.Logger, *Output, error) {
 	if err != nil {
 		return zerolog.Nop(), nil, err
 	}
+	if opts.Format == FormatJSON {
+		return NewJSON(out, opts.Level, opts.Service), out, nil
+	}
 	return NewWriter(out, opts.Level), out, nil
+}
+
+// NewJSON builds a logger writing one JSON object per line on w at Pushpin
+// level n, with the service name as a field when non-empty.
+func NewJSON(w io.Writer, n int, service string) zerolog.Logger {
+	l := zerolog.New(w).Level(ZerologLevel(n)).Hook(timeHook{})
+	if service != "" {
+		l = l.With().Str(FieldService, service).Logger()
+	}
+	return l
 }
 
 // NewWriter builds a logger on w at Pushpin level n.
@@ -139,6 +180,16 @@ func NewWriter(w io.Writer, n int) zerolog.Logger {
 				return s
 			}
 			return fmt.Sprint(i)
+		},
+		FormatPrepare: func(evt map[string]any) error {
+			if evt[FieldKind] == KindRequest {
+				for k := range evt {
+					if k != zerolog.LevelFieldName && k != zerolog.TimestampFieldName && k != zerolog.MessageFieldName {
+						delete(evt, k)
+					}
+				}
+			}
+			return nil
 		},
 	}
 	return zerolog.New(cw).Level(ZerologLevel(n)).Hook(timeHook{})

@@ -2,6 +2,7 @@ package logging
 
 import (
 	"bytes"
+	"encoding/json"
 	"regexp"
 	"strings"
 	"testing"
@@ -48,6 +49,43 @@ func TestLoggingParseLevel(t *testing.T) {
 		}
 		if err != nil || got != tc.want {
 			t.Errorf("ParseLevel(%q, %q) = %d, %v; want %d", tc.in, tc.service, got, err, tc.want)
+		}
+	}
+}
+
+func TestLoggingRequestLineAlone(t *testing.T) {
+	var buf bytes.Buffer
+	log := NewWriter(&buf, LevelInfo).With().Str(FieldComponent, "proxy").Logger()
+	log.Info().Str(FieldKind, KindRequest).Str("method", "GET").Int("code", 200).
+		Msg("GET http://a/b -> 127.0.0.1:8080 code=200 6")
+	re := regexp.MustCompile(`^\[INFO\] \d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3} GET http://a/b -> 127\.0\.0\.1:8080 code=200 6\n$`)
+	if !re.MatchString(buf.String()) {
+		t.Errorf("line %q does not match %s", buf.String(), re)
+	}
+}
+
+func TestLoggingJSON(t *testing.T) {
+	var buf bytes.Buffer
+	log := NewJSON(&buf, LevelInfo, "proxy")
+	log.Info().Str(FieldKind, KindRequest).Int("code", 200).Msg("GET http://a/b -> t code=200 6")
+	log.Debug().Msg("hidden")
+	var m map[string]any
+	if err := json.Unmarshal(buf.Bytes(), &m); err != nil {
+		t.Fatalf("%q: %v", buf.String(), err)
+	}
+	if m["level"] != "info" || m["service"] != "proxy" || m["code"] != 200.0 || m["message"] != "GET http://a/b -> t code=200 6" || m["time"] == nil {
+		t.Errorf("%v", m)
+	}
+	if strings.Count(buf.String(), "\n") != 1 {
+		t.Errorf("%q", buf.String())
+	}
+}
+
+func TestLoggingParseFormat(t *testing.T) {
+	for in, want := range map[string]string{"": FormatText, "text": FormatText, "JSON": FormatJSON, "xml": ""} {
+		got, err := ParseFormat(in)
+		if got != want || (want == "") != (err != nil) {
+			t.Errorf("ParseFormat(%q) = %q, %v", in, got, err)
 		}
 	}
 }

@@ -80,6 +80,18 @@ type Config struct {
 	IntreqInStreamSpecs []string // ROUTER, bind, identity = InstanceID: follow-ups from the handler
 	IntreqOutSpecs      []string // PUB, bind: replies to the handler
 
+	// Stats and commands (zmq-wire.md §4.6, §4.7; stats.go, commandsock.go).
+	StatsSpec           string        // PUB, bind: proxy-stats (empty: none)
+	CommandSpec         string        // ROUTER, bind: proxy-command ZRPC server (empty: none)
+	StatsReportInterval time.Duration // [proxy] stats_report_interval; 0 = no reports
+	StatsConnectionTTL  time.Duration // [global] stats_connection_ttl
+	PrometheusPort      string        // [proxy] prometheus_port: port, addr:port or ipc://path
+	PrometheusPrefix    string
+
+	// ws-control (zmq-wire.md §4.5), on only when both are set.
+	WSControlInSpecs  []string // PULL, bind: items from the handler (handler_ws_control_in_spec)
+	WSControlOutSpecs []string // PUSH, bind: items to the handler (handler_ws_control_out_spec)
+
 	// Now and Tick let tests drive the engine's timers (keep-alives at 45 s,
 	// expiry at 60 s); nil/zero mean time.Now and one tick per second.
 	Now  func() time.Time
@@ -95,6 +107,11 @@ func (c *Config) IntreqEnabled() bool {
 	return len(c.IntreqInSpecs) > 0 && len(c.IntreqInStreamSpecs) > 0 && len(c.IntreqOutSpecs) > 0
 }
 
+// WSControlEnabled reports whether the ws-control sockets are configured.
+func (c *Config) WSControlEnabled() bool {
+	return len(c.WSControlInSpecs) > 0 && len(c.WSControlOutSpecs) > 0
+}
+
 // intreqPartial reports some but not all intreq specs set (Pushpin then
 // runs without intreq, silently; we warn).
 func (c *Config) intreqPartial() bool {
@@ -103,7 +120,7 @@ func (c *Config) intreqPartial() bool {
 
 // unsupportedProxyKeys are [proxy] settings tack does not act on yet; a
 // set value is reported at start-up rather than ignored.
-var unsupportedProxyKeys = []string{"prometheus_port", "updates_check"}
+var unsupportedProxyKeys = []string{"updates_check"}
 
 // UnsupportedWarnings names each unsupported [proxy] key that has a value
 // (updates_check=off is the only value that needs nothing).
@@ -115,6 +132,11 @@ func UnsupportedWarnings(f *config.File) []string {
 			continue
 		}
 		out = append(out, fmt.Sprintf("%s: [proxy] %s=%s is not supported yet and has no effect", f.Pos("proxy", k), k, v))
+	}
+	if on, err := f.Bool("handler", "share_all", false); err == nil && on {
+		// The handler names sharing keys; tack-proxy makes no inspect
+		// calls and shares nothing.
+		out = append(out, fmt.Sprintf("%s: [handler] share_all=true has no effect with tack-proxy: request sharing is not supported yet", f.Pos("handler", "share_all")))
 	}
 	if n, err := f.Int("proxy", "workers", 1); err == nil && n > 1 {
 		out = append(out, fmt.Sprintf("%s: [proxy] workers=%d is not supported yet: one worker runs", f.Pos("proxy", "workers"), n))
@@ -190,6 +212,21 @@ func ConfigFromFile(f *config.File, routeLines []string) (Config, error) {
 	c.IntreqInSpecs = f.List("proxy", "intreq_in_specs")
 	c.IntreqInStreamSpecs = f.List("proxy", "intreq_in_stream_specs")
 	c.IntreqOutSpecs = f.List("proxy", "intreq_out_specs")
+	c.StatsSpec = f.String("proxy", "stats_spec", "")
+	c.CommandSpec = f.String("proxy", "command_spec", "")
+	c.PrometheusPort = strings.TrimSpace(f.String("proxy", "prometheus_port", ""))
+	c.PrometheusPrefix = f.String("proxy", "prometheus_prefix", "")
+	secs, err := f.Int("proxy", "stats_report_interval", int(DefaultStatsReportInterval/time.Second))
+	if err != nil {
+		return c, err
+	}
+	c.StatsReportInterval = time.Duration(max(secs, 0)) * time.Second
+	if secs, err = f.Int("global", "stats_connection_ttl", int(DefaultStatsConnectionTTL/time.Second)); err != nil {
+		return c, err
+	}
+	c.StatsConnectionTTL = time.Duration(secs) * time.Second
+	c.WSControlInSpecs = f.List("proxy", "handler_ws_control_in_spec")
+	c.WSControlOutSpecs = f.List("proxy", "handler_ws_control_out_spec")
 	maxconn, err := f.Int("runner", "client_maxconn", DefaultMaxOpenRequests)
 	if err != nil {
 		return c, err

@@ -25,6 +25,30 @@
 //	intreq-in            PULL    bind          intreq_in_specs           100     handler holds/fails its request
 //	intreq-in-stream     ROUTER  bind          intreq_in_stream_specs    101000  libzmq drops
 //	intreq-out           PUB     bind          intreq_out_specs          none    Go queue 65536; beyond: packet dropped, logged
+//	proxy-stats          PUB     bind          stats_spec                200000  Go queue 4096; beyond: dropped, counted, logged
+//	proxy-command        ROUTER  bind          command_spec              1000    reply dropped, logged (the caller times out)
+//
+// Stats (stats.go, zmq-wire.md §4.6): each client request that finds a
+// route is a connection `<from>:<id>` announced in a conn packet, refreshed
+// at 3/4 of [global] stats_connection_ttl, and removed with conn
+// unavailable when it ends, or, when the handler accepted it, announced
+// once more and kept 60 s without a packet (the handler reports it now).
+// activity and counts (requests-received) leave 100 ms after the first
+// unflushed event; a report per route (explicit id= only; "" otherwise)
+// every [proxy] stats_report_interval with the connection maximum,
+// minutes and the header/content byte counters. [proxy] prometheus_port
+// shows the same totals (internal/metrics). The proxy-command server
+// answers conncheck from that connection table, refresh with
+// item-not-found (no WebSocket-over-HTTP yet) and report with
+// service-unavailable (no update checks), as Debian's 1.36 does.
+//
+// Request log (reqlog.go): one Info line per finished client request in
+// pushpin-proxy 1.36's format; a route's log_level (1.41) below 2 hides
+// its lines, 2 or more shows them whatever the process level.
+//
+//	ws-control-in        PULL    bind          handler_ws_control_in_spec   101000  libzmq holds
+//	ws-control-out       PUSH    bind          handler_ws_control_out_spec  101000  Go queue 65536; beyond, or no handler for 100 ms:
+//	                                                                                 packet dropped, logged, counted
 //
 // GRIP: a backend response with a Grip-* header or the grip-instruct
 // content type (route not no_grip) is collected (≤ 100000 bytes), the
@@ -57,7 +81,24 @@
 // (SIGINT/SIGTERM) cancels every session on both sides, so connmgr closes
 // the clients at once.
 //
-// Not yet: inspect calls (request sharing, sessions), WebSocket proxying,
-// zhttp/zhttpreq route targets, the proxy-stats and proxy-command sockets,
-// intreq auto-share.
+// WebSockets (wsproxy.go, wscontrol.go): a ws/wss first packet is routed
+// with protocol ws and relayed to the zhttp client as a zhttp WebSocket
+// session; the backend's 101 or rejection goes back, then frames flow both
+// ways within credits (each side granted wsWindow, given back as frames
+// leave, so memory per direction is bounded and messages of any size pass).
+// A backend that accepts the grip extension (or a target with sub=) gets a
+// ws-control session with the handler (ws-control-in PULL and
+// ws-control-out PUSH, both bound): `c:` messages become grip items,
+// prefixed messages lose their prefix, and the handler's send, close,
+// detach and keep-alive-setup items act on the connection; the client
+// keep-alive timer runs here and asks the handler for the message
+// (need-keep-alive), as in Pushpin 1.36. Not yet: WebSocket-over-HTTP
+// (over_http targets answer 501), zhttp route targets for WebSockets.
+//
+// Route targets zhttp/<base> and zhttpreq/<spec> (zbackend.go, ztarget.go)
+// bind the client side of zhttp for a ZeroMQ backend: PUSH/ROUTER/SUB at
+// <base>-out/-out-stream/-in (tcp: P, P+1, P+2), or one DEALER for
+// request/response backends (REP or ROUTER); HTTP only.
+//
+// Not yet: inspect calls (request sharing, sessions), intreq auto-share.
 package proxy

@@ -13,6 +13,7 @@ import (
 	"tack/internal/zhttpsession"
 	"tack/internal/zsock"
 	"tack/pkg/tnetstring"
+	"tack/pkg/wscontrol"
 	"tack/pkg/zhttp"
 )
 
@@ -108,6 +109,12 @@ type session struct {
 	acceptID      string // accept call in flight
 	isRetry       bool   // session came back from the handler in a retry packet
 	lastIDs       tnetstring.Dict
+
+	statsRegistered bool       // its connection is in the stats table (stats.go)
+	ws              *wsSession // a WebSocket (wsproxy.go); nil for HTTP
+
+	link  *zlink // zhttp/ or zhttpreq/ target's sockets (zbackend.go); nil: zurl's
+	zbody []byte // zhttpreq/: request body collected until complete
 }
 
 // engine owns the session table. Exactly one goroutine runs it.
@@ -137,6 +144,16 @@ type engine struct {
 	handedOff map[string]time.Time
 	counter   uint64
 	sig       *signer
+	stats     *proxyStats // nil: neither stats_spec nor prometheus_port
+
+	// WebSockets (wsproxy.go, wscontrol.go).
+	toWSControl    chan<- zsock.Message // PUSH to the handler (nil: not configured)
+	wsByCID        map[string]*session
+	wsKA           []wscontrol.Item // keep-alive items of the current tick
+	wsDrops        int64            // messages to clients dropped
+	wsControlDrops int64            // ws-control packets dropped
+
+	zb *zbackends // zhttp/ and zhttpreq/ targets (zbackend.go)
 }
 
 func newEngine(cfg Config, log zerolog.Logger, rt func() *routes.Table) *engine {
@@ -151,6 +168,7 @@ func newEngine(cfg Config, log zerolog.Logger, rt func() *routes.Table) *engine 
 		handedOff:      map[string]time.Time{},
 		waitingHandler: map[string]*session{},
 		sig:            newSigner(),
+		wsByCID:        map[string]*session{},
 	}
 }
 
@@ -189,8 +207,14 @@ func (e *engine) sendClient(s *session, p *zhttp.Packet, now time.Time) {
 		return
 	}
 	msg := zsock.Message{s.out.Peer, nil, p.Encode()}
+	out := e.toClientStream
+	if s.link != nil {
+		if out = s.link.stream; out == nil {
+			return // zhttpreq/: nothing follows the request (Pushpin sends no cancel either)
+		}
+	}
 	select {
-	case e.toClientStream <- msg:
+	case out <- msg:
 	default:
 		e.log.Warn().Str(logging.FieldRID, string(p.ID)).Msg("zhttp client stream queue full, packet dropped")
 	}
@@ -218,6 +242,8 @@ func (e *engine) respond(s *session, code int, reason, ctype, body string, now t
 func (e *engine) sendComplete(s *session, p *zhttp.Packet, now time.Time) {
 	body := p.Body
 	n := s.in.Spend(len(body))
+	e.statsCount(s, ctrClientHeaderSent, responseHeaderBytes(p.Code, p.Reason, p.Headers))
+	e.statsCount(s, ctrClientContentSent, n)
 	p.Body = body[:n]
 	if n < len(body) {
 		p.More = true
@@ -239,6 +265,7 @@ func (e *engine) flushComplete(s *session, now time.Time) {
 	p := zhttp.New()
 	p.Body = s.outBody[:n]
 	s.outBody = s.outBody[n:]
+	e.statsCount(s, ctrClientContentSent, n)
 	p.More = len(s.outBody) > 0
 	e.sendIn(s, p, now)
 	if !p.More {
@@ -283,40 +310,13 @@ func (e *engine) dropOut(s *session) {
 
 // finish removes the session and logs the request line.
 func (e *engine) finish(s *session, outcome string) {
+	if s.ws != nil {
+		e.wsFinished(s)
+	}
 	e.dropOut(s)
+	e.statsEnd(s, outcome)
 	delete(e.byIn, s.key)
-	// Pushpin logs no request line for the handler's own requests; ours
-	// go to debug.
-	var ev *zerolog.Event
-	if s.side == sideIntreq {
-		ev = e.log.Debug().Bool("intreq", true)
-	} else {
-		ev = e.log.Info()
-	}
-	if ev.Enabled() {
-		target := "-"
-		if s.ti < len(s.targets) {
-			target = targetName(&s.targets[s.ti])
-		}
-		ev = ev.Str(logging.FieldRID, string(s.in.ID)).Str("method", s.method).Str("uri", s.first.URI).Str("target", target)
-		if s.route != nil && s.route.IDExplicit {
-			ev = ev.Str(logging.FieldRoute, s.route.ID)
-		}
-		if e.cfg.LogFrom {
-			ev = ev.Str(logging.FieldPeer, s.ci.peer)
-		}
-		if e.cfg.LogUserAgent {
-			if ua, ok := s.first.Header("User-Agent"); ok {
-				ev = ev.Str("ua", ua)
-			}
-		}
-		if outcome != "" {
-			ev = ev.Str("result", outcome)
-		} else {
-			ev = ev.Int64("code", s.code).Int64("bytes", s.respBytes)
-		}
-		ev.Dur("took", time.Since(s.started)).Msg("request")
-	}
+	e.logRequest(s, outcome)
 }
 
 // --- packets from connmgr (and from the handler over intreq) ---
@@ -356,6 +356,10 @@ func (e *engine) handleFirst(sd clientSide, frame []byte, now time.Time) {
 		delete(e.byIn, key)
 		return
 	}
+	if sd == sideConnmgr && isWebSocket(p) {
+		e.startWS(s, now)
+		return
+	}
 	// Acknowledge at once so that the client learns our address (§2.7).
 	ack := zhttp.New()
 	ack.Type = zhttp.TypeKeepAlive
@@ -365,9 +369,8 @@ func (e *engine) handleFirst(sd clientSide, frame []byte, now time.Time) {
 		e.respondError(s, 503, "Service Unavailable", textUnavailable, "", now)
 		return
 	}
-	scheme := strings.ToLower(p.URI[:max(0, strings.Index(p.URI, ":"))])
-	if scheme == "ws" || scheme == "wss" {
-		e.respondError(s, 501, "Not Implemented", "WebSocket proxying is not supported yet.\n", "", now)
+	if isWebSocket(p) {
+		e.respondError(s, 501, "Not Implemented", "WebSockets are not supported on intreq.\n", "", now)
 		return
 	}
 	// The handler's own requests are routed by their URI alone: Pushpin
@@ -406,6 +409,7 @@ func (e *engine) handleFirst(sd clientSide, frame []byte, now time.Time) {
 	}
 	s.route = r
 	s.targets = r.Targets
+	e.statsStart(s, now)
 	if len(s.first.Body) > 0 {
 		e.keepBody(s, s.first.Body)
 		s.pendingOut = append(s.pendingOut, s.first.Body...)
@@ -487,6 +491,10 @@ func (e *engine) badSeq(s *session, err error, now time.Time) {
 }
 
 func (e *engine) inPacket(s *session, p *zhttp.Packet, now time.Time) {
+	if s.ws != nil {
+		e.wsInPacket(s, p, now)
+		return
+	}
 	switch p.Type {
 	case zhttp.TypeCancel, zhttp.TypeError:
 		e.cancelClient(s, now)
@@ -552,6 +560,11 @@ func (e *engine) requestBody(s *session, b []byte, more bool, now time.Time) {
 		e.testBody(s, b, more, now)
 		return
 	}
+	e.statsCount(s, ctrClientContentRecv, len(b))
+	if s.link != nil && s.link.req {
+		e.zreqBody(s, b, more, now)
+		return
+	}
 	e.keepBody(s, b)
 	s.pendingOut = append(s.pendingOut, b...)
 	e.flushBody(s, now)
@@ -573,6 +586,7 @@ func (e *engine) flushBody(s *session, now time.Time) {
 		s.pendingOut = s.pendingOut[n:]
 		p.More = len(s.pendingOut) > 0 || s.reqMore
 		s.outMore = p.More
+		e.statsCount(s, ctrServerContentSent, n)
 		e.sendClient(s, p, now)
 	}
 	if len(s.pendingOut) == 0 {
@@ -593,15 +607,7 @@ func (e *engine) grantRequestCredit(s *session, now time.Time) {
 	if !s.reqMore {
 		return
 	}
-	want := s.out.Credits - int64(len(s.pendingOut)) - s.inOutstanding
-	if want <= 0 {
-		return
-	}
-	c := zhttp.New()
-	c.Type = zhttp.TypeCredit
-	c.Credits = want
-	s.inOutstanding += want
-	e.sendIn(s, c, now)
+	e.grantIn(s, s.out.Credits-int64(len(s.pendingOut))-s.inOutstanding, now)
 }
 
 // --- targets ---
@@ -609,12 +615,16 @@ func (e *engine) grantRequestCredit(s *session, now time.Time) {
 func (e *engine) startTarget(s *session, now time.Time) {
 	for s.ti < len(s.targets) {
 		t := &s.targets[s.ti]
+		s.link = nil
 		switch t.Kind {
 		case routes.TargetTest:
 			e.startTest(s, now)
 			return
 		case routes.TargetHost:
 			e.startHost(s, t, now)
+			return
+		case routes.TargetZHTTP, routes.TargetZHTTPReq:
+			e.startZTarget(s, t, now)
 			return
 		default:
 			e.log.Warn().Str("target", targetName(t)).Msg("zhttp targets are not supported yet, skipping target")
@@ -625,19 +635,20 @@ func (e *engine) startTarget(s *session, now time.Time) {
 	e.respondError(s, 502, "Bad Gateway", textProxyError, "Unable to connect to any targets. Tried: "+strings.Join(s.tried, ", "), now)
 }
 
-func (e *engine) startHost(s *session, t *routes.Target, now time.Time) {
+// openOut starts a new outbound session for s (fresh id, ack deadline).
+func (e *engine) openOut(s *session, now time.Time) {
 	e.counter++
 	s.out = zhttpsession.Session{ID: []byte(e.cfg.InstanceID + "-" + strconv.FormatUint(e.counter, 16))}
 	s.outActive, s.outAcked = true, false
 	s.ackDeadline = now.Add(e.cfg.ServiceTimeout)
 	s.out.LastIn = now
 	e.byOut[string(s.out.ID)] = s
+}
+
+func (e *engine) startHost(s *session, t *routes.Target, now time.Time) {
+	e.openOut(s, now)
 	s.req = e.rewriteRequest(s.first, s.ci, s.route, t)
-	for _, f := range s.lastIDs {
-		if id, ok := f.Value.([]byte); ok {
-			s.req.headers = append(s.req.headers, zhttp.Header{Name: "Grip-Last", Value: f.Key + "; last-id=" + string(id)})
-		}
-	}
+	s.req.headers = appendGripLast(s.req.headers, s.lastIDs)
 	p := zhttp.New()
 	p.Method = s.method
 	p.URI = s.req.uri
@@ -646,8 +657,10 @@ func (e *engine) startHost(s *session, t *routes.Target, now time.Time) {
 	p.Credits = max(s.in.Credits, 0) + ResponseBuffer
 	s.outGranted = p.Credits
 	s.respPending, s.respEnd, s.grantOwed = nil, false, 0
-	p.ConnectHost = t.Host
-	p.ConnectPort = int64(t.Port)
+	if t.Kind == routes.TargetHost { // a zhttp/ backend gets the URI only
+		p.ConnectHost = t.Host
+		p.ConnectPort = int64(t.Port)
+	}
 	p.IgnorePolicies = !t.Untrusted
 	p.TrustConnectHost = t.TrustConnectHost
 	p.IgnoreTLSErrors = t.Insecure
@@ -657,9 +670,15 @@ func (e *engine) startHost(s *session, t *routes.Target, now time.Time) {
 	}
 	p.More = s.reqMore || len(s.pendingOut) > 0
 	s.outMore = p.More
+	e.statsCount(s, ctrServerHeaderSent, requestHeaderBytes(p.Method, p.URI, p.Headers))
+	e.statsCount(s, ctrServerContentSent, len(p.Body))
 	s.out.Stamp(p, e.id, true, now)
+	first := e.toClient
+	if s.link != nil {
+		first = s.link.first
+	}
 	select {
-	case e.toClient <- zsock.Message{p.Encode()}:
+	case first <- zsock.Message{p.Encode()}:
 	default:
 		e.log.Warn().Str(logging.FieldRID, string(s.in.ID)).Msg("zhttp client queue full")
 		e.respondError(s, 502, "Bad Gateway", textProxyError, "Error: zhttp service for route is unreachable.", now)
@@ -668,7 +687,9 @@ func (e *engine) startHost(s *session, t *routes.Target, now time.Time) {
 
 // --- packets from the zhttp client (zurl) ---
 
-func (e *engine) handleClientReply(frame []byte, now time.Time) {
+// handleClientReply handles a packet from zurl's PUB, or from a zhttp/
+// target's when l is set.
+func (e *engine) handleClientReply(l *zlink, frame []byte, now time.Time) {
 	_, payload, err := zhttp.SplitPubFrame(frame)
 	if err != nil {
 		e.log.Warn().Err(err).Str(logging.FieldSocket, "zurl-out").Msg("dropping bad frame")
@@ -696,8 +717,12 @@ func (e *engine) handleClientReply(frame []byte, now time.Time) {
 		if p.Type != zhttp.TypeCancel && p.Type != zhttp.TypeError && len(p.From) > 0 {
 			c := zhttp.New()
 			c.From, c.ID, c.Type = e.id, p.ID, zhttp.TypeCancel
+			out := e.toClientStream
+			if l != nil {
+				out = l.stream
+			}
 			select {
-			case e.toClientStream <- zsock.Message{p.From, nil, c.Encode()}:
+			case out <- zsock.Message{p.From, nil, c.Encode()}:
 			default:
 			}
 		}
@@ -709,6 +734,10 @@ func (e *engine) handleClientReply(frame []byte, now time.Time) {
 	}
 	if !s.outAcked {
 		s.outAcked = true
+	}
+	if s.ws != nil {
+		e.wsClientReply(s, p, now)
+		return
 	}
 	switch p.Type {
 	case zhttp.TypeKeepAlive:
@@ -732,6 +761,12 @@ func (e *engine) handleClientReply(frame []byte, now time.Time) {
 func (e *engine) clientBadSeq(s *session, err error, now time.Time) {
 	e.log.Warn().Err(err).Str(logging.FieldRID, string(s.out.ID)).Msg("bad seq from zhttp client")
 	e.cancelClient(s, now)
+	if s.ws != nil {
+		p := zhttp.New()
+		p.Condition = "bad-seq"
+		e.wsOutError(s, p, now)
+		return
+	}
 	if s.respStarted {
 		e.cancelIn(s, now)
 		e.finish(s, "error")
@@ -741,6 +776,10 @@ func (e *engine) clientBadSeq(s *session, err error, now time.Time) {
 }
 
 func (e *engine) clientData(s *session, p *zhttp.Packet, now time.Time) {
+	if p.Code >= 0 && !s.respStarted && !s.grip {
+		e.statsCount(s, ctrServerHeaderRecv, responseHeaderBytes(p.Code, p.Reason, p.Headers))
+	}
+	e.statsCount(s, ctrServerContentRecv, len(p.Body))
 	if s.grip {
 		e.gripBody(s, p.Body, p.More, now)
 		return
@@ -823,6 +862,10 @@ func (e *engine) flushResp(s *session, head *zhttp.Packet, now time.Time) {
 	}
 	p.More = !last
 	s.respBytes += int64(n)
+	if head != nil {
+		e.statsCount(s, ctrClientHeaderSent, responseHeaderBytes(p.Code, p.Reason, p.Headers))
+	}
+	e.statsCount(s, ctrClientContentSent, n)
 	e.sendIn(s, p, now)
 	if last {
 		s.respEndSent = true
@@ -849,6 +892,12 @@ func (e *engine) flushResp(s *session, head *zhttp.Packet, now time.Time) {
 const creditBatch = ResponseBuffer / 4
 
 func (e *engine) clientError(s *session, cond string, now time.Time) {
+	if s.ws != nil {
+		p := zhttp.New()
+		p.Condition = cond
+		e.wsOutError(s, p, now)
+		return
+	}
 	e.dropOut(s)
 	if s.respStarted {
 		e.cancelIn(s, now)
@@ -880,7 +929,14 @@ func (e *engine) clientDropped(outID string, now time.Time) {
 	if s == nil || s.outAcked {
 		return
 	}
+	if s.ti < len(s.targets) {
+		e.log.Warn().Str(logging.FieldRID, string(s.in.ID)).Str("target", targetName(&s.targets[s.ti])).Msg("zhttp service unreachable or silent")
+	}
 	e.dropOut(s)
+	if s.ws != nil {
+		e.wsReject(s, 502, "Bad Gateway", textProxyError, "Error: zhttp service for route is unreachable.", now)
+		return
+	}
 	e.respondError(s, 502, "Bad Gateway", textProxyError, "Error: zhttp service for route is unreachable.", now)
 }
 
@@ -890,6 +946,12 @@ func (e *engine) clientDropped(outID string, now time.Time) {
 func (e *engine) tick(now time.Time) {
 	var due [numSides][]*zhttpsession.Session
 	for _, s := range e.byIn {
+		if s.ws != nil {
+			if e.wsTick(s, now) {
+				due[s.side] = append(due[s.side], &s.in)
+			}
+			continue
+		}
 		if s.in.Expired(now) && s.acceptID == "" {
 			e.log.Debug().Str(logging.FieldRID, string(s.in.ID)).Msg("client session expired")
 			e.cancelClient(s, now)
@@ -926,10 +988,14 @@ func (e *engine) tick(now time.Time) {
 			e.acceptFailed(id, now)
 		}
 	}
+	e.wsControlFlushKeepAlives()
 	for sd := range due {
 		for _, a := range zhttpsession.KeepAlives(e.id, due[sd], now) {
 			e.pub(clientSide(sd), a.Peer, a.Packet)
 		}
+	}
+	if e.stats != nil {
+		e.stats.tick(now)
 	}
 }
 

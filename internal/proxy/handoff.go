@@ -338,7 +338,7 @@ func (e *engine) handleAcceptReply(m zsock.Message, now time.Time) {
 		// The handler owns the client session now; forget it silently.
 		s.code = s.respHead.Code
 		e.handedOff[s.key] = now
-		e.finish(s, "accept")
+		e.finish(s, outcomeAccept)
 		return
 	}
 	if s.sentFirst {

@@ -483,18 +483,24 @@ func (h *harness) expectResponse(id []byte, seq int64, code int64, reason, body 
 // zurlFirst returns the next first packet the proxy pushed to zurl.
 func (h *harness) zurlFirst() *zhttp.Packet {
 	h.t.Helper()
+	return recvFirst(h.t, h.zPull, "zurl-in")
+}
+
+// recvFirst returns the next first packet the proxy pushed to a PULL.
+func recvFirst(t *testing.T, pull *zsock.Socket, name string) *zhttp.Packet {
+	t.Helper()
 	select {
-	case m := <-h.zPull.Recv():
+	case m := <-pull.Recv():
 		if len(m) != 1 {
-			h.t.Fatalf("zurl-in message with %d frames", len(m))
+			t.Fatalf("%s message with %d frames", name, len(m))
 		}
 		p, err := zhttp.Parse(m[0])
 		if err != nil {
-			h.t.Fatalf("zurl-in packet: %v", err)
+			t.Fatalf("%s packet: %v", name, err)
 		}
 		return p
 	case <-time.After(waitFor):
-		h.t.Fatal("no first packet on zurl-in")
+		t.Fatalf("no first packet on %s", name)
 	}
 	return nil
 }

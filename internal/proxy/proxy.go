@@ -15,6 +15,8 @@ import (
 	zmq "github.com/pebbe/zmq4"
 
 	"tack/internal/cli"
+	"tack/internal/logging"
+	"tack/internal/metrics"
 	"tack/internal/routes"
 	"tack/internal/zsock"
 	"tack/pkg/tnetstring"
@@ -90,12 +92,30 @@ func (s *Service) Run(ctx context.Context) error {
 		return cli.Startup(err)
 	}
 	eng := newEngine(s.cfg, s.log, watcher.Current)
+	if s.cfg.StatsSpec != "" || s.cfg.PrometheusPort != "" {
+		eng.stats = newProxyStats(&s.cfg, s.log, s.cfg.Now())
+		if socks.stats != nil {
+			eng.stats.out = socks.stats.Send()
+		}
+	}
+	var prom *metrics.Server
+	if s.cfg.PrometheusPort != "" {
+		if prom, err = metrics.Listen(s.cfg.PrometheusPort, "[proxy] prometheus_port", s.cfg.PrometheusPrefix, eng.stats.metricValues, s.log); err != nil {
+			socks.closeAll()
+			zctx.Close()
+			return cli.Startup(err)
+		}
+	}
+	eng.zb = newZBackends(zctx, s.log, s.cfg.InstanceID, drops)
 	eng.toConnmgr = socks.connmgrOut.Send()
 	if socks.intreqOut != nil {
 		eng.toIntreq = socks.intreqOut.Send()
 	}
 	eng.toClient = socks.clientOut.Send()
 	eng.toClientStream = socks.clientOutStream.Send()
+	if socks.wsControlOut != nil {
+		eng.toWSControl = socks.wsControlOut.Send()
+	}
 	if socks.accept != nil {
 		eng.toAccept = socks.accept.TrySend
 		eng.acceptPeers = socks.accept.Peers
@@ -108,6 +128,9 @@ func (s *Service) Run(ctx context.Context) error {
 	}
 
 	g, gctx := errgroup.WithContext(ctx)
+	if prom != nil {
+		g.Go(func() error { return prom.Run(gctx) })
+	}
 	if watcher.Path() != "" {
 		g.Go(func() error { return watcher.Run(gctx) })
 	}
@@ -138,6 +161,7 @@ func (s *Service) Run(ctx context.Context) error {
 	if serr := sg.Wait(); err == nil {
 		err = serr
 	}
+	eng.zb.close()
 	zctx.Close()
 	s.log.Info().Msg("stopped")
 	return err
@@ -165,7 +189,8 @@ func (s *Service) loadRoutes() (*routes.Watcher, error) {
 // use is reported so that nothing is ignored silently.
 var unsupportedProps = []string{"sockjs", "sockjs_as_path", "session"}
 
-var unsupportedTargetProps = []string{"sub", "over_http", "one_event"}
+// sub= is acted on for WebSockets (wsproxy.go) only.
+var unsupportedTargetProps = []string{"over_http", "one_event"}
 
 func logUnsupported(log zerolog.Logger, t *routes.Table) {
 	if t == nil {
@@ -178,9 +203,6 @@ func logUnsupported(log zerolog.Logger, t *routes.Table) {
 			}
 		}
 		for _, tg := range r.Targets {
-			if tg.Kind == routes.TargetZHTTP || tg.Kind == routes.TargetZHTTPReq {
-				log.Warn().Str("route", r.Source).Str("target", tg.Spec).Msg("zhttp route targets not supported yet")
-			}
 			for _, p := range unsupportedTargetProps {
 				if _, ok := tg.Props[p]; ok {
 					log.Warn().Str("route", r.Source).Str("option", p).Msg("target option not supported yet")
@@ -195,16 +217,33 @@ type sockets struct {
 	clientOut, clientOutStream, clientReplies *zsock.Socket
 	accept, retry                             *zsock.Socket // nil when not configured
 	intreqIn, intreqInStream, intreqOut       *zsock.Socket // nil when not configured
+	stats, command                            *zsock.Socket // nil when not configured
+	wsControlIn, wsControlOut                 *zsock.Socket // nil when not configured
 }
 
 func (ss *sockets) all() []*zsock.Socket {
 	out := []*zsock.Socket{ss.connmgrIn, ss.connmgrInStream, ss.connmgrOut, ss.clientOut, ss.clientOutStream, ss.clientReplies}
-	for _, so := range []*zsock.Socket{ss.accept, ss.retry, ss.intreqIn, ss.intreqInStream, ss.intreqOut} {
+	for _, so := range []*zsock.Socket{ss.accept, ss.retry, ss.intreqIn, ss.intreqInStream, ss.intreqOut, ss.stats, ss.command, ss.wsControlIn, ss.wsControlOut} {
 		if so != nil {
 			out = append(out, so)
 		}
 	}
 	return out
+}
+
+// closeAll closes sockets that were opened but never run.
+func (ss *sockets) closeAll() {
+	closeUnrun(ss.all())
+}
+
+// closeUnrun closes sockets not yet running by running them on a done
+// context.
+func closeUnrun(socks []*zsock.Socket) {
+	done, cancel := context.WithCancel(context.Background())
+	cancel()
+	for _, so := range socks {
+		_ = so.Run(done)
+	}
 }
 
 // recvOf returns so's receive channel, or nil (blocks forever in select).
@@ -218,12 +257,7 @@ func recvOf(so *zsock.Socket) <-chan zsock.Message {
 func (s *Service) openSockets(zctx *zsock.Context, drops, acceptDrops chan<- string) (*sockets, error) {
 	var opened []*zsock.Socket
 	fail := func(err error) (*sockets, error) {
-		// Sockets not yet running are closed by running them on a done context.
-		done, cancel := context.WithCancel(context.Background())
-		cancel()
-		for _, so := range opened {
-			_ = so.Run(done)
-		}
+		closeUnrun(opened)
 		return nil, err
 	}
 	open := func(o zsock.Options) (*zsock.Socket, error) {
@@ -318,6 +352,34 @@ func (s *Service) openSockets(zctx *zsock.Context, drops, acceptDrops chan<- str
 	} else if s.cfg.intreqPartial() {
 		s.log.Warn().Msg("intreq needs intreq_in_specs, intreq_in_stream_specs and intreq_out_specs: handler requests disabled")
 	}
+	if s.cfg.StatsSpec != "" {
+		if ss.stats, err = open(zsock.Options{Name: "proxy-stats", Type: zmq.PUB, Direction: zsock.SendOnly,
+			Bind: []string{s.cfg.StatsSpec}, SndHWM: hwmStats, QueueLen: statsQueueLen}); err != nil {
+			return fail(err)
+		}
+	}
+	if s.cfg.CommandSpec != "" {
+		if ss.command, err = open(zsock.Options{Name: "proxy-command", Type: zmq.ROUTER, Direction: zsock.TwoWay,
+			Bind: []string{s.cfg.CommandSpec}, SndHWM: hwmCommand, RcvHWM: hwmCommand}); err != nil {
+			return fail(err)
+		}
+	}
+	if s.cfg.WSControlEnabled() {
+		// Pushpin's WsControlManager: both bound, HWM 101000 (zmq-wire.md §3.2).
+		if ss.wsControlIn, err = open(zsock.Options{Name: "ws-control-in", Type: zmq.PULL, Direction: zsock.RecvOnly,
+			Bind: s.cfg.WSControlInSpecs, RcvHWM: hwmStream}); err != nil {
+			return fail(err)
+		}
+		if ss.wsControlOut, err = open(zsock.Options{Name: "ws-control-out", Type: zmq.PUSH, Direction: zsock.SendOnly,
+			Bind: s.cfg.WSControlOutSpecs, SndHWM: hwmStream, Linger: lingerStream, QueueLen: outQueueLen,
+			OnDrop: func(m zsock.Message, err error) {
+				s.log.Warn().Err(err).Str(logging.FieldSocket, "ws-control-out").Msg("ws-control packet dropped")
+			}}); err != nil {
+			return fail(err)
+		}
+	} else if len(s.cfg.WSControlInSpecs)+len(s.cfg.WSControlOutSpecs) > 0 {
+		s.log.Warn().Msg("ws-control needs handler_ws_control_in_spec and handler_ws_control_out_spec: GRIP WebSockets disabled")
+	}
 	return ss, nil
 }
 
@@ -333,8 +395,34 @@ func waitTimer(e *engine) <-chan time.Time {
 func (s *Service) loop(ctx context.Context, e *engine, ss *sockets, drops, acceptDrops <-chan string) error {
 	ticker := time.NewTicker(s.cfg.Tick)
 	defer ticker.Stop()
+	// One timer flushes stats activity 100 ms after the first unflushed
+	// activity (Pushpin's single-shot ACTIVITY_TIMEOUT).
+	var actTimer *time.Timer
+	var actC <-chan time.Time
+	defer func() {
+		if actTimer != nil {
+			actTimer.Stop()
+		}
+	}()
+	var commandSend func(zsock.Message) bool
+	if ss.command != nil {
+		commandSend = ss.command.TrySend
+	}
+	e.syncZBackends()
 	for {
+		if actC == nil && e.stats != nil && e.stats.activityPending() {
+			actTimer = time.NewTimer(statsActivityFlush)
+			actC = actTimer.C
+		}
 		select {
+		case <-actC:
+			actC = nil
+			e.stats.flushActivity()
+		case m, ok := <-recvOf(ss.command):
+			if !ok {
+				return fmt.Errorf("proxy-command socket closed")
+			}
+			e.handleCommand(m, commandSend)
 		case <-ctx.Done():
 			e.shutdown(s.cfg.Now())
 			return nil
@@ -373,7 +461,7 @@ func (s *Service) loop(ctx context.Context, e *engine, ss *sockets, drops, accep
 			if len(m) != 1 {
 				continue
 			}
-			e.handleClientReply(m[0], s.cfg.Now())
+			e.handleClientReply(nil, m[0], s.cfg.Now())
 		case id := <-drops:
 			e.clientDropped(id, s.cfg.Now())
 		case id := <-s.watch.drops:
@@ -387,6 +475,15 @@ func (s *Service) loop(ctx context.Context, e *engine, ss *sockets, drops, accep
 				return fmt.Errorf("accept socket closed")
 			}
 			e.handleAcceptReply(m, s.cfg.Now())
+		case m, ok := <-recvOf(ss.wsControlIn):
+			if !ok {
+				return fmt.Errorf("ws-control-in socket closed")
+			}
+			if len(m) != 1 {
+				s.log.Warn().Int("parts", len(m)).Str("socket", "ws-control-in").Msg("dropping message with parts != 1")
+				continue
+			}
+			e.handleWSControl(m[0], s.cfg.Now())
 		case m, ok := <-recvOf(ss.retry):
 			if !ok {
 				return fmt.Errorf("retry socket closed")
@@ -394,7 +491,10 @@ func (s *Service) loop(ctx context.Context, e *engine, ss *sockets, drops, accep
 			if len(m) == 1 {
 				e.handleRetry(m[0], s.cfg.Now())
 			}
+		case m := <-e.zb.in:
+			e.zbackendMessage(m, s.cfg.Now())
 		case <-ticker.C:
+			e.syncZBackends()
 			e.tick(s.cfg.Now())
 			if s.watch.due() {
 				e.probeClients(s.cfg.Now())

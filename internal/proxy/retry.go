@@ -98,6 +98,7 @@ func (e *engine) handleRetry(frame []byte, now time.Time) {
 			continue
 		}
 		s.route, s.targets = r, r.Targets
+		e.statsStart(s, now)
 		if len(body) > 0 {
 			e.keepBody(s, body)
 			s.pendingOut = append([]byte(nil), body...)

@@ -28,6 +28,7 @@ type child struct {
 	pid    string // pid file path
 	out    io.Writer
 	prefix bool
+	env    []string // added to the runner's environment
 	log    zerolog.Logger
 
 	mu   sync.Mutex // guards proc
@@ -60,6 +61,9 @@ func (c *child) start() (*running, error) {
 	}
 	cmd := exec.Command(c.bin, c.args...)
 	cmd.Stdout, cmd.Stderr = w, w
+	if len(c.env) > 0 {
+		cmd.Env = append(os.Environ(), c.env...)
+	}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
 		r.Close()

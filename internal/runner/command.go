@@ -42,6 +42,9 @@ func Command() *cobra.Command {
 			}
 			defer sink.Close()
 			log := logging.NewWriter(sink, cfg.Levels.of("runner"))
+			if cfg.LogFormat == logging.FormatJSON {
+				log = logging.NewJSON(sink, cfg.Levels.of("runner"), "runner")
+			}
 			if fl.Config == "" {
 				log.Info().Msg("using config: " + cfg.ConfigPath)
 			}
@@ -55,6 +58,7 @@ func Command() *cobra.Command {
 	f.StringVar(&fl.LogLevel, "loglevel", "", "log level N or N,service:N,... (default: 2)")
 	f.BoolVar(&fl.Verbose, "verbose", false, "verbose output, same as --loglevel=3")
 	f.BoolVarP(&fl.MergeOutput, "merge-output", "m", false, "combine output of subprocesses")
+	f.StringVar(&fl.LogFormat, "log-format", "", "log output: text (Pushpin's lines) or json (default: [runner] log_format)")
 	f.StringVar(&fl.Port, "port", "", "run a single HTTP server instance on [addr:]port")
 	f.IntVar(&fl.ID, "id", -1, "set instance ID (needed to run multiple instances)")
 	f.StringArrayVar(&fl.Routes, "route", nil, "add route (overrides routes file); repeatable")

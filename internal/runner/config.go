@@ -97,6 +97,7 @@ type Flags struct {
 	Port        string
 	ID          int // -1 = not set
 	Routes      []string
+	LogFormat   string // tack's --log-format; "" = [runner] log_format
 }
 
 // Config is everything the supervisor needs, resolved from pushpin.conf
@@ -116,8 +117,10 @@ type Config struct {
 	TLS         bool
 	BufferSize  int
 	MaxConn     int
+	Compression bool // [runner] allow_compression (Pushpin 1.37+): connmgr --compression
 	Routes      []string
 	MergeOutput bool
+	LogFormat   string // logging.FormatText or FormatJSON
 	Levels      levels
 	Bins        map[string]string // kind → executable
 	Warnings    []string
@@ -207,6 +210,13 @@ func BuildConfig(fl Flags, exeDir string) (*Config, error) {
 		return nil, err
 	}
 	c.Warnings = f.Warnings()
+	lf := fl.LogFormat
+	if lf == "" {
+		lf = f.String("runner", "log_format", "")
+	}
+	if c.LogFormat, err = logging.ParseFormat(lf); err != nil {
+		return nil, fmt.Errorf("%s: [runner] log_format: %w", f.Path(), err)
+	}
 	c.RunDir, c.LibDir, c.IPCPrefix = f.RunDir(), f.LibDir(), f.IPCPrefix()
 	if fl.ID >= 0 {
 		c.IPCPrefix = fmt.Sprintf("p%d-", fl.ID)
@@ -250,6 +260,9 @@ func BuildConfig(fl Flags, exeDir string) (*Config, error) {
 		errs = append(errs, err)
 	}
 	if c.MaxConn, err = f.Int("runner", "client_maxconn", DefaultClientMaxConn); err != nil {
+		errs = append(errs, err)
+	}
+	if c.Compression, err = f.Bool("runner", "allow_compression", false); err != nil {
 		errs = append(errs, err)
 	}
 	if err := c.buildListen(f, fl.Port); err != nil {
@@ -428,6 +441,9 @@ func (c *Config) Args(kind string) []string {
 			"--zclient-stream=ipc://"+filepath.Join(c.RunDir, c.IPCPrefix+"condure"),
 			"--buffer-size="+strconv.Itoa(c.BufferSize),
 			"--stream-maxconn="+strconv.Itoa(c.MaxConn))
+		if c.Compression {
+			a = append(a, "--compression")
+		}
 		if c.TLS {
 			a = append(a, "--tls-identities-dir="+c.certsDir())
 		}
@@ -458,6 +474,15 @@ func (c *Config) Args(kind string) []string {
 		a = append(a, "--loglevel="+strconv.Itoa(level))
 	}
 	return a
+}
+
+// ChildEnv is what the runner adds to each child's environment: the log
+// format for tack's children (Pushpin's binaries ignore it).
+func (c *Config) ChildEnv() []string {
+	if c.LogFormat == logging.FormatJSON {
+		return []string{logging.FormatEnv + "=" + logging.FormatJSON}
+	}
+	return nil
 }
 
 func (c *Config) has(kind string) bool {

@@ -39,7 +39,8 @@
 //
 //	condure --log-level=N --listen=<addr:port>,stream... [--listen=<addr:port>,stream,tls,default-cert=default_<port>...]
 //	        [--listen=<path>,local,stream...] --zclient-stream=ipc://<rundir>/<prefix>condure
-//	        --buffer-size=<client_buffer_size> --stream-maxconn=<client_maxconn> [--tls-identities-dir=<configdir>/runner/certs]
+//	        --buffer-size=<client_buffer_size> --stream-maxconn=<client_maxconn> [--compression]
+//	        [--tls-identities-dir=<configdir>/runner/certs]
 //	zurl    --config=<rundir>/<fp>zurl.conf [--logfile=<logdir>/<fp>zurl.log] (--verbose | --loglevel=N)
 //	proxy   --config=<file> --ipc-prefix=<prefix> [--logfile=<logdir>/<fp>pushpin-proxy.log] --loglevel=N [--route=<line>...] [--quiet-check]
 //	handler --config=<file> --ipc-prefix=<prefix> [--port-offset=<10·id>] [--logfile=<logdir>/<fp>pushpin-handler.log] --loglevel=N
@@ -48,6 +49,8 @@
 // working directory); <file> is the --config value as given, like
 // Pushpin; --logfile is left out with --merge-output; --quiet-check is
 // added when zurl is a service; zurl gets --verbose from level 3.
+// --compression comes from [runner] allow_compression=true (a Pushpin 1.37
+// key; condure 1.9.1 has the flag too).
 // Per-service levels come from --loglevel or [runner] log_level
 // ("N,name:N"), with names runner, condure|connmgr, zurl,
 // pushpin-proxy|proxy, pushpin-handler|handler (1.36 knows only the

@@ -177,7 +177,7 @@ func (r *Runner) newChild(kind string) (*child, *logging.Output, error) {
 	si := services[kind]
 	c := &child{
 		kind: kind, name: si.display, bin: r.cfg.Bins[kind], args: r.cfg.Args(kind),
-		pid: r.cfg.PIDFile(kind), out: r.out, prefix: true, log: r.log,
+		pid: r.cfg.PIDFile(kind), out: r.out, prefix: true, env: r.cfg.ChildEnv(), log: r.log,
 	}
 	if r.cfg.MergeOutput {
 		return c, nil, nil

@@ -100,6 +100,24 @@ func TestRunnerArgsMatchPushpin(t *testing.T) {
 	}
 }
 
+// TestRunnerAllowCompression: [runner] allow_compression=true (Pushpin
+// 1.37+) passes --compression to the connection manager.
+func TestRunnerAllowCompression(t *testing.T) {
+	dir := t.TempDir()
+	t.Chdir(dir)
+	conf := strings.Replace(fullConf, "client_maxconn=99\n", "client_maxconn=99\nallow_compression=true\n", 1)
+	if err := os.WriteFile("full.conf", []byte(conf), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	c, err := BuildConfig(Flags{Config: "full.conf", ID: -1}, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(c.Args(ServiceConnmgr), " "); !strings.Contains(got, "--stream-maxconn=99 --compression") {
+		t.Fatalf("connmgr args %q", got)
+	}
+}
+
 func TestRunnerShippedConfig(t *testing.T) {
 	exe := t.TempDir()
 	for _, n := range []string{"tack-connmgr", "tack-zhttp-client", "tack-proxy", "tack-handler"} {

@@ -33,6 +33,32 @@ func FreePort(t testing.TB) int {
 // portSeq spreads successive picks within one test process.
 var portSeq atomic.Uint64
 
+// handedOut remembers the ports returned in this test process: a block is
+// free when picked but bound only later by the processes a test starts, so
+// a later pick must not land inside it.
+var handedOut struct {
+	sync.Mutex
+	ports map[int]bool
+}
+
+// claim marks base..base+n-1 as handed out unless one of them already is.
+func claim(base, n int) bool {
+	handedOut.Lock()
+	defer handedOut.Unlock()
+	if handedOut.ports == nil {
+		handedOut.ports = map[int]bool{}
+	}
+	for i := 0; i < n; i++ {
+		if handedOut.ports[base+i] {
+			return false
+		}
+	}
+	for i := 0; i < n; i++ {
+		handedOut.ports[base+i] = true
+	}
+	return true
+}
+
 // FreePortBlock returns a base port p such that p..p+n-1 were free, below
 // 32768 (the ephemeral range), as Pushpin's handler ports must be.
 func FreePortBlock(t testing.TB, n int) int {
@@ -52,7 +78,7 @@ func FreePortBlock(t testing.TB, n int) int {
 		for _, l := range ls {
 			l.Close()
 		}
-		if ok {
+		if ok && claim(base, n) {
 			return base
 		}
 	}

@@ -54,7 +54,14 @@ func run(ctx context.Context, configFile string, lf *cli.LogFlags) error {
 		return cli.Startup(fmt.Errorf("failed to %w", err))
 	}
 	defer out.Close()
+	format, err := logging.ParseFormat(lf.LogFormat)
+	if err != nil {
+		return cli.Startup(err)
+	}
 	log := logging.NewWriter(out, level)
+	if format == logging.FormatJSON {
+		log = logging.NewJSON(out, level, LogService)
+	}
 	cfg, warns, err := LoadConfig(configFile)
 	if err != nil {
 		return cli.Startup(err)

@@ -9,8 +9,7 @@
 // It owns: the zurl.conf loader, the session table, the outbound HTTP/1.1
 // connection pools, the policy checks and the zhttp error conditions. It
 // does not own: packet (un)marshalling (pkg/zhttp, pkg/tnetstring), socket
-// ownership (internal/zsock), or WebSockets, which it refuses for now
-// (ws/wss → error undefined-condition, logged "websocket not supported yet").
+// ownership (internal/zsock), or RFC 6455 framing (github.com/gobwas/ws).
 //
 // # Sockets
 //
@@ -66,4 +65,38 @@
 // and TLS flags) in shared http.Transports with up to MaxIdleConnsPerHost
 // idle connections per host; a transport older than connection_max_time is
 // replaced, as zurl rotates its curl pool.
+//
+// # WebSocket sessions (zmq-wire.md §2.12)
+//
+// A stream first packet with a ws:// or wss:// uri (seq 0, no `more`)
+// opens a backend WebSocket: dial and TLS as for HTTP (connect-host/port,
+// policies, ignore-tls-errors, trust-connect-host), then our own opening
+// handshake (fresh Sec-WebSocket-Key, version 13) carrying the client's
+// other headers; compression offers are removed from
+// Sec-WebSocket-Extensions because compressed frames cannot be relayed as
+// zhttp messages. A 101 (with a valid Sec-WebSocket-Accept) becomes the
+// data packet {code, reason, headers as received, credits: buffer_size,
+// ext.multi when asked}; any other answer becomes `error` `rejected` with
+// code, reason, headers and the body (up to buffer_size, else
+// rejection-too-large; zurl sends only code and body).
+//
+// Then the worker goroutine reads backend frames and a writer goroutine
+// writes the client's. A backend message goes out as data packets of at
+// most min(credits, buffer_size) bytes each, `more` on all but the last,
+// content-type binary on binary ones (text has none, as from zurl): a
+// frame of any size streams through within the credits. Client data
+// packets become frames (a `more` packet a non-final fragment); the bytes
+// written to the backend are credited back. Ping and pong payloads pass
+// both ways (zurl drops them). Close: either side's close is relayed with
+// code and reason and the other's answer completes the handshake (each
+// wait bounded by CloseWait). A backend protocol violation (masked frame,
+// RSV bits, bad opcode or fragmentation, control frame over 125 bytes or
+// fragmented, bad close payload) ends the session with close 1002, invalid
+// UTF-8 in a text message or close reason with 1007, towards both sides,
+// logged at warn with the request id. A backend connection lost without a
+// close frame → `error` undefined-condition (as zurl). Keep-alives, expiry,
+// the activity timeout and cancel work as for HTTP; any client packet
+// refreshes the activity timeout. The client's frames wait in a queue
+// bounded like a streamed request body (BodyOverflowFactor × buffer_size,
+// then bad-request).
 package zhttpclient

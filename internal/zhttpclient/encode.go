@@ -22,6 +22,7 @@ type reply struct {
 	code     int64 // -1: no response head
 	reason   string
 	headers  []zhttp.Header
+	ctype    string // WebSocket content-type; "": omitted
 	body     []byte // nil: omitted
 	credits  int64  // -1: omitted
 	more     bool
@@ -37,7 +38,8 @@ func (r *reply) packet() *zhttp.Packet {
 	p := zhttp.New()
 	p.From, p.ID, p.Seq, p.Multi = r.from, r.id, r.seq, r.multi
 	p.Type, p.Condition, p.Code, p.Reason = r.typ, r.cond, r.code, r.reason
-	p.Headers, p.HasHeaders = r.headers, r.code >= 0
+	p.Headers, p.HasHeaders = r.headers, r.hasHead()
+	p.ContentType = r.ctype
 	p.Body, p.Credits, p.More, p.UserData = r.body, r.credits, r.more, r.userData
 	return p
 }
@@ -49,6 +51,12 @@ func digits(n int) int {
 		d++
 	}
 	return d
+}
+
+// hasHead reports whether r carries a response head: a data packet with a
+// code, or a `rejected` error (the refused handshake's response).
+func (r *reply) hasHead() bool {
+	return r.code >= 0 && (r.typ == zhttp.TypeData || r.typ == zhttp.TypeError)
 }
 
 // tsize is the encoded size of a tnetstring value whose payload is n bytes.
@@ -94,7 +102,7 @@ func (r *reply) appendPub(dst []byte, to []byte) []byte {
 			ud = nil // only decoded values are stored; they always encode
 		}
 	}
-	hasHead := r.code >= 0 && r.typ == zhttp.TypeData
+	hasHead := r.hasHead()
 	hdrInner := 0
 	if hasHead {
 		for _, h := range r.headers {
@@ -122,11 +130,14 @@ func (r *reply) appendPub(dst []byte, to []byte) []byte {
 	if r.code >= 0 {
 		n += tsize(4) + intLen(r.code)
 	}
-	if hasHead || r.reason != "" {
+	if (hasHead && r.typ == zhttp.TypeData) || r.reason != "" {
 		n += tsize(6) + tsize(len(r.reason))
 	}
 	if hasHead {
 		n += tsize(7) + tsize(hdrInner)
+	}
+	if r.ctype != "" {
+		n += tsize(12) + tsize(len(r.ctype))
 	}
 	if r.body != nil {
 		n += tsize(4) + tsize(len(r.body))
@@ -183,7 +194,7 @@ func (r *reply) appendPub(dst []byte, to []byte) []byte {
 		dst = append(dst, "4:code,"...)
 		dst = appendTInt(dst, r.code)
 	}
-	if hasHead || r.reason != "" {
+	if (hasHead && r.typ == zhttp.TypeData) || r.reason != "" {
 		dst = append(dst, "6:reason,"...)
 		dst = appendTS(dst, r.reason)
 	}
@@ -199,6 +210,10 @@ func (r *reply) appendPub(dst []byte, to []byte) []byte {
 			dst = append(dst, ']')
 		}
 		dst = append(dst, ']')
+	}
+	if r.ctype != "" {
+		dst = append(dst, "12:content-type,"...)
+		dst = appendTS(dst, r.ctype)
 	}
 	if r.body != nil {
 		dst = append(dst, "4:body,"...)

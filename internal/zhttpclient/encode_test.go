@@ -18,6 +18,11 @@ func TestEncodeReplyMatchesPacket(t *testing.T) {
 			body: []byte("hello from backend\n"), more: true, credits: -1},
 		{typ: zhttp.TypeData, seq: 1, code: 204, reason: "No Content", credits: -1},
 		{typ: zhttp.TypeData, seq: 1234567, code: -1, body: bytes.Repeat([]byte{0, ':', ','}, 5000), credits: -1},
+		{typ: zhttp.TypeData, seq: 1, code: 101, reason: "Switching Protocols", headers: []zhttp.Header{{Name: "Upgrade", Value: "websocket"}}, credits: 200000, multi: true},
+		{typ: zhttp.TypeError, cond: zhttp.CondRejected, seq: 0, code: 403, reason: "Forbidden", headers: []zhttp.Header{{Name: "Content-Length", Value: "2"}}, body: []byte("no"), credits: -1},
+		{typ: zhttp.TypeData, seq: 4, code: -1, ctype: "binary", body: []byte{0, 0xff}, more: true, credits: -1},
+		{typ: zhttp.TypeClose, seq: 5, code: 4001, body: []byte("bye"), credits: -1},
+		{typ: zhttp.TypePing, seq: 6, code: -1, credits: -1},
 		{typ: zhttp.TypeData, seq: 2, code: -1, credits: -1, userData: tnetstring.Dict{{Key: "k", Value: []byte("v")}, {Key: "n", Value: int64(-5)}}},
 	}
 	for i, r := range cases {

@@ -53,6 +53,9 @@ type session struct {
 	env      [][]byte // ROUTER envelope (req mode), delimiter included
 	zs       zhttpsession.Session
 	inSeqOK  bool // the first packet had a seq, so follow-ups can be checked
+	ws       bool // a WebSocket session (zmq-wire.md §2.12)
+	wsInMsg  bool // the client is in the middle of a fragmented message
+	wsMulti  bool // the WebSocket request had ext.multi
 	bodyDone bool // the client has sent its whole request body
 	done     bool // the zhttp exchange is over; waiting for the worker to exit
 	w        *worker
@@ -64,19 +67,22 @@ const (
 	evData     evKind = iota // response head and/or body
 	evError                  // the exchange failed with cond ("" = no packet)
 	evConsumed               // the request body pipe was read: grant credits
+	evWS                     // WebSocket: the 101, a message part or a control frame
 )
 
 // event is a worker → engine message. Every worker sends exactly one event
 // with final set, as its last.
 type event struct {
-	h     uint64
-	kind  evKind
-	head  *respHead
-	body  []byte
-	buf   *[]byte // pooled buffer holding body, returned after encoding
-	more  bool
-	cond  string
-	final bool
+	h       uint64
+	kind    evKind
+	head    *respHead
+	body    []byte
+	buf     *[]byte // pooled buffer holding body, returned after encoding
+	more    bool
+	cond    string
+	final   bool
+	ws      wsMsg // evWS
+	credits int64 // evWS accept: credits granted to the client
 }
 
 type respHead struct {
@@ -317,7 +323,7 @@ func (e *engine) start(ctx context.Context, p *zhttp.Packet, isJSON bool, env []
 	} else {
 		s.bodyDone = true
 	}
-	if s.mode == modeStream {
+	if s.mode == modeStream && !s.ws { // a WebSocket is answered by its 101
 		ack := newReply(zhttp.TypeKeepAlive)
 		if p.More {
 			// Clear to send: the whole buffer (zurl sends buffer_size).
@@ -351,17 +357,20 @@ func (e *engine) check(s *session, p *zhttp.Packet) (*url.URL, string) {
 	switch strings.ToLower(u.Scheme) {
 	case "http", "https":
 	case "ws", "wss":
-		if s.mode == modeReq {
+		if s.mode != modeStream {
 			e.log.Warn().Str(logging.FieldRID, rid).Msg("websocket must be used from stream interface")
 			return nil, zhttp.CondBadRequest
 		}
-		e.log.Warn().Str(logging.FieldRID, rid).Str("uri", p.URI).Msg("websocket not supported yet")
-		return nil, zhttp.CondUndefined
+		if p.Seq != 0 || p.More {
+			e.log.Warn().Str(logging.FieldRID, rid).Msg("websocket request must have seq 0 and no more")
+			return nil, zhttp.CondBadRequest
+		}
+		s.ws, s.wsMulti = true, p.Multi
 	default:
 		e.log.Warn().Str(logging.FieldRID, rid).Str("uri", p.URI).Msg("unsupported scheme")
 		return nil, zhttp.CondBadRequest
 	}
-	if p.Method == "" {
+	if p.Method == "" && !s.ws {
 		e.log.Warn().Str(logging.FieldRID, rid).Msg("missing request method")
 		return nil, zhttp.CondBadRequest
 	}
@@ -439,6 +448,10 @@ func (e *engine) follow(ctx context.Context, p *zhttp.Packet, id []byte, seq int
 	if p.Credits > 0 {
 		s.w.win.add(p.Credits)
 	}
+	if s.ws {
+		e.followWS(ctx, s, p, id, now)
+		return
+	}
 	if p.Type != zhttp.TypeData {
 		return
 	}
@@ -481,6 +494,14 @@ func (e *engine) onEvent(ctx context.Context, ev event) {
 	now := time.Now()
 	switch ev.kind {
 	case evConsumed:
+		if s.w.wsq != nil {
+			if n := s.w.wsq.takeConsumed(); n > 0 && !s.done {
+				c := newReply(zhttp.TypeCredit)
+				c.credits = n
+				e.send(ctx, s, c, now)
+			}
+			break
+		}
 		n := s.w.pipe.takeConsumed()
 		if n > 0 && !s.done && !s.bodyDone && s.mode == modeStream {
 			c := newReply(zhttp.TypeCredit)
@@ -507,9 +528,21 @@ func (e *engine) onEvent(ctx context.Context, ev event) {
 			}
 		}
 		e.s.pool.put(ev.buf)
+	case evWS:
+		if !s.done {
+			e.sendWS(ctx, s, &ev, now)
+		}
+		e.s.pool.put(ev.buf)
 	case evError:
 		if !s.done {
-			if ev.cond != "" {
+			if ev.head != nil {
+				r := newReply(zhttp.TypeError)
+				r.cond, r.code, r.reason, r.headers, r.body = ev.cond, ev.head.code, ev.head.reason, ev.head.headers, ev.body
+				if r.body == nil {
+					r.body = []byte{}
+				}
+				e.send(ctx, s, r, now)
+			} else if ev.cond != "" {
 				e.sendError(ctx, s, ev.cond, now)
 			}
 			s.done = true

@@ -50,6 +50,7 @@ type worker struct {
 
 	win    *window   // response credits (stream only)
 	pipe   *bodyPipe // streamed request body; nil when the body came whole
+	wsq    *wsQueue  // WebSocket session: the client's frames; nil for HTTP
 	ctx    context.Context
 	cancel context.CancelCauseFunc
 	last   atomic.Int64 // unix nanos of the last HTTP activity
@@ -64,7 +65,10 @@ func newWorker(e *engine, s *session, p *zhttp.Packet, u *url.URL) *worker {
 	}
 	credits := max(p.Credits, 0)
 	w.win = newWindow(credits)
-	if p.More {
+	switch {
+	case s.ws:
+		w.wsq = newWSQueue(w.consumed)
+	case p.More:
 		w.pipe = newBodyPipe(w.consumed, w.touch)
 	}
 	// The parent is a context that is never cancelled by itself: the engine
@@ -98,7 +102,12 @@ func (w *worker) run(runCtx context.Context) {
 		stop := context.AfterFunc(w.ctx, func() { pipe.abort(context.Cause(w.ctx)) })
 		defer stop()
 	}
-	ev := w.exchange()
+	var ev event
+	if w.wsq != nil {
+		ev = w.runWS()
+	} else {
+		ev = w.exchange()
+	}
 	ev.h, ev.final = w.h, true
 	select {
 	case w.events <- ev:
@@ -413,7 +422,7 @@ func hostHeader(u *url.URL) string {
 	}
 	port := u.Port()
 	def := "80"
-	if strings.EqualFold(u.Scheme, "https") {
+	if isSecure(u.Scheme) {
 		def = "443"
 	}
 	if port != "" && port != def {
@@ -426,7 +435,7 @@ func defaultPort(u *url.URL) string {
 	if p := u.Port(); p != "" {
 		return p
 	}
-	if strings.EqualFold(u.Scheme, "https") {
+	if isSecure(u.Scheme) {
 		return "443"
 	}
 	return "80"

@@ -233,13 +233,20 @@ func TestZHTTPClientHead(t *testing.T) {
 	}
 }
 
-func TestZHTTPClientRefused(t *testing.T) {
+// closedAddr returns a 127.0.0.1 address nothing listens on.
+func closedAddr(t *testing.T) string {
+	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	addr := l.Addr().String()
 	l.Close()
+	return addr
+}
+
+func TestZHTTPClientRefused(t *testing.T) {
+	addr := closedAddr(t)
 	c := newFakeClient(t, startTarget(t, nil))
 	c.request(c.newRequest("ref-1", "GET", "http://"+addr+"/"))
 	if ack := c.next("ref-1"); ack.Type != zhttp.TypeKeepAlive || ack.Seq != 0 {
@@ -618,18 +625,6 @@ func TestZHTTPClientBadRequests(t *testing.T) {
 				t.Fatalf("got %+v, want %s at seq 0", e, tc.cond)
 			}
 		})
-	}
-}
-
-func TestZHTTPClientWebSocketRefused(t *testing.T) {
-	skipExternal(t, "zurl supports WebSockets")
-	c := newFakeClient(t, startTarget(t, nil))
-	p := c.newRequest("ws-1", "", "ws://127.0.0.1:1/ws")
-	p.Stream = false
-	c.request(p)
-	e := c.next("ws-1")
-	if e.Type != zhttp.TypeError || e.Condition != zhttp.CondUndefined || e.Seq != 0 {
-		t.Fatalf("got %+v", e)
 	}
 }
 

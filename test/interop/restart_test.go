@@ -50,8 +50,8 @@ func TestInteropConnmgrEndsClientsOfKilledPushpinHandler(t *testing.T) {
 		r.Body.Close()
 		poll <- fmt.Sprintf("%d %s", r.StatusCode, b)
 	}()
-	// tack-proxy logs the hand-off (fields sorted: result= before uri=).
-	d.proc.WaitFor(t, `result=accept .*uri=\S*/response\?channel=k2`, 10*time.Second)
+	// tack-proxy logs the hand-off in Pushpin's request line.
+	d.proc.WaitFor(t, `GET \S*/response\?channel=k2 -> \S+ accept`, 10*time.Second)
 
 	b, err := os.ReadFile(filepath.Join(d.dir, "run", "pushpin-handler.pid"))
 	if err != nil {

@@ -1,0 +1,329 @@
+package zhttpclient
+
+import (
+	"bufio"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+	"unicode/utf8"
+
+	"github.com/gobwas/ws"
+
+	"tack/internal/logging"
+	"tack/pkg/zhttp"
+)
+
+// WebSocket session limits.
+const (
+	// CloseWait bounds each wait of the closing handshake: for the other
+	// side's close frame or packet, and for the writer to flush ours.
+	CloseWait = 10 * time.Second
+	// WSWriteBuffer is the backend connection's write buffer.
+	WSWriteBuffer = 8 << 10
+)
+
+// wsMsg is a WebSocket message part or control frame for the client.
+type wsMsg struct {
+	typ    string // zhttp.TypeData, TypePing, TypePong or TypeClose
+	binary bool
+	code   int64 // close code, -1 none
+}
+
+// wsProtoError is a backend protocol violation: the session ends with code
+// towards the client and the backend.
+type wsProtoError struct {
+	code int
+	msg  string
+}
+
+func (e *wsProtoError) Error() string {
+	return fmt.Sprintf("websocket protocol error %d: %s", e.code, e.msg)
+}
+
+// errBackendClosed: the backend sent its close frame.
+var errBackendClosed = errors.New("backend sent close")
+
+// runWS is the worker of a WebSocket session (zmq-wire.md §2.12): the
+// opening handshake, then this goroutine reads backend frames while a
+// writer goroutine writes the client's.
+func (w *worker) runWS() event {
+	ctx := w.ctx
+	c, rej, err := w.wsDial(ctx)
+	if err != nil {
+		if errors.Is(err, ErrRejectionTooLarge) {
+			return event{kind: evError, cond: "rejection-too-large"}
+		}
+		return w.fail(err)
+	}
+	if rej != nil {
+		if le := w.log.Debug(); le.Enabled() {
+			le.Str(logging.FieldRID, string(w.req.ID)).Int64("code", rej.head.code).Msg("websocket rejected by backend")
+		}
+		return event{kind: evError, cond: zhttp.CondRejected, head: rej.head, body: rej.body}
+	}
+	stop := context.AfterFunc(ctx, func() { c.conn.Close() })
+	defer stop()
+	if !w.emit(event{kind: evWS, ws: wsMsg{typ: zhttp.TypeData, code: -1}, head: c.head, credits: int64(w.svc.cfg.BufferSize)}) {
+		c.conn.Close()
+		return w.fail(context.Cause(ctx))
+	}
+
+	wctx, wcancel := context.WithCancel(ctx)
+	writerDone := make(chan struct{})
+	go func() {
+		defer close(writerDone)
+		if err := w.wsWriteLoop(wctx, c); err != nil && wctx.Err() == nil {
+			if le := w.log.Debug(); le.Enabled() {
+				le.Err(err).Str(logging.FieldRID, string(w.req.ID)).Msg("websocket write to backend failed")
+			}
+			c.conn.Close() // the reader sees the failure
+		}
+	}()
+	defer func() {
+		wcancel()
+		c.conn.Close()
+		<-writerDone
+	}()
+	waitWriter := func() {
+		select {
+		case <-writerDone:
+		case <-time.After(CloseWait):
+		case <-ctx.Done():
+		}
+	}
+	waitClient := func() {
+		select {
+		case <-w.wsq.proxyEnd:
+		case <-time.After(CloseWait):
+		case <-ctx.Done():
+		}
+	}
+
+	rerr := w.wsReadLoop(c.br)
+	var pe *wsProtoError
+	switch {
+	case errors.Is(rerr, errBackendClosed):
+		// The backend's close went to the client; its close (queued for
+		// the writer) completes the handshake.
+		waitClient()
+		waitWriter()
+		return event{kind: evError}
+	case errors.As(rerr, &pe):
+		w.log.Warn().Str(logging.FieldRID, string(w.req.ID)).Int("close_code", pe.code).Str("reason", pe.msg).
+			Msg("backend broke the websocket protocol, closing")
+		if !w.emit(event{kind: evWS, ws: wsMsg{typ: zhttp.TypeClose, code: int64(pe.code)}, body: []byte(pe.msg)}) {
+			return w.fail(context.Cause(ctx))
+		}
+		body := ws.NewCloseFrameBody(ws.StatusCode(pe.code), "")
+		w.wsq.push(wsItem{op: ws.OpClose, fin: true, payload: body})
+		waitWriter()
+		c.conn.Close()
+		waitClient()
+		return event{kind: evError}
+	case ctx.Err() != nil:
+		return w.fail(context.Cause(ctx))
+	}
+	// The backend connection ended without a close frame.
+	select {
+	case <-w.wsq.proxyEnd:
+		// The client had closed: finish its handshake without a code.
+		if le := w.log.Debug(); le.Enabled() {
+			le.Err(rerr).Str(logging.FieldRID, string(w.req.ID)).Msg("backend left after our close")
+		}
+		w.emit(event{kind: evWS, ws: wsMsg{typ: zhttp.TypeClose, code: -1}})
+		return event{kind: evError}
+	default:
+	}
+	if le := w.log.Debug(); le.Enabled() {
+		le.Err(rerr).Str(logging.FieldRID, string(w.req.ID)).Msg("backend websocket connection lost")
+	}
+	return event{kind: evError, cond: zhttp.CondUndefined} // as zurl
+}
+
+// wsReadLoop reads backend frames and emits them to the client until the
+// backend's close frame (errBackendClosed), a protocol error
+// (*wsProtoError), a read error or cancellation.
+func (w *worker) wsReadLoop(br *bufio.Reader) error {
+	ctx := w.ctx
+	bufSize := int64(w.svc.cfg.BufferSize)
+	fragmented, binaryMsg := false, false
+	var u8 utf8Check
+	var ctl [ws.MaxControlFramePayloadSize]byte
+	for {
+		h, err := ws.ReadHeader(br)
+		if err != nil {
+			if errors.Is(err, ws.ErrHeaderLengthMSB) || errors.Is(err, ws.ErrHeaderLengthUnexpected) {
+				return &wsProtoError{code: int(ws.StatusProtocolError), msg: err.Error()}
+			}
+			return err
+		}
+		w.touch()
+		state := ws.StateClientSide
+		if fragmented {
+			state = state.Set(ws.StateFragmented)
+		}
+		if err := ws.CheckHeader(h, state); err != nil {
+			return &wsProtoError{code: int(ws.StatusProtocolError), msg: err.Error()}
+		}
+		if h.OpCode.IsControl() {
+			p := ctl[:h.Length]
+			if _, err := io.ReadFull(br, p); err != nil {
+				return err
+			}
+			if err := w.wsControl(h.OpCode, p); err != nil {
+				return err
+			}
+			continue
+		}
+		if h.OpCode != ws.OpContinuation {
+			binaryMsg = h.OpCode == ws.OpBinary
+			u8 = utf8Check{}
+		}
+		fragmented = !h.Fin
+		remaining := h.Length
+		if remaining == 0 && h.Fin {
+			if !binaryMsg && u8.n > 0 {
+				return &wsProtoError{code: int(ws.StatusInvalidFramePayloadData), msg: "invalid utf-8 in text message"}
+			}
+			if !w.emit(event{kind: evWS, ws: wsMsg{typ: zhttp.TypeData, binary: binaryMsg, code: -1}, body: []byte{}}) {
+				return context.Cause(ctx)
+			}
+		}
+		for remaining > 0 {
+			n, err := w.win.take(ctx, min(remaining, bufSize))
+			if err != nil {
+				return err
+			}
+			buf := w.svc.pool.get(int(n))
+			if _, err := io.ReadFull(br, *buf); err != nil {
+				w.svc.pool.put(buf)
+				return err
+			}
+			w.touch()
+			remaining -= n
+			more := remaining > 0 || !h.Fin
+			if !binaryMsg && (!u8.feed(*buf) || (!more && u8.n > 0)) {
+				w.svc.pool.put(buf)
+				return &wsProtoError{code: int(ws.StatusInvalidFramePayloadData), msg: "invalid utf-8 in text message"}
+			}
+			if !w.emit(event{kind: evWS, ws: wsMsg{typ: zhttp.TypeData, binary: binaryMsg, code: -1}, body: *buf, buf: buf, more: more}) {
+				return context.Cause(ctx)
+			}
+		}
+	}
+}
+
+// wsControl relays a backend control frame to the client.
+func (w *worker) wsControl(op ws.OpCode, p []byte) error {
+	body := append([]byte{}, p...)
+	switch op {
+	case ws.OpPing:
+		w.emit(event{kind: evWS, ws: wsMsg{typ: zhttp.TypePing, code: -1}, body: body})
+	case ws.OpPong:
+		w.emit(event{kind: evWS, ws: wsMsg{typ: zhttp.TypePong, code: -1}, body: body})
+	case ws.OpClose:
+		m := wsMsg{typ: zhttp.TypeClose, code: -1}
+		var reason []byte
+		switch {
+		case len(p) == 1:
+			return &wsProtoError{code: int(ws.StatusProtocolError), msg: "close frame with a 1-byte payload"}
+		case len(p) >= 2:
+			code := ws.StatusCode(binary.BigEndian.Uint16(p))
+			reason = body[2:]
+			if err := ws.CheckCloseFrameData(code, string(reason)); err != nil {
+				status := ws.StatusProtocolError
+				if errors.Is(err, ws.ErrProtocolInvalidUTF8) {
+					status = ws.StatusInvalidFramePayloadData
+				}
+				return &wsProtoError{code: int(status), msg: err.Error()}
+			}
+			m.code = int64(code)
+		}
+		w.emit(event{kind: evWS, ws: m, body: reason})
+		return errBackendClosed
+	}
+	return nil
+}
+
+// wsWriteLoop writes the client's frames, masked, until it has written a
+// close frame or the connection fails.
+func (w *worker) wsWriteLoop(ctx context.Context, c *wsConn) error {
+	bw := bufio.NewWriterSize(c.conn, WSWriteBuffer)
+	for {
+		items, err := w.wsq.take(ctx)
+		if err != nil {
+			return err
+		}
+		var credit int64
+		closed := false
+		for _, it := range items {
+			mask := ws.NewMask()
+			hdr := ws.Header{Fin: it.fin, OpCode: it.op, Masked: true, Mask: mask, Length: int64(len(it.payload))}
+			if err := ws.WriteHeader(bw, hdr); err != nil {
+				return err
+			}
+			ws.Cipher(it.payload, mask, 0) // the decoded packet's buffer is ours
+			if _, err := bw.Write(it.payload); err != nil {
+				return err
+			}
+			credit += it.credit
+			if it.op == ws.OpClose {
+				closed = true
+				break
+			}
+		}
+		if err := bw.Flush(); err != nil {
+			return err
+		}
+		w.touch()
+		w.wsq.written(credit)
+		if closed {
+			return nil
+		}
+	}
+}
+
+// utf8Check validates UTF-8 across frame and read boundaries: n bytes of
+// an incomplete sequence carry over to the next feed.
+type utf8Check struct {
+	buf [utf8.UTFMax]byte
+	n   int
+}
+
+// feed reports false as soon as b makes the text invalid.
+func (v *utf8Check) feed(b []byte) bool {
+	for v.n > 0 && len(b) > 0 {
+		v.buf[v.n] = b[0]
+		v.n++
+		b = b[1:]
+		if utf8.FullRune(v.buf[:v.n]) {
+			if r, size := utf8.DecodeRune(v.buf[:v.n]); r == utf8.RuneError && size == 1 {
+				return false
+			}
+			v.n = 0
+		}
+	}
+	if v.n > 0 {
+		return true // b ran out inside the pending sequence
+	}
+	i := 0
+	for i < len(b) {
+		if b[i] < utf8.RuneSelf {
+			i++
+			continue
+		}
+		if !utf8.FullRune(b[i:]) {
+			v.n = copy(v.buf[:], b[i:])
+			return true
+		}
+		r, size := utf8.DecodeRune(b[i:])
+		if r == utf8.RuneError && size == 1 {
+			return false
+		}
+		i += size
+	}
+	return true
+}
