@@ -34,6 +34,7 @@ type flags struct {
 	streamTimeout  int
 	tlsIdentities  string
 	compression    bool
+	reusePort      bool
 	sizes          bool
 	version        bool
 }
@@ -94,6 +95,7 @@ func (f *flags) register(fs *pflag.FlagSet) {
 	fs.IntVar(&f.streamTimeout, "stream-timeout", DefaultStreamTimeout, "Client timeout in stream mode (seconds)")
 	fs.StringVar(&f.tlsIdentities, "tls-identities-dir", ".", "Directory containing certificates and private keys")
 	fs.BoolVar(&f.compression, "compression", false, "Allow compression to be used (WebSocket permessage-deflate)")
+	fs.BoolVar(&f.reusePort, "reuse-port", false, "Share TCP listen ports with other processes (SO_REUSEPORT; tack's runner uses it for connmgr_count > 1)")
 	fs.BoolVar(&f.sizes, "sizes", false, "Prints sizes of tasks and other objects")
 	fs.BoolVarP(&f.version, "version", "V", false, "Print version information")
 }
@@ -130,6 +132,7 @@ func (f *flags) config() (Config, error) {
 	cfg.StreamTimeout = time.Duration(f.streamTimeout) * time.Second
 	cfg.TLSIdentities = f.tlsIdentities
 	cfg.Compression = f.compression
+	cfg.ReusePort = f.reusePort
 	if err := cfg.Validate(); err != nil {
 		return Config{}, err
 	}

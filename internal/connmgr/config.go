@@ -109,6 +109,9 @@ type Config struct {
 	TLSIdentities  string
 	Workers        int
 	Compression    bool
+	// ReusePort sets SO_REUSEPORT on TCP listeners (tack's --reuse-port,
+	// no condure flag): several connmgr processes share the client ports.
+	ReusePort bool
 
 	// Test hooks and budgets with no condure flag; zero means the default.
 	// HandshakeTimeout bounds a TLS handshake (DefaultHandshakeTimeout).

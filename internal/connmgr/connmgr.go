@@ -201,7 +201,7 @@ func (s *Service) openListeners() error {
 			}
 			tc = ids.config(l.DefaultCert)
 		}
-		ln, err := openListener(l)
+		ln, err := openListener(l, s.cfg.ReusePort)
 		if err != nil {
 			return err
 		}

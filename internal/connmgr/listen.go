@@ -1,13 +1,17 @@
 package connmgr
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net"
 	"os"
 	"os/user"
 	"strconv"
+	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"tack/internal/zsock"
 )
@@ -23,9 +27,19 @@ var ErrInUse = errors.New("in use by another process")
 // openListener opens one --listen value: a TCP port, or a unix socket
 // (local). A unix socket path another live process accepts on is refused
 // with ErrInUse; a stale socket file left by a dead process is replaced.
-func openListener(l Listener) (net.Listener, error) {
+//
+// With reusePort a TCP listener sets SO_REUSEPORT, so that the several
+// connmgr processes one runner starts (its connmgr_count) accept on the
+// same port, the kernel spreading new connections over them. Linux only
+// lets sockets of the same user share a port this way, and a socket
+// without the option (any other server) still makes the port busy.
+func openListener(l Listener, reusePort bool) (net.Listener, error) {
 	if !l.Local {
-		ln, err := net.Listen(l.network(), l.Addr)
+		var lc net.ListenConfig
+		if reusePort {
+			lc.Control = setReusePort
+		}
+		ln, err := lc.Listen(context.Background(), l.network(), l.Addr)
 		if err != nil {
 			return nil, fmt.Errorf("listen %s: %w", l.Addr, err)
 		}
@@ -43,6 +57,20 @@ func openListener(l Listener) (net.Listener, error) {
 		return nil, fmt.Errorf("listen %s: %w", l.Addr, err)
 	}
 	return ln, nil
+}
+
+// setReusePort is a net.ListenConfig Control that sets SO_REUSEPORT.
+func setReusePort(_, _ string, rc syscall.RawConn) error {
+	var serr error
+	if err := rc.Control(func(fd uintptr) {
+		serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEPORT, 1)
+	}); err != nil {
+		return err
+	}
+	if serr != nil {
+		return fmt.Errorf("set SO_REUSEPORT: %w", serr)
+	}
+	return nil
 }
 
 // checkDefaultCert loads a TLS listener's default-cert.

@@ -20,7 +20,7 @@ func TestListenUnixPathClaim(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer ln.Close()
-	if _, err := openListener(Listener{Addr: live, Local: true, Stream: true}); !errors.Is(err, ErrInUse) {
+	if _, err := openListener(Listener{Addr: live, Local: true, Stream: true}, false); !errors.Is(err, ErrInUse) {
 		t.Fatalf("live socket: %v", err)
 	}
 	if c, err := net.Dial("unix", live); err != nil {
@@ -36,7 +36,7 @@ func TestListenUnixPathClaim(t *testing.T) {
 	}
 	sl.(*net.UnixListener).SetUnlinkOnClose(false)
 	sl.Close() // the file stays, nobody accepts
-	nl, err := openListener(Listener{Addr: stale, Local: true, Stream: true, Mode: 0o640})
+	nl, err := openListener(Listener{Addr: stale, Local: true, Stream: true, Mode: 0o640}, false)
 	if err != nil {
 		t.Fatalf("stale socket: %v", err)
 	}
@@ -47,7 +47,7 @@ func TestListenUnixPathClaim(t *testing.T) {
 
 	plain := filepath.Join(dir, "file")
 	os.WriteFile(plain, nil, 0o644)
-	if _, err := openListener(Listener{Addr: plain, Local: true, Stream: true}); err == nil || !strings.Contains(err.Error(), "not a socket") {
+	if _, err := openListener(Listener{Addr: plain, Local: true, Stream: true}, false); err == nil || !strings.Contains(err.Error(), "not a socket") {
 		t.Errorf("regular file: %v", err)
 	}
 }

@@ -15,6 +15,8 @@ func Command() *cobra.Command {
 		ipcPrefix  string
 		portOffset int
 	)
+	// connmgr specs the runner passes for connmgr_count > 1
+	var cmInStream, cmOut []string
 	cmd := &cobra.Command{
 		Use:   "tack-handler",
 		Short: "Hold GRIP sessions and take publishes (pushpin-handler)",
@@ -41,6 +43,14 @@ func Command() *cobra.Command {
 			if err != nil {
 				return cli.Startup(err)
 			}
+			// The runner names each of its connmgr processes' sockets
+			// when it starts several (connmgr_count).
+			if len(cmInStream) > 0 {
+				cfg.ConnmgrStreamSpecs = cmInStream
+			}
+			if len(cmOut) > 0 {
+				cfg.ConnmgrOutSpecs = cmOut
+			}
 			for _, w := range cfg.Inputs.Warnings {
 				log.Warn().Msg(w)
 			}
@@ -58,6 +68,8 @@ func Command() *cobra.Command {
 	lf.Register(fs)
 	fs.StringVarP(&configPath, "config", "c", "", "config file (pushpin.conf format)")
 	fs.StringVar(&ipcPrefix, "ipc-prefix", "", "override ipc_prefix config option")
+	fs.StringArrayVar(&cmInStream, "connmgr-in-stream-specs", nil, "connect ROUTER here instead of [proxy] condure_in_stream_specs (repeatable)")
+	fs.StringArrayVar(&cmOut, "connmgr-out-specs", nil, "connect PUB here instead of [proxy] condure_out_specs (repeatable)")
 	fs.IntVar(&portOffset, "port-offset", 0, "add this to every tcp port of the handler")
 	return cmd
 }

@@ -16,6 +16,8 @@ func Command() *cobra.Command {
 		routeLines []string
 		quietCheck bool
 	)
+	// connmgr specs the runner passes for connmgr_count > 1
+	var cmIn, cmInStream, cmOut []string
 	cmd := &cobra.Command{
 		Use:   "tack-proxy",
 		Short: "Route client requests to backends over zhttp (pushpin-proxy)",
@@ -42,6 +44,18 @@ func Command() *cobra.Command {
 			if err != nil {
 				return cli.Startup(err)
 			}
+			// The runner names each of its connmgr processes' sockets
+			// when it starts several (connmgr_count); they replace the
+			// condure_*_specs lists of the file.
+			if len(cmIn) > 0 {
+				cfg.ConnmgrInSpecs = cmIn
+			}
+			if len(cmInStream) > 0 {
+				cfg.ConnmgrInStreamSpecs = cmInStream
+			}
+			if len(cmOut) > 0 {
+				cfg.ConnmgrOutSpecs = cmOut
+			}
 			cfg.ReopenLog = out.Reopen
 			svc, err := New(cfg, log.With().Str("component", "proxy").Logger())
 			if err != nil {
@@ -56,6 +70,9 @@ func Command() *cobra.Command {
 	fs.StringVarP(&configPath, "config", "c", "", "config file (pushpin.conf format)")
 	fs.StringVar(&ipcPrefix, "ipc-prefix", "", "override ipc_prefix config option")
 	fs.StringArrayVar(&routeLines, "route", nil, "add route (overrides routes file)")
+	fs.StringArrayVar(&cmIn, "connmgr-in-specs", nil, "connect PULL here instead of [proxy] condure_in_specs (repeatable)")
+	fs.StringArrayVar(&cmInStream, "connmgr-in-stream-specs", nil, "connect ROUTER here instead of [proxy] condure_in_stream_specs (repeatable)")
+	fs.StringArrayVar(&cmOut, "connmgr-out-specs", nil, "connect PUB here instead of [proxy] condure_out_specs (repeatable)")
 	fs.BoolVar(&quietCheck, "quiet-check", false, "accepted for compatibility (update checks are never made)")
 	return cmd
 }

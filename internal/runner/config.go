@@ -117,6 +117,11 @@ type Config struct {
 	TLS         bool
 	BufferSize  int
 	MaxConn     int
+	// ConnmgrCount is how many connection managers run ([runner]
+	// connmgr_count, see connmgrs.go); ConnmgrMaxConn is each one's
+	// --stream-maxconn.
+	ConnmgrCount   int
+	ConnmgrMaxConn int
 	Compression bool // [runner] allow_compression (Pushpin 1.37+): connmgr --compression
 	Routes      []string
 	MergeOutput bool
@@ -260,6 +265,9 @@ func BuildConfig(fl Flags, exeDir string) (*Config, error) {
 		errs = append(errs, err)
 	}
 	if c.MaxConn, err = f.Int("runner", "client_maxconn", DefaultClientMaxConn); err != nil {
+		errs = append(errs, err)
+	}
+	if err := c.buildConnmgrs(f); err != nil {
 		errs = append(errs, err)
 	}
 	if c.Compression, err = f.Bool("runner", "allow_compression", false); err != nil {
@@ -420,7 +428,8 @@ func chooseBin(f *config.File, si serviceInfo, exeDir string) (string, error) {
 }
 
 // Args returns the command line (without the binary) for a service kind,
-// exactly as Pushpin 1.36's runner builds it.
+// exactly as Pushpin 1.36's runner builds it (with one connection
+// manager; for several, see ConnmgrArgs and connmgrSpecFlags).
 func (c *Config) Args(kind string) []string {
 	si := services[kind]
 	level := c.Levels.of(si.levelKeys...)
@@ -433,20 +442,7 @@ func (c *Config) Args(kind string) []string {
 	var a []string
 	switch kind {
 	case ServiceConnmgr:
-		a = append(a, "--log-level="+strconv.Itoa(level))
-		for _, l := range c.Listen {
-			a = append(a, "--listen="+l)
-		}
-		a = append(a,
-			"--zclient-stream=ipc://"+filepath.Join(c.RunDir, c.IPCPrefix+"condure"),
-			"--buffer-size="+strconv.Itoa(c.BufferSize),
-			"--stream-maxconn="+strconv.Itoa(c.MaxConn))
-		if c.Compression {
-			a = append(a, "--compression")
-		}
-		if c.TLS {
-			a = append(a, "--tls-identities-dir="+c.certsDir())
-		}
+		return c.ConnmgrArgs(0)
 	case ServiceZurl:
 		a = append(a, "--config="+c.zurlConfPath())
 		a = append(a, logFile()...)
@@ -465,6 +461,7 @@ func (c *Config) Args(kind string) []string {
 		if c.has(ServiceZurl) {
 			a = append(a, "--quiet-check")
 		}
+		a = append(a, c.connmgrSpecFlags(kind)...)
 	case ServiceHandler:
 		a = append(a, "--config="+c.ConfigPath, "--ipc-prefix="+c.IPCPrefix)
 		if c.PortOffset != 0 {
@@ -472,6 +469,43 @@ func (c *Config) Args(kind string) []string {
 		}
 		a = append(a, logFile()...)
 		a = append(a, "--loglevel="+strconv.Itoa(level))
+		a = append(a, c.connmgrSpecFlags(kind)...)
+	}
+	return a
+}
+
+// ConnmgrArgs is the command line of connection manager i. With one, it is
+// Pushpin 1.36's condure line; with several, each instance also gets its
+// --id and socket base, --reuse-port, its share of the connections, and
+// only instance 0 the unix socket listeners.
+func (c *Config) ConnmgrArgs(i int) []string {
+	level := c.Levels.of(services[ServiceConnmgr].levelKeys...)
+	a := []string{"--log-level=" + strconv.Itoa(level)}
+	if i > 0 {
+		a = append(a, "--id="+c.connmgrName(i))
+	}
+	for j, l := range c.Listen {
+		if i > 0 && c.listens[j].local {
+			continue
+		}
+		a = append(a, "--listen="+l)
+	}
+	maxConn := c.MaxConn
+	if c.ConnmgrCount > 1 {
+		maxConn = c.ConnmgrMaxConn
+	}
+	a = append(a,
+		"--zclient-stream="+c.connmgrBase(i),
+		"--buffer-size="+strconv.Itoa(c.BufferSize),
+		"--stream-maxconn="+strconv.Itoa(maxConn))
+	if c.Compression {
+		a = append(a, "--compression")
+	}
+	if c.TLS {
+		a = append(a, "--tls-identities-dir="+c.certsDir())
+	}
+	if c.ConnmgrCount > 1 {
+		a = append(a, "--reuse-port")
 	}
 	return a
 }
@@ -500,10 +534,18 @@ func (c *Config) zurlConfPath() string {
 
 // PIDFile is where a service's pid is written (Pushpin: <rundir>/<fp><name>.pid).
 func (c *Config) PIDFile(kind string) string {
-	return filepath.Join(c.RunDir, c.FilePrefix+services[kind].file+".pid")
+	return c.pidFileOf(services[kind].file)
 }
 
 // OutputFile is the file a service's output goes to without --merge-output.
 func (c *Config) OutputFile(kind string) string {
-	return filepath.Join(c.LogDir, c.FilePrefix+services[kind].file+".log")
+	return c.outputFileOf(services[kind].file)
+}
+
+func (c *Config) pidFileOf(name string) string {
+	return filepath.Join(c.RunDir, c.FilePrefix+name+".pid")
+}
+
+func (c *Config) outputFileOf(name string) string {
+	return filepath.Join(c.LogDir, c.FilePrefix+name+".log")
 }

@@ -126,6 +126,7 @@ ipc_prefix=t-
 [runner]
 services=condure,zurl,pushpin-proxy,pushpin-handler
 http_port=127.0.0.1:%[3]d
+connmgr_count=1
 logdir=%[1]s/log
 condure_bin=%[1]s/fake-condure
 zurl_bin=%[1]s/fake-zurl

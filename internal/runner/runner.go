@@ -77,7 +77,7 @@ func (r *Runner) Run(ctx context.Context) error {
 	childCtx, stopChildren := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopChildren()
 	kill := make(chan struct{})
-	failed := make(chan error, len(r.cfg.Services))
+	failed := make(chan error, len(r.cfg.units()))
 	var wg sync.WaitGroup
 	var children []*child
 	var files []*logging.Output
@@ -86,8 +86,8 @@ func (r *Runner) Run(ctx context.Context) error {
 			f.Close()
 		}
 	}()
-	for _, kind := range r.cfg.Services {
-		c, f, err := r.newChild(kind)
+	for _, u := range r.cfg.units() {
+		c, f, err := r.newChild(u)
 		if err == nil {
 			var run *running
 			if run, err = c.start(); err == nil {
@@ -104,7 +104,7 @@ func (r *Runner) Run(ctx context.Context) error {
 		}
 		if err != nil {
 			// A failed start undoes itself: stop what is running.
-			r.log.Error().Err(err).Msg("Error running: " + services[kind].display)
+			r.log.Error().Err(err).Msg("Error running: " + u.name)
 			stopChildren()
 			wg.Wait()
 			return err
@@ -171,13 +171,13 @@ func forwardsHangup(kind string) bool {
 	return kind == ServiceProxy || kind == ServiceHandler || kind == ServiceZurl
 }
 
-// newChild prepares the child for a service kind, opening its output
-// file when output is not merged.
-func (r *Runner) newChild(kind string) (*child, *logging.Output, error) {
-	si := services[kind]
+// newChild prepares the child for a unit, opening its output file when
+// output is not merged.
+func (r *Runner) newChild(u unit) (*child, *logging.Output, error) {
+	kind := u.kind
 	c := &child{
-		kind: kind, name: si.display, bin: r.cfg.Bins[kind], args: r.cfg.Args(kind),
-		pid: r.cfg.PIDFile(kind), out: r.out, prefix: true, env: r.cfg.ChildEnv(), log: r.log,
+		kind: kind, name: u.name, bin: r.cfg.Bins[kind], args: u.args,
+		pid: r.cfg.pidFileOf(u.file), out: r.out, prefix: true, env: r.cfg.ChildEnv(), log: r.log,
 	}
 	if r.cfg.MergeOutput {
 		return c, nil, nil
@@ -185,9 +185,9 @@ func (r *Runner) newChild(kind string) (*child, *logging.Output, error) {
 	// Pushpin writes condure's output to <logdir>/<fp>condure.log; the
 	// other services log to their own --logfile, and any stray output
 	// (a Go panic, say) is appended to that same file.
-	f, err := logging.OpenOutput(r.cfg.OutputFile(kind))
+	f, err := logging.OpenOutput(r.cfg.outputFileOf(u.file))
 	if err != nil {
-		return nil, nil, fmt.Errorf("open %s output: %w", si.display, err)
+		return nil, nil, fmt.Errorf("open %s output: %w", u.name, err)
 	}
 	c.out, c.prefix = f, false
 	return c, f, nil

@@ -4,6 +4,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"runtime"
 	"strings"
 	"testing"
 )
@@ -26,6 +27,7 @@ logdir=log
 log_level=2,proxy:3,condure:1,zurl:4,handler:0
 client_buffer_size=1000
 client_maxconn=99
+connmgr_count=1
 condure_bin=/fake/condure
 zurl_bin=/fake/zurl
 proxy_bin=/fake/pushpin-proxy
@@ -134,6 +136,12 @@ func TestRunnerShippedConfig(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// connmgr_count is auto there (cores, fd limit); with one, the lines
+	// are Pushpin's (TestRunnerConnmgrCount covers several).
+	if want := planConnmgrs(0, DefaultClientMaxConn, runtime.NumCPU(), nofileLimit()).count; c.ConnmgrCount != want {
+		t.Errorf("ConnmgrCount = %d, want %d", c.ConnmgrCount, want)
+	}
+	c.ConnmgrCount = 1
 	want := []string{
 		exe + "/tack-connmgr --log-level=2 --listen=0.0.0.0:7999,stream --zclient-stream=ipc://" + wd + "/run/pushpin-condure --buffer-size=8192 --stream-maxconn=50000",
 		exe + "/tack-zhttp-client --config=" + wd + "/run/zurl.conf --logfile=" + wd + "/log/zurl.log --loglevel=2",
