@@ -65,6 +65,9 @@ func writeConfig(t *testing.T, dir string, httpPort, portOffset int, o suiteOpti
 		"log_level":          "2",
 		"client_buffer_size": "8192",
 		"client_maxconn":     "50000",
+		// One connection manager (auto would start one per core); the
+		// connmgr_count tests set their own.
+		"connmgr_count": "1",
 	}
 	for k, v := range o.runner {
 		runner[k] = v

@@ -1,0 +1,154 @@
+package e2e
+
+import (
+	"fmt"
+	"io"
+	"net/http"
+	"regexp"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// connmgrNames are the instances connmgr_count=3 starts.
+var connmgrNames = []string{"condure", "condure-1", "condure-2"}
+
+// servedBy counts, per connection manager, the requests for uri prefix
+// it logged (debug "request" lines, prefixed with the instance name by
+// the runner's merged output).
+func servedBy(out, uriPrefix string) map[string]int {
+	re := regexp.MustCompile(`\[(condure(?:-\d+)?)\] request .*uri=https?://[^/\s]+` + regexp.QuoteMeta(uriPrefix))
+	n := map[string]int{}
+	for _, l := range strings.Split(out, "\n") {
+		if m := re.FindStringSubmatch(l); m != nil {
+			n[m[1]]++
+		}
+	}
+	return n
+}
+
+// TestE2EConnmgrCount: with connmgr_count=3 the runner starts three
+// connection managers on the same port; clients spread over them get
+// proxied answers and GRIP streams, one publish reaches every stream
+// once, and killing one instance ends only its own clients while the
+// runner restarts it.
+func TestE2EConnmgrCount(t *testing.T) {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/stream", holdStream)
+	mux.HandleFunc("/plain/", func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, "answer "+r.URL.Path+"\n")
+	})
+	be := newBackendWith(t, mux)
+	s := startSuite(t, suiteOptions{
+		routes: "* " + be + "\n",
+		runner: map[string]string{"connmgr_count": "3", "log_level": "2,condure:3"},
+	})
+
+	// Plain answers, each on a new connection.
+	c := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}, Timeout: 10 * time.Second}
+	for i := range 30 {
+		resp, err := c.Get(s.url(fmt.Sprintf("/plain/%d", i)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if want := fmt.Sprintf("answer /plain/%d\n", i); resp.StatusCode != 200 || string(b) != want {
+			t.Fatalf("GET /plain/%d: %d %q", i, resp.StatusCode, b)
+		}
+	}
+
+	// Held streams, each its own connection.
+	const n = 30
+	streams := make([]*heldStream, n)
+	for i := range streams {
+		br, done := openStream(t, s.url("/stream?ch=test"), "[open]\n")
+		t.Cleanup(done)
+		streams[i] = watchStream(br)
+	}
+	out := s.runner.Output()
+	for _, uri := range []string{"/plain/", "/stream"} {
+		by := servedBy(out, uri)
+		for _, name := range connmgrNames {
+			if by[name] == 0 {
+				t.Fatalf("%s served no %s request (%v); output:\n%s", name, uri, by, out)
+			}
+		}
+	}
+	byStream := servedBy(out, "/stream")
+	t.Logf("streams per connmgr: %v", byStream)
+	for _, h := range streams {
+		s.warmUp(t, h)
+	}
+	s.postPublish(t, `{"items":[`+streamItem("test", "one\n")+`]}`)
+	for i, h := range streams {
+		expectOnce(t, i, h, "one\n")
+	}
+
+	// Kill condure-1: its streams end, the others still get publishes,
+	// and the runner starts it again.
+	old := s.pidOf(t, "condure-1.pid")
+	kill(t, old, syscall.SIGKILL)
+	s.waitRestarted(t, "condure-1.pid", old)
+	// The killed process's sockets close at once; give the ends time to
+	// reach the readers.
+	time.Sleep(time.Second)
+	var alive []*heldStream
+	ended := 0
+	for _, h := range streams {
+		select {
+		case <-h.end:
+			ended++
+		default:
+			alive = append(alive, h)
+		}
+	}
+	if ended != byStream["condure-1"] {
+		t.Fatalf("%d streams ended, condure-1 held %d", ended, byStream["condure-1"])
+	}
+	s.postPublish(t, `{"items":[`+streamItem("test", "two\n")+`]}`)
+	for i, h := range alive {
+		expectOnce(t, i, h, "two\n")
+	}
+	// New clients are served again by all three.
+	s.waitReady(t)
+	for i := range 10 {
+		resp, err := c.Get(s.url(fmt.Sprintf("/plain/after-%d", i)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			t.Fatalf("after restart: %d", resp.StatusCode)
+		}
+	}
+}
+
+// expectOnce waits for want on h (skipping warm-up lines) and checks no
+// second copy follows.
+func expectOnce(t *testing.T, i int, h *heldStream, want string) {
+	t.Helper()
+	timeout := time.After(10 * time.Second)
+	for {
+		select {
+		case l := <-h.lines:
+			if strings.HasPrefix(l, "warm-up ") {
+				continue
+			}
+			if l != want {
+				t.Fatalf("stream %d got %q, want %q", i, l, want)
+			}
+			select {
+			case l := <-h.lines:
+				t.Fatalf("stream %d got %q after %q", i, l, want)
+			case <-time.After(50 * time.Millisecond):
+			}
+			return
+		case e := <-h.end:
+			t.Fatalf("stream %d ended (%v) before %q", i, e.err, want)
+		case <-timeout:
+			t.Fatalf("stream %d never got %q", i, want)
+		}
+	}
+}
