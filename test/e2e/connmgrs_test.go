@@ -9,6 +9,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"tack/internal/testutil"
 )
 
 // connmgrNames are the instances connmgr_count=3 starts.
@@ -45,18 +47,23 @@ func TestE2EConnmgrCount(t *testing.T) {
 		runner: map[string]string{"connmgr_count": "3", "log_level": "2,condure:3"},
 	})
 
-	// Plain answers, each on a new connection.
+	// Plain answers, each on a new connection. waitReady saw one
+	// instance reach the proxy; until the proxy is connected to the
+	// others, they answer 503 (as a lone connmgr does at start).
 	c := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}, Timeout: 10 * time.Second}
 	for i := range 30 {
-		resp, err := c.Get(s.url(fmt.Sprintf("/plain/%d", i)))
-		if err != nil {
-			t.Fatal(err)
-		}
-		b, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		if want := fmt.Sprintf("answer /plain/%d\n", i); resp.StatusCode != 200 || string(b) != want {
-			t.Fatalf("GET /plain/%d: %d %q", i, resp.StatusCode, b)
-		}
+		testutil.Eventually(t, 10*time.Second, func() error {
+			resp, err := c.Get(s.url(fmt.Sprintf("/plain/%d", i)))
+			if err != nil {
+				return err
+			}
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if want := fmt.Sprintf("answer /plain/%d\n", i); resp.StatusCode != 200 || string(b) != want {
+				return fmt.Errorf("GET /plain/%d: %d %q", i, resp.StatusCode, b)
+			}
+			return nil
+		})
 	}
 
 	// Held streams, each its own connection.
