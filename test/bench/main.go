@@ -10,6 +10,9 @@
 //	grip     = streams,publish,burst,steady (see grip.go)
 //	pubload  issue 7's publish load: -pl-pubs senders, one item per POST, to
 //	         -pl-streams reading streams; items received per stream (pubload.go)
+//	scale    up to -scale-n (100,000) held streams through one tack with
+//	         several connection managers: memory per stream and one publish
+//	         to all at each of -scale-steps (scale.go; not in "all")
 //	floor    the bench's client against a null server in-process: the most
 //	         streams/s and the fastest one-line fan-out this machine allows (floor.go)
 package main
@@ -52,6 +55,9 @@ func main() {
 	flag.IntVar(&plOpts.runs, "pl-runs", 5, "pubload: runs per suite and config")
 	flag.StringVar(&plOpts.configs, "pl-configs", "unset,shipped", "pubload: message_rate configs (unset, shipped)")
 	flag.Parse()
+	if scaleOpts.worker != "" {
+		os.Exit(scaleWorkerMain(scaleOpts.worker))
+	}
 	parts := map[string]bool{}
 	for _, p := range strings.Split(*partsF, ",") {
 		switch p = strings.TrimSpace(p); p {
@@ -63,7 +69,7 @@ func main() {
 			for _, q := range []string{"streams", "publish", "burst", "steady"} {
 				parts[q] = true
 			}
-		case "proxy", "streams", "publish", "burst", "steady", "floor", "pubload":
+		case "proxy", "streams", "publish", "burst", "steady", "floor", "pubload", "scale":
 			parts[p] = true
 		case "":
 		default:
@@ -86,6 +92,12 @@ func main() {
 	}
 	if parts["pubload"] {
 		if err := runPubload(*bin, *pushpin); err != nil {
+			fmt.Fprintln(os.Stderr, "bench:", err)
+			failed = true
+		}
+	}
+	if parts["scale"] {
+		if err := runScale(*bin); err != nil {
 			fmt.Fprintln(os.Stderr, "bench:", err)
 			failed = true
 		}

@@ -32,6 +32,9 @@ var (
 	keepDirs = flag.Bool("keep", false, "keep the suites' run dirs (config, logs) and print where")
 	// handlerExtra is appended to the [handler] section of the next suite.
 	handlerExtra string
+	// clientMaxConn is the next suite's [runner] client_maxconn (tack:
+	// also what connmgr_count's auto value follows).
+	clientMaxConn = 50000
 )
 
 // startSuite starts runner (the tack binary, or "pushpin" when kind ==
@@ -67,7 +70,7 @@ http_port=127.0.0.1:%d
 logdir=%s/log
 log_level=%d
 client_buffer_size=8192
-client_maxconn=50000
+client_maxconn=%d
 [proxy]
 routesfile=routes
 %s[handler]
@@ -77,7 +80,7 @@ push_in_http_addr=127.0.0.1
 push_in_http_port=5561
 command_spec=tcp://127.0.0.1:5563
 stats_spec=ipc://{rundir}/{ipc_prefix}stats
-%s`, include, dir, offset, port, dir, *logLevel, zurl, handlerExtra)
+%s`, include, dir, offset, port, dir, *logLevel, clientMaxConn, zurl, handlerExtra)
 	confPath := filepath.Join(dir, "pushpin.conf")
 	if err := os.WriteFile(confPath, []byte(conf), 0o644); err != nil {
 		return nil, err
