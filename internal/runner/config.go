@@ -117,11 +117,6 @@ type Config struct {
 	TLS         bool
 	BufferSize  int
 	MaxConn     int
-	// ConnmgrCount is how many connection managers run ([runner]
-	// connmgr_count, see connmgrs.go); ConnmgrMaxConn is each one's
-	// --stream-maxconn.
-	ConnmgrCount   int
-	ConnmgrMaxConn int
 	Compression bool // [runner] allow_compression (Pushpin 1.37+): connmgr --compression
 	Routes      []string
 	MergeOutput bool
@@ -129,6 +124,12 @@ type Config struct {
 	Levels      levels
 	Bins        map[string]string // kind → executable
 	Warnings    []string
+
+	// ConnmgrCount is how many connection managers run ([runner]
+	// connmgr_count, see connmgrs.go); ConnmgrMaxConn is each one's
+	// --stream-maxconn.
+	ConnmgrCount   int
+	ConnmgrMaxConn int
 }
 
 // levels is a parsed "N,service:N" list.
