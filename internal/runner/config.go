@@ -268,9 +268,6 @@ func BuildConfig(fl Flags, exeDir string) (*Config, error) {
 	if c.MaxConn, err = f.Int("runner", "client_maxconn", DefaultClientMaxConn); err != nil {
 		errs = append(errs, err)
 	}
-	if err := c.buildConnmgrs(f); err != nil {
-		errs = append(errs, err)
-	}
 	if c.Compression, err = f.Bool("runner", "allow_compression", false); err != nil {
 		errs = append(errs, err)
 	}
@@ -297,6 +294,9 @@ func BuildConfig(fl Flags, exeDir string) (*Config, error) {
 		c.Bins[k] = bin
 	}
 	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	if err := c.buildConnmgrs(f); err != nil {
 		return nil, err
 	}
 	return c, nil

@@ -72,7 +72,12 @@ func nofileLimit() uint64 {
 	return rl.Max
 }
 
-// buildConnmgrs reads [runner] connmgr_count.
+// buildConnmgrs reads [runner] connmgr_count (after the binaries are
+// chosen). Several connection managers need tack's connmgr (--reuse-port)
+// and tack's proxy and handler (--connmgr-*-specs): auto is 1 when the
+// runner does not start all three from tack binaries (Pushpin's condure,
+// pushpin-proxy or pushpin-handler configured, or a service not listed),
+// and an explicit value above 1 is an error then.
 func (c *Config) buildConnmgrs(f *config.File) error {
 	n, err := f.Int("runner", "connmgr_count", 0)
 	if err != nil {
@@ -81,6 +86,12 @@ func (c *Config) buildConnmgrs(f *config.File) error {
 	if n < 0 || n > MaxConnmgrCount {
 		return fmt.Errorf("%s: [runner] connmgr_count must be 0 (auto) to %d, not %d", f.Pos("runner", "connmgr_count"), MaxConnmgrCount, n)
 	}
+	if why := c.notAllTack(); why != "" {
+		if n > 1 {
+			return fmt.Errorf("%s: [runner] connmgr_count=%d needs tack's connmgr, proxy and handler started by the runner: %s", f.Pos("runner", "connmgr_count"), n, why)
+		}
+		n = 1
+	}
 	p := planConnmgrs(n, c.MaxConn, runtime.NumCPU(), nofileLimit())
 	c.ConnmgrCount, c.ConnmgrMaxConn = p.count, p.maxConn
 	if p.count > 1 && p.count*p.maxConn < c.MaxConn {
@@ -88,6 +99,21 @@ func (c *Config) buildConnmgrs(f *config.File) error {
 			f.Pos("runner", "connmgr_count"), p.count, p.maxConn, p.count*p.maxConn, c.MaxConn))
 	}
 	return nil
+}
+
+// notAllTack says why connmgr, proxy and handler are not all tack
+// binaries the runner starts ("" when they are).
+func (c *Config) notAllTack() string {
+	for _, k := range []string{ServiceConnmgr, ServiceProxy, ServiceHandler} {
+		si := services[k]
+		if !c.has(k) {
+			return si.display + " is not in services"
+		}
+		if filepath.Base(c.Bins[k]) != si.tack {
+			return si.binKey + " is " + c.Bins[k]
+		}
+	}
+	return ""
 }
 
 // connmgrName is instance i's name: its display name, the base of its pid

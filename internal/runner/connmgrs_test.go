@@ -41,7 +41,8 @@ func TestPlanConnmgrs(t *testing.T) {
 func TestRunnerConnmgrCount(t *testing.T) {
 	dir := t.TempDir()
 	t.Chdir(dir)
-	conf := strings.Replace(fullConf, "connmgr_count=1\n", "connmgr_count=3\n", 1)
+	conf := strings.NewReplacer("connmgr_count=1\n", "connmgr_count=3\n", "/fake/condure", "/fake/tack-connmgr",
+		"/fake/pushpin-proxy", "/fake/tack-proxy", "/fake/pushpin-handler", "/fake/tack-handler").Replace(fullConf)
 	if err := os.WriteFile("full.conf", []byte(conf), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -61,13 +62,13 @@ func TestRunnerConnmgrCount(t *testing.T) {
 	}
 	handlerSpecs := specs("connmgr-in-stream-specs", "-out-stream") + " " + specs("connmgr-out-specs", "-in")
 	want := []string{
-		"condure: /fake/condure --log-level=1 " + tcp + " --listen=run/pushpin-server,local,stream --zclient-stream=" + run + "condure" + tail,
-		"condure-1: /fake/condure --log-level=1 --id=condure-1 " + tcp + " --zclient-stream=" + run + "condure-1" + tail,
-		"condure-2: /fake/condure --log-level=1 --id=condure-2 " + tcp + " --zclient-stream=" + run + "condure-2" + tail,
+		"condure: /fake/tack-connmgr --log-level=1 " + tcp + " --listen=run/pushpin-server,local,stream --zclient-stream=" + run + "condure" + tail,
+		"condure-1: /fake/tack-connmgr --log-level=1 --id=condure-1 " + tcp + " --zclient-stream=" + run + "condure-1" + tail,
+		"condure-2: /fake/tack-connmgr --log-level=1 --id=condure-2 " + tcp + " --zclient-stream=" + run + "condure-2" + tail,
 		"zurl: /fake/zurl --config=" + dir + "/run/zurl.conf --logfile=" + dir + "/log/zurl.log --verbose",
-		"proxy: /fake/pushpin-proxy --config=full.conf --ipc-prefix=pushpin- --logfile=" + dir + "/log/pushpin-proxy.log --loglevel=3 --quiet-check " +
+		"proxy: /fake/tack-proxy --config=full.conf --ipc-prefix=pushpin- --logfile=" + dir + "/log/pushpin-proxy.log --loglevel=3 --quiet-check " +
 			specs("connmgr-in-specs", "-out") + " " + handlerSpecs,
-		"handler: /fake/pushpin-handler --config=full.conf --ipc-prefix=pushpin- --logfile=" + dir + "/log/pushpin-handler.log --loglevel=0 " + handlerSpecs,
+		"handler: /fake/tack-handler --config=full.conf --ipc-prefix=pushpin- --logfile=" + dir + "/log/pushpin-handler.log --loglevel=0 " + handlerSpecs,
 	}
 	var got []string
 	for _, u := range c.units() {
@@ -84,7 +85,8 @@ func TestRunnerConnmgrCount(t *testing.T) {
 func TestRunnerConnmgrCountBad(t *testing.T) {
 	dir := t.TempDir()
 	t.Chdir(dir)
-	for _, v := range []string{"-1", "65", "x"} {
+	// "3": fullConf runs Pushpin's binaries, which lack the flags.
+	for _, v := range []string{"-1", "65", "x", "3"} {
 		conf := strings.Replace(fullConf, "connmgr_count=1\n", "connmgr_count="+v+"\n", 1)
 		if err := os.WriteFile("full.conf", []byte(conf), 0o644); err != nil {
 			t.Fatal(err)
@@ -92,5 +94,23 @@ func TestRunnerConnmgrCountBad(t *testing.T) {
 		if _, err := BuildConfig(Flags{Config: "full.conf", ID: -1}, ""); err == nil || !strings.Contains(err.Error(), "connmgr_count") {
 			t.Errorf("connmgr_count=%s: err %v", v, err)
 		}
+	}
+}
+
+// TestRunnerConnmgrCountAutoPushpin: auto is one connection manager when
+// Pushpin's binaries run (they lack --reuse-port and --connmgr-*-specs).
+func TestRunnerConnmgrCountAutoPushpin(t *testing.T) {
+	dir := t.TempDir()
+	t.Chdir(dir)
+	conf := strings.Replace(fullConf, "connmgr_count=1\n", "", 1)
+	if err := os.WriteFile("full.conf", []byte(conf), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	c, err := BuildConfig(Flags{Config: "full.conf", ID: -1}, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.ConnmgrCount != 1 || len(c.units()) != 4 {
+		t.Fatalf("ConnmgrCount %d, %d units", c.ConnmgrCount, len(c.units()))
 	}
 }
