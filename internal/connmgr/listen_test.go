@@ -51,3 +51,35 @@ func TestListenUnixPathClaim(t *testing.T) {
 		t.Errorf("regular file: %v", err)
 	}
 }
+
+// TestOpenListenerReusePort: with reusePort two listeners share a TCP
+// port (what connmgr_count's instances do, TLS ports included: TLS is
+// layered above the same listener); a listener without it still finds
+// the port busy, and so does one with it when the holder did not set it.
+func TestOpenListenerReusePort(t *testing.T) {
+	l := Listener{Addr: "127.0.0.1:0", Stream: true}
+	a, err := openListener(l, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	l.Addr = a.Addr().String()
+	b, err := openListener(l, true)
+	if err != nil {
+		t.Fatalf("second reuse-port listener on %s: %v", l.Addr, err)
+	}
+	defer b.Close()
+	if c, err := openListener(l, false); err == nil {
+		c.Close()
+		t.Fatalf("plain listener on shared %s succeeded", l.Addr)
+	}
+	plain, err := openListener(Listener{Addr: "127.0.0.1:0", Stream: true}, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer plain.Close()
+	if c, err := openListener(Listener{Addr: plain.Addr().String(), Stream: true}, true); err == nil {
+		c.Close()
+		t.Fatalf("reuse-port listener on a plain listener's port succeeded")
+	}
+}
