@@ -37,6 +37,7 @@ var scaleOpts struct {
 	perWorker int
 	inflight  int
 	worker    string // worker mode: the server address
+	pushpin   bool
 }
 
 func init() {
@@ -44,6 +45,7 @@ func init() {
 	flag.StringVar(&scaleOpts.steps, "scale-steps", "20000,50000,100000", "scale: stream counts at which memory and publish are measured")
 	flag.IntVar(&scaleOpts.perWorker, "scale-per-worker", 16000, "scale: streams per client process (under its fd limit)")
 	flag.IntVar(&scaleOpts.inflight, "scale-inflight", 200, "scale: stream opens in flight per client process")
+	flag.BoolVar(&scaleOpts.pushpin, "scale-pushpin", false, "scale: also run it against the real Pushpin (one condure; it stops near its fd limit)")
 	flag.StringVar(&scaleOpts.worker, "scale-worker", "", "internal: run as a scale client process against this address")
 }
 
@@ -66,6 +68,20 @@ func (w *scaleWorker) ask(cmd string) ([]string, error) {
 }
 
 func runScale(bin string) error {
+	absBin, _ := filepath.Abs(bin)
+	if err := scaleSuite("tack", filepath.Join(absBin, "tack"), ""); err != nil {
+		return err
+	}
+	if scaleOpts.pushpin {
+		if _, err := exec.LookPath("pushpin"); err == nil {
+			return scaleSuite("pushpin", "pushpin", "pushpin")
+		}
+	}
+	return nil
+}
+
+// scaleSuite runs the scale part against one runner.
+func scaleSuite(name, runner, kind string) error {
 	var steps []int
 	for _, f := range strings.Split(scaleOpts.steps, ",") {
 		v, err := strconv.Atoi(strings.TrimSpace(f))
@@ -76,16 +92,15 @@ func runScale(bin string) error {
 	}
 	clientMaxConn = scaleOpts.n + scaleOpts.n/10
 	defer func() { clientMaxConn = 50000 }()
-	absBin, _ := filepath.Abs(bin)
-	s, err := startSuite("tack", filepath.Join(absBin, "tack"), "", "* test")
+	s, err := startSuite(name, runner, kind, "* test")
 	if err != nil {
 		return err
 	}
 	defer s.stop()
 	addr := fmt.Sprintf("127.0.0.1:%d", s.port)
 	cms, _ := filepath.Glob(filepath.Join(s.dir, "run", "condure*.pid"))
-	fmt.Printf("scale: up to %d held streams, one tack (%d connection managers, client_maxconn=%d), clients in processes of <= %d\n",
-		scaleOpts.n, len(cms), clientMaxConn, scaleOpts.perWorker)
+	fmt.Printf("scale: up to %d held streams, one %s (%d connection managers, client_maxconn=%d), clients in processes of <= %d\n",
+		scaleOpts.n, name, len(cms), clientMaxConn, scaleOpts.perWorker)
 	time.Sleep(time.Second)
 	base, baseDetail := s.memory()
 	fmt.Printf("  idle: %d MiB (%s)\n", base/1024, baseDetail)
@@ -152,7 +167,7 @@ func runScale(bin string) error {
 		time.Sleep(2 * time.Second)
 		mem, detail := s.memory()
 		per := float64(mem-base) * 1024 / float64(max(live, 1))
-		fmt.Printf("  %d streams held (%d live) in %v; tack memory %d MiB, %.1f KiB per stream above idle; all-in %.1f KiB\n      %s\n",
+		fmt.Printf("  %d streams held (%d live) in %v; server memory %d MiB, %.1f KiB per stream above idle; all-in %.1f KiB\n      %s\n",
 			total, live, el.Round(time.Millisecond), mem/1024, per/1024, float64(mem)/float64(max(live, 1)), detail)
 		if len(errs) > 0 {
 			fmt.Printf("      open errors: %s\n", strings.Join(errs, "; "))
