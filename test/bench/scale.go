@@ -26,6 +26,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -260,7 +262,7 @@ func scaleWorkerMain(addr string) int {
 				g, _, err := openGroup(addr, "scale", k, scaleOpts.inflight)
 				groups = append(groups, g)
 				if err != nil {
-					errs = strings.ReplaceAll(err.Error(), "\n", " ")
+					errs = summarizeErrors(err.Error())
 				}
 			}
 			fmt.Printf("opened %d %d %s\n", total(), live(), errs)
@@ -283,4 +285,26 @@ func scaleWorkerMain(addr string) int {
 		g.close()
 	}
 	return 0
+}
+
+var addrRE = regexp.MustCompile(`\d+\.\d+\.\d+\.\d+:\d+`)
+
+// summarizeErrors folds openGroup's "Nx message; ..." list into one count
+// per message with the addresses left out (each names its source port).
+func summarizeErrors(list string) string {
+	counts := map[string]int{}
+	for _, part := range strings.Split(strings.ReplaceAll(list, "\n", " "), "; ") {
+		n, msg, ok := strings.Cut(part, "x ")
+		k, err := strconv.Atoi(n)
+		if !ok || err != nil {
+			k, msg = 1, part
+		}
+		counts[addrRE.ReplaceAllString(msg, "ADDR")] += k
+	}
+	var out []string
+	for msg, k := range counts {
+		out = append(out, fmt.Sprintf("%dx %s", k, msg))
+	}
+	sort.Strings(out)
+	return strings.Join(out, "; ")
 }
