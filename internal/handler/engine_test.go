@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	zmq "github.com/pebbe/zmq4"
+
 	"tack/internal/grip"
 	"tack/pkg/tnetstring"
 	"tack/pkg/zhttp"
@@ -543,5 +545,38 @@ func TestEngineQueueBoundsEmptyItems(t *testing.T) {
 	})
 	if queued > SessionQueueMaxBytes || dropped == 0 {
 		t.Fatalf("queued %d bytes of empty items, dropped %d", queued, dropped)
+	}
+}
+
+// TestEngineFirstPacketsWaitForConnmgr: the proxy hands over a session
+// while the handler is still connecting to connmgr's SUB (at start-up
+// under load; the handler started before connmgr bound it). The packets
+// it numbers then reach connmgr once connected, in order, instead of
+// being dropped by the PUB (connmgr then saw a gap at the next
+// keep-alive, 45 s later: "bad seq, closing ... expected=2 got=4").
+func TestEngineFirstPacketsWaitForConnmgr(t *testing.T) {
+	var late string
+	h := startHarnessCold(t, func(c *Config) {
+		late = strings.Replace(c.ConnmgrOutSpecs[0], "condure-in", "condure-in-late", 1)
+		c.ConnmgrOutSpecs = []string{late}
+	})
+	h.sendAccept(acceptArgs("1-0-1", 2, 200000, streamResponse()))
+	h.expectAccepted()
+	h.sync()
+	time.Sleep(100 * time.Millisecond) // a PUB would have sent (and lost) them by now
+	sub, err := h.zctx.NewSocket(zmq.SUB)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sub.SetLinger(0)
+	sub.SetSubscribe("condure ")
+	if err := sub.Bind(late); err != nil {
+		t.Fatal(err)
+	}
+	h.cin.Close()
+	h.cin = sub // closed by h.stop
+	expectKeepAliveTakeover(t, h, "1-0-1", 2)
+	if p := h.expectPacket(); p.Seq != 3 || p.Code != 200 || string(p.Body) != "[open]\n" {
+		t.Fatalf("initial response %+v", p)
 	}
 }

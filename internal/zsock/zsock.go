@@ -94,7 +94,26 @@ type Options struct {
 	// topics follow demand); the owner then polls in the two-way rhythm so
 	// a change waits at most TwoWayPoll.
 	Control bool
+	// AwaitSubscriber (send-only XPUB) holds each message until a
+	// subscriber has subscribed to a topic that prefixes its first frame.
+	// A PUB drops what it sends before the subscription of a peer that is
+	// (re)connecting has arrived (ZeroMQ's "slow joiner"), which on a
+	// zhttp link silently breaks a session's sequence: a handler's first
+	// packets to a connmgr it had not finished connecting to were lost.
+	// Messages of one topic leave in order; a message waits at most
+	// HoldTimeout (DefaultHoldTimeout when zero), and at most QueueLen
+	// wait: older ones are dropped (OnDrop, and a warning per pass).
+	AwaitSubscriber bool
+	HoldTimeout     time.Duration
 }
+
+// DefaultHoldTimeout bounds how long an AwaitSubscriber socket holds a
+// message for a subscriber (a peer process starting or restarting).
+const DefaultHoldTimeout = 10 * time.Second
+
+// ErrNoSubscriber is reported to OnDrop for a message an AwaitSubscriber
+// socket held longer than its HoldTimeout, or had no room to hold.
+var ErrNoSubscriber = errors.New("zsock: no subscriber for message")
 
 // Context wraps a libzmq context; one per process.
 type Context struct {
@@ -151,6 +170,21 @@ type Socket struct {
 	// seenDisconnects before a write (see write).
 	disconnects     atomic.Uint64
 	seenDisconnects uint64
+	// AwaitSubscriber state (owner goroutine only): the topics
+	// subscribers hold, the messages waiting for one (oldest first), how
+	// many wait per topic key, and how many were dropped for lack of room
+	// since the last warning.
+	topics      map[string]struct{}
+	waiting     []waitingMsg
+	waitingKeys map[string]int
+	fullDrops   int
+}
+
+// waitingMsg is a message held for a subscriber since at.
+type waitingMsg struct {
+	m   Message
+	key string
+	at  time.Time
 }
 
 // goneMark is a peer found unroutable: until when, and how many peers
@@ -182,8 +216,14 @@ func (c *Context) Open(opts Options, log zerolog.Logger) (*Socket, error) {
 		// input was read and then held forever.
 		return nil, fmt.Errorf("%s: invalid direction %d", opts.Name, opts.Direction)
 	}
+	if opts.AwaitSubscriber && (opts.Type != zmq.XPUB || opts.Direction != SendOnly) {
+		return nil, fmt.Errorf("%s: AwaitSubscriber needs a send-only XPUB", opts.Name)
+	}
 	if opts.QueueLen == 0 {
 		opts.QueueLen = DefaultQueue
+	}
+	if opts.HoldTimeout == 0 {
+		opts.HoldTimeout = DefaultHoldTimeout
 	}
 	if opts.SndHWM == 0 {
 		opts.SndHWM = DefaultHWM
@@ -238,7 +278,10 @@ func (c *Context) Open(opts Options, log zerolog.Logger) (*Socket, error) {
 		so.ctrl = make(chan control, opts.QueueLen)
 	}
 	so.queue = so.send
-	if opts.Direction == TwoWay || opts.Control {
+	if opts.AwaitSubscriber {
+		so.topics, so.waitingKeys = map[string]struct{}{}, map[string]int{}
+	}
+	if opts.Direction == TwoWay || opts.Control || opts.AwaitSubscriber {
 		if err := c.openWake(so); err != nil {
 			s.Close()
 			return nil, fmt.Errorf("%s: %w", opts.Name, err)
@@ -599,6 +642,10 @@ func (s *Socket) Run(ctx context.Context) error {
 	}()
 	switch s.opts.Direction {
 	case SendOnly:
+		if s.opts.AwaitSubscriber {
+			// The owner also reads the subscriptions.
+			return s.runTwoWay(ctx)
+		}
 		return s.runSend(ctx)
 	case RecvOnly:
 		if s.ctrl != nil {
@@ -684,6 +731,9 @@ func (s *Socket) runTwoWay(ctx context.Context) error {
 			}
 			return fmt.Errorf("%s: poll: %w", s.opts.Name, err)
 		}
+		if s.topics != nil {
+			s.expireWaiting(time.Now())
+		}
 		sockReady := false
 		for _, p := range polled {
 			if s.mon != nil && p.Socket == s.mon {
@@ -708,6 +758,10 @@ func (s *Socket) runTwoWay(ctx context.Context) error {
 // readAll reads until EAGAIN or for at most a batch; it returns false when
 // ctx ended.
 func (s *Socket) readAll(ctx context.Context) bool {
+	if s.topics != nil {
+		s.readSubscriptions(ctx)
+		return true
+	}
 	for range batch {
 		parts, err := s.sock.RecvMessageBytes(zmq.DONTWAIT)
 		if err != nil {
@@ -746,6 +800,16 @@ func (s *Socket) deliver(ctx context.Context, parts Message) bool {
 // drainOnce writes, without waiting, what is still queued at shutdown
 // (final cancels, for instance); LINGER bounds how long libzmq keeps them.
 func (s *Socket) drainOnce() {
+	for _, w := range s.waiting {
+		err := ErrNoSubscriber
+		if s.subscribed(w.m) {
+			if _, err = s.sock.SendMessageDontwait(toAny(w.m)...); err == nil {
+				continue
+			}
+		}
+		s.drop(w.m, fmt.Errorf("%w: %w", ErrDropped, err))
+	}
+	s.waiting = nil
 	for _, ch := range []chan Message{s.queue, nil, s.send} {
 		if ch == nil {
 			if m := s.held; m != nil {
@@ -769,8 +833,17 @@ func (s *Socket) drainOnce() {
 	}
 }
 
-// write sends m, waiting up to SendTimeout for room.
+// write sends m, waiting up to SendTimeout for room (or holds it for a
+// subscriber, AwaitSubscriber).
 func (s *Socket) write(ctx context.Context, m Message) {
+	if s.topics != nil && s.hold(m) {
+		return
+	}
+	s.writeNow(ctx, m)
+}
+
+// writeNow is write without the hold for a subscriber.
+func (s *Socket) writeNow(ctx context.Context, m Message) {
 	if n := s.disconnects.Load(); n != s.seenDisconnects {
 		// A peer went away: let libzmq process its pending commands now
 		// (ZMQ_EVENTS does, unthrottled), so that the dead peer's pipe is
