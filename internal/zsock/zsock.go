@@ -105,6 +105,9 @@ type Options struct {
 	// wait: older ones are dropped (OnDrop, and a warning per pass).
 	AwaitSubscriber bool
 	HoldTimeout     time.Duration
+
+	// afterOpen, when set (tests), runs after the binds and connects.
+	afterOpen func()
 }
 
 // DefaultHoldTimeout bounds how long an AwaitSubscriber socket holds a
@@ -242,20 +245,39 @@ func (c *Context) Open(opts Options, log zerolog.Logger) (*Socket, error) {
 		s.Close()
 		return nil, fmt.Errorf("%s: %w", opts.Name, err)
 	}
+	// The monitor is attached before any bind or connect: a peer that was
+	// already retrying its connect (a handler started before the proxy)
+	// could otherwise complete its handshake before the monitor saw it,
+	// and Peers stayed 0 (the proxy answered "Accept service
+	// unavailable" with a handler connected).
+	var mon *zmq.Socket
+	if (opts.TrackPeers && opts.Direction == TwoWay) || opts.OnDisconnect != nil {
+		if mon, err = c.monitor(s); err != nil {
+			s.Close()
+			return nil, fmt.Errorf("%s: %w", opts.Name, err)
+		}
+	}
+	closeAll := func() {
+		if mon != nil {
+			s.Monitor("", 0)
+			mon.Close()
+		}
+		s.Close()
+	}
 	if len(opts.Bind) > 0 {
 		spec := opts.Bind[0]
 		if err := prepareIPC(spec); err != nil {
-			s.Close()
+			closeAll()
 			return nil, fmt.Errorf("%s: bind %s: %w", opts.Name, spec, err)
 		}
 		if err := s.Bind(spec); err != nil {
-			s.Close()
+			closeAll()
 			return nil, fmt.Errorf("%s: bind %s: %w", opts.Name, spec, err)
 		}
 		if opts.IPCFileMode != 0 {
 			if path, ok := strings.CutPrefix(spec, "ipc://"); ok {
 				if err := os.Chmod(path, opts.IPCFileMode); err != nil {
-					s.Close()
+					closeAll()
 					return nil, fmt.Errorf("%s: chmod %s: %w", opts.Name, path, err)
 				}
 			}
@@ -263,11 +285,14 @@ func (c *Context) Open(opts Options, log zerolog.Logger) (*Socket, error) {
 	}
 	for _, spec := range opts.Connect {
 		if err := s.Connect(spec); err != nil {
-			s.Close()
+			closeAll()
 			return nil, fmt.Errorf("%s: connect %s: %w", opts.Name, spec, err)
 		}
 	}
-	so := &Socket{opts: opts, sock: s, log: log.With().Str("socket", opts.Name).Logger()}
+	if opts.afterOpen != nil {
+		opts.afterOpen()
+	}
+	so := &Socket{opts: opts, sock: s, mon: mon, log: log.With().Str("socket", opts.Name).Logger()}
 	if opts.Direction == SendOnly || opts.Direction == TwoWay {
 		so.send = make(chan Message, opts.QueueLen)
 	}
@@ -283,33 +308,35 @@ func (c *Context) Open(opts Options, log zerolog.Logger) (*Socket, error) {
 	}
 	if opts.Direction == TwoWay || opts.Control || opts.AwaitSubscriber {
 		if err := c.openWake(so); err != nil {
-			s.Close()
+			closeAll()
 			return nil, fmt.Errorf("%s: %w", opts.Name, err)
 		}
 		if so.send != nil {
 			so.queue = make(chan Message, opts.QueueLen)
 		}
 	}
-	if (opts.TrackPeers && opts.Direction == TwoWay) || opts.OnDisconnect != nil {
-		endpoint := fmt.Sprintf("inproc://zsock-mon-%d", wakeSeq.Add(1))
-		if err := s.Monitor(endpoint, zmq.EVENT_HANDSHAKE_SUCCEEDED|zmq.EVENT_DISCONNECTED); err != nil {
-			so.closeWake()
-			s.Close()
-			return nil, fmt.Errorf("%s: monitor: %w", opts.Name, err)
-		}
-		mon, err := c.zctx.NewSocket(zmq.PAIR)
-		if err == nil {
-			mon.SetLinger(0)
-			err = mon.Connect(endpoint)
-		}
-		if err != nil {
-			so.closeWake()
-			s.Close()
-			return nil, fmt.Errorf("%s: monitor socket: %w", opts.Name, err)
-		}
-		so.mon = mon
-	}
 	return so, nil
+}
+
+// monitor attaches a monitor for handshakes and disconnects to s and
+// returns the PAIR that reads its events.
+func (c *Context) monitor(s *zmq.Socket) (*zmq.Socket, error) {
+	endpoint := fmt.Sprintf("inproc://zsock-mon-%d", wakeSeq.Add(1))
+	if err := s.Monitor(endpoint, zmq.EVENT_HANDSHAKE_SUCCEEDED|zmq.EVENT_DISCONNECTED); err != nil {
+		return nil, fmt.Errorf("monitor: %w", err)
+	}
+	mon, err := c.zctx.NewSocket(zmq.PAIR)
+	if err == nil {
+		mon.SetLinger(0)
+		if err = mon.Connect(endpoint); err != nil {
+			mon.Close()
+		}
+	}
+	if err != nil {
+		s.Monitor("", 0)
+		return nil, fmt.Errorf("monitor socket: %w", err)
+	}
+	return mon, nil
 }
 
 // openWake creates the inproc PAIR that wakes a two-way owner.
