@@ -8,8 +8,10 @@ import (
 	"time"
 
 	zmq "github.com/pebbe/zmq4"
+	"github.com/rs/zerolog"
 
 	"tack/internal/grip"
+	"tack/internal/zsock"
 	"tack/pkg/tnetstring"
 	"tack/pkg/zhttp"
 )
@@ -578,5 +580,44 @@ func TestEngineFirstPacketsWaitForConnmgr(t *testing.T) {
 	expectKeepAliveTakeover(t, h, "1-0-1", 2)
 	if p := h.expectPacket(); p.Seq != 3 || p.Code != 200 || string(p.Body) != "[open]\n" {
 		t.Fatalf("initial response %+v", p)
+	}
+}
+
+// TestEngineKeepAliveQueueFull: a zhttp keep-alive the full connmgr queue
+// cannot take gives its sequence number back, so the next packet of the
+// session carries it (connmgr closes a session at a gap).
+func TestEngineKeepAliveQueueFull(t *testing.T) {
+	clk := newHClock()
+	e := newEngine(Config{InstanceID: "handler_test", clock: clk}, zerolog.Nop(), nil, nil)
+	out := make(chan zsock.Message, 16)
+	e.out.connmgr = out
+	in, err := grip.Parse(200, "OK", []grip.Header{{Name: "Grip-Hold", Value: "stream"}, {Name: "Grip-Channel", Value: "c"}}, nil, grip.ParseOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.accept(&acceptData{Instruct: in, Requests: []requestState{{Sender: []byte("condure"), ID: []byte("0-0-1"),
+		OutSeq: 2, InSeq: 2, OutCredits: 1 << 20, ResponseCode: -1}}}, clk.Now())
+	for len(out) > 0 {
+		<-out
+	}
+	s := e.sessions["condure\x000-0-1"]
+	if s == nil {
+		t.Fatal("session not held")
+	}
+	next := s.z.OutSeq
+	e.out.connmgr = make(chan zsock.Message) // no room
+	e.kaDue = append(e.kaDue, s)
+	e.flushKeepAlives(clk.Now())
+	if s.z.OutSeq != next {
+		t.Fatalf("out seq %d after a keep-alive that was not queued, want %d", s.z.OutSeq, next)
+	}
+	e.out.connmgr = out
+	e.kaDue = append(e.kaDue, s)
+	e.flushKeepAlives(clk.Now())
+	m := <-out
+	_, raw, _ := zhttp.SplitPubFrame(m[0])
+	p, err := zhttp.Parse(raw)
+	if err != nil || p.Type != zhttp.TypeKeepAlive || p.Seq != next {
+		t.Fatalf("keep-alive %+v (%v), want seq %d", p, err, next)
 	}
 }
