@@ -14,7 +14,40 @@ import (
 // XPUB's subscription messages (one frame: 1 or 0, then the topic; libzmq
 // passes the first subscription of a topic and, when the last subscriber
 // of it disconnects, its unsubscription), and a message whose first frame
-// no subscribed topic prefixes waits in s.waiting.
+// no subscribed topic prefixes waits in s.waiting. Subscriptions are read
+// when a message finds no subscriber, and on a timer: every awaitTick
+// while messages wait, every PollInterval otherwise; a message to a
+// subscribed topic costs nothing more than on a PUB.
+
+// awaitTick is how often subscriptions are read while messages wait.
+const awaitTick = 5 * time.Millisecond
+
+// runAwait is the owner loop of an AwaitSubscriber socket.
+func (s *Socket) runAwait(ctx context.Context) error {
+	period := PollInterval
+	tick := time.NewTicker(period)
+	defer tick.Stop()
+	for {
+		want := PollInterval
+		if len(s.waiting) > 0 {
+			want = awaitTick
+		}
+		if want != period {
+			period = want
+			tick.Reset(period)
+		}
+		select {
+		case <-ctx.Done():
+			s.drainOnce()
+			return nil
+		case m := <-s.queue:
+			s.write(ctx, m)
+		case now := <-tick.C:
+			s.readSubscriptions(ctx)
+			s.expireWaiting(now)
+		}
+	}
+}
 
 // topicKey is what orders held messages: the first frame up to and
 // including its first space (a zhttp PUB frame's "<address> " topic), or
@@ -45,10 +78,17 @@ func (s *Socket) subscribed(m Message) bool {
 
 // hold keeps m for later when no subscriber wants it yet, or when older
 // messages of its topic still wait (order); it reports whether it did.
-func (s *Socket) hold(m Message) bool {
+func (s *Socket) hold(ctx context.Context, m Message) bool {
 	key := topicKey(m)
-	if s.waitingKeys[key] == 0 && s.subscribed(m) {
-		return false
+	if s.waitingKeys[key] == 0 {
+		if s.subscribed(m) {
+			return false
+		}
+		// A subscription may have arrived since the last read.
+		s.readSubscriptions(ctx)
+		if s.waitingKeys[key] == 0 && s.subscribed(m) {
+			return false
+		}
 	}
 	if len(s.waiting) >= s.opts.QueueLen {
 		s.dropWaiting(1)

@@ -306,7 +306,7 @@ func (c *Context) Open(opts Options, log zerolog.Logger) (*Socket, error) {
 	if opts.AwaitSubscriber {
 		so.topics, so.waitingKeys = map[string]struct{}{}, map[string]int{}
 	}
-	if opts.Direction == TwoWay || opts.Control || opts.AwaitSubscriber {
+	if opts.Direction == TwoWay || opts.Control {
 		if err := c.openWake(so); err != nil {
 			closeAll()
 			return nil, fmt.Errorf("%s: %w", opts.Name, err)
@@ -670,8 +670,7 @@ func (s *Socket) Run(ctx context.Context) error {
 	switch s.opts.Direction {
 	case SendOnly:
 		if s.opts.AwaitSubscriber {
-			// The owner also reads the subscriptions.
-			return s.runTwoWay(ctx)
+			return s.runAwait(ctx)
 		}
 		return s.runSend(ctx)
 	case RecvOnly:
@@ -758,9 +757,6 @@ func (s *Socket) runTwoWay(ctx context.Context) error {
 			}
 			return fmt.Errorf("%s: poll: %w", s.opts.Name, err)
 		}
-		if s.topics != nil {
-			s.expireWaiting(time.Now())
-		}
 		sockReady := false
 		for _, p := range polled {
 			if s.mon != nil && p.Socket == s.mon {
@@ -785,10 +781,6 @@ func (s *Socket) runTwoWay(ctx context.Context) error {
 // readAll reads until EAGAIN or for at most a batch; it returns false when
 // ctx ended.
 func (s *Socket) readAll(ctx context.Context) bool {
-	if s.topics != nil {
-		s.readSubscriptions(ctx)
-		return true
-	}
 	for range batch {
 		parts, err := s.sock.RecvMessageBytes(zmq.DONTWAIT)
 		if err != nil {
@@ -863,7 +855,7 @@ func (s *Socket) drainOnce() {
 // write sends m, waiting up to SendTimeout for room (or holds it for a
 // subscriber, AwaitSubscriber).
 func (s *Socket) write(ctx context.Context, m Message) {
-	if s.topics != nil && s.hold(m) {
+	if s.topics != nil && s.hold(ctx, m) {
 		return
 	}
 	s.writeNow(ctx, m)
