@@ -22,31 +22,32 @@ import (
 // awaitTick is how often subscriptions are read while messages wait.
 const awaitTick = 5 * time.Millisecond
 
-// runAwait is the owner loop of an AwaitSubscriber socket.
-func (s *Socket) runAwait(ctx context.Context) error {
-	period := PollInterval
-	tick := time.NewTicker(period)
-	defer tick.Stop()
-	for {
-		want := PollInterval
-		if len(s.waiting) > 0 {
-			want = awaitTick
-		}
-		if want != period {
-			period = want
-			tick.Reset(period)
-		}
-		select {
-		case <-ctx.Done():
-			s.drainOnce()
-			return nil
-		case m := <-s.queue:
-			s.write(ctx, m)
-		case now := <-tick.C:
-			s.readSubscriptions(ctx)
-			s.expireWaiting(now)
-		}
+// awaitTicker is the timer of an AwaitSubscriber owner (runSend).
+type awaitTicker struct {
+	t      *time.Ticker
+	period time.Duration
+}
+
+func newAwaitTicker() *awaitTicker {
+	return &awaitTicker{t: time.NewTicker(PollInterval), period: PollInterval}
+}
+
+// adjust sets the period for the current number of waiting messages.
+func (a *awaitTicker) adjust(waiting int) {
+	want := PollInterval
+	if waiting > 0 {
+		want = awaitTick
 	}
+	if want != a.period {
+		a.period = want
+		a.t.Reset(want)
+	}
+}
+
+// onTick reads subscriptions and expires what waited too long.
+func (s *Socket) onTick(ctx context.Context, now time.Time) {
+	s.readSubscriptions(ctx)
+	s.expireWaiting(now)
 }
 
 // topicKey is what orders held messages: the first frame up to and

@@ -669,9 +669,6 @@ func (s *Socket) Run(ctx context.Context) error {
 	}()
 	switch s.opts.Direction {
 	case SendOnly:
-		if s.opts.AwaitSubscriber {
-			return s.runAwait(ctx)
-		}
 		return s.runSend(ctx)
 	case RecvOnly:
 		if s.ctrl != nil {
@@ -684,13 +681,25 @@ func (s *Socket) Run(ctx context.Context) error {
 }
 
 func (s *Socket) runSend(ctx context.Context) error {
+	var tick *awaitTicker
+	var tickC <-chan time.Time // nil (never ready) unless AwaitSubscriber
+	if s.topics != nil {
+		tick = newAwaitTicker()
+		defer tick.t.Stop()
+		tickC = tick.t.C
+	}
 	for {
+		if tick != nil {
+			tick.adjust(len(s.waiting))
+		}
 		select {
 		case <-ctx.Done():
 			s.drainOnce()
 			return nil
 		case m := <-s.queue:
 			s.write(ctx, m)
+		case now := <-tickC:
+			s.onTick(ctx, now)
 		}
 	}
 }
