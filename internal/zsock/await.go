@@ -163,20 +163,24 @@ func (s *Socket) releaseWaiting(ctx context.Context) {
 	s.waiting = kept
 }
 
-// expireWaiting drops the messages held longer than HoldTimeout, with one
-// warning for them and for those dropped for room since the last one.
+// dropWarnEvery bounds how often an AwaitSubscriber socket warns of drops.
+const dropWarnEvery = time.Second
+
+// expireWaiting drops the messages held longer than HoldTimeout; one
+// warning a second at most reports them and those dropped for room.
 func (s *Socket) expireWaiting(now time.Time) {
 	n := 0
 	for n < len(s.waiting) && now.Sub(s.waiting[n].at) >= s.opts.HoldTimeout {
 		n++
 	}
-	if n == 0 && s.fullDrops == 0 {
+	s.dropWaiting(n)
+	s.expired += n
+	if (s.expired == 0 && s.fullDrops == 0) || now.Sub(s.dropWarnAt) < dropWarnEvery {
 		return
 	}
-	s.dropWaiting(n)
-	s.log.Warn().Int("expired", n).Int("overflowed", s.fullDrops).Dur("hold_timeout", s.opts.HoldTimeout).
-		Int("waiting", len(s.waiting)).Msg("no subscriber took held messages, dropping")
-	s.fullDrops = 0
+	s.log.Warn().Int("expired", s.expired).Int("overflowed", s.fullDrops).Dur("hold_timeout", s.opts.HoldTimeout).
+		Int("waiting", len(s.waiting)).Msg("no subscriber took held messages, dropped")
+	s.expired, s.fullDrops, s.dropWarnAt = 0, 0, now
 }
 
 // dropWaiting drops the n oldest held messages.

@@ -1,7 +1,11 @@
 package zsock
 
 import (
+	"bytes"
 	"errors"
+	"fmt"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -57,8 +61,13 @@ func TestAwaitSubscriberBounds(t *testing.T) {
 		}
 		drops <- m
 	}
-	expired := start(t, open(t, c, Options{Name: "expiring", Type: zmq.XPUB, Direction: SendOnly, AwaitSubscriber: true,
-		Connect: []string{ipc(dir, "none1")}, HoldTimeout: 200 * time.Millisecond, OnDrop: onDrop})).s
+	var logged lockedBuffer
+	so, err := c.Open(Options{Name: "expiring", Type: zmq.XPUB, Direction: SendOnly, AwaitSubscriber: true,
+		Connect: []string{ipc(dir, "none1")}, HoldTimeout: 200 * time.Millisecond, OnDrop: onDrop}, zerolog.New(&logged))
+	if err != nil {
+		t.Fatal(err)
+	}
+	expired := start(t, so).s
 	begin := time.Now()
 	sendWithin(t, expired.Send(), msg("x 1"), waitFor)
 	if got := recvWithin(t, drops, waitFor); !equalMsg(got, msg("x 1")) {
@@ -67,6 +76,12 @@ func TestAwaitSubscriberBounds(t *testing.T) {
 	if d := time.Since(begin); d < 200*time.Millisecond {
 		t.Fatalf("dropped after %v, before the hold timeout", d)
 	}
+	eventually(t, waitFor, func() error {
+		if !strings.Contains(logged.String(), `"level":"warn","socket":"expiring","expired":1,`) {
+			return fmt.Errorf("no drop warning in %q", logged.String())
+		}
+		return nil
+	})
 
 	full := start(t, open(t, c, Options{Name: "full", Type: zmq.XPUB, Direction: SendOnly, AwaitSubscriber: true,
 		Connect: []string{ipc(dir, "none2")}, QueueLen: 2, HoldTimeout: time.Minute, OnDrop: onDrop})).s
@@ -89,4 +104,23 @@ func TestAwaitSubscriberNeedsXPUB(t *testing.T) {
 			t.Errorf("%s: opened", o.Name)
 		}
 	}
+}
+
+// lockedBuffer is a log destination the owner goroutine writes while the
+// test reads.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }

@@ -175,12 +175,14 @@ type Socket struct {
 	seenDisconnects uint64
 	// AwaitSubscriber state (owner goroutine only): the topics
 	// subscribers hold, the messages waiting for one (oldest first), how
-	// many wait per topic key, and how many were dropped for lack of room
-	// since the last warning.
+	// many wait per topic key, and the drops not yet reported in a
+	// warning (at most one a second), with the time of the last one.
 	topics      map[string]struct{}
 	waiting     []waitingMsg
 	waitingKeys map[string]int
 	fullDrops   int
+	expired     int
+	dropWarnAt  time.Time
 }
 
 // waitingMsg is a message held for a subscriber since at.
