@@ -1,16 +1,16 @@
 package zsock
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	zmq "github.com/pebbe/zmq4"
 	"github.com/rs/zerolog"
+
+	"tack/internal/testutil"
 )
 
 // TestAwaitSubscriber: what a zhttp server sends to a peer it has not
@@ -61,7 +61,7 @@ func TestAwaitSubscriberBounds(t *testing.T) {
 		}
 		drops <- m
 	}
-	var logged lockedBuffer
+	var logged testutil.SyncBuffer
 	so, err := c.Open(Options{Name: "expiring", Type: zmq.XPUB, Direction: SendOnly, AwaitSubscriber: true,
 		Connect: []string{ipc(dir, "none1")}, HoldTimeout: 200 * time.Millisecond, OnDrop: onDrop}, zerolog.New(&logged))
 	if err != nil {
@@ -104,23 +104,4 @@ func TestAwaitSubscriberNeedsXPUB(t *testing.T) {
 			t.Errorf("%s: opened", o.Name)
 		}
 	}
-}
-
-// lockedBuffer is a log destination the owner goroutine writes while the
-// test reads.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
