@@ -102,7 +102,8 @@ type Options struct {
 	// packets to a connmgr it had not finished connecting to were lost.
 	// Messages of one topic leave in order; a message waits at most
 	// HoldTimeout (DefaultHoldTimeout when zero), and at most QueueLen
-	// wait: older ones are dropped (OnDrop, and a warning per pass).
+	// wait: older ones are dropped (OnDrop, and at most one warning a
+	// second).
 	AwaitSubscriber bool
 	HoldTimeout     time.Duration
 
@@ -830,6 +831,9 @@ func (s *Socket) deliver(ctx context.Context, parts Message) bool {
 // drainOnce writes, without waiting, what is still queued at shutdown
 // (final cancels, for instance); LINGER bounds how long libzmq keeps them.
 func (s *Socket) drainOnce() {
+	if s.topics != nil {
+		s.readSubscriptions(context.Background()) // an XPUB never blocks
+	}
 	for _, w := range s.waiting {
 		err := ErrNoSubscriber
 		if s.subscribed(w.m) {
