@@ -164,6 +164,9 @@ type Socket struct {
 	// polls it and keeps peers, which any goroutine may read.
 	mon   *zmq.Socket
 	peers atomic.Int64
+	// unshaken counts handshake failures whose disconnect is still to
+	// come (monitor reader only).
+	unshaken int
 	// gone remembers ROUTER_MANDATORY peers found unroutable, until when
 	// further messages to them are dropped at once instead of each
 	// waiting SendTimeout (owner goroutine only); handshakes counts the
@@ -325,7 +328,7 @@ func (c *Context) Open(opts Options, log zerolog.Logger) (*Socket, error) {
 // returns the PAIR that reads its events.
 func (c *Context) monitor(s *zmq.Socket) (*zmq.Socket, error) {
 	endpoint := fmt.Sprintf("inproc://zsock-mon-%d", wakeSeq.Add(1))
-	if err := s.Monitor(endpoint, zmq.EVENT_HANDSHAKE_SUCCEEDED|zmq.EVENT_DISCONNECTED); err != nil {
+	if err := s.Monitor(endpoint, zmq.EVENT_HANDSHAKE_SUCCEEDED|handshakeFailed|zmq.EVENT_DISCONNECTED); err != nil {
 		return nil, fmt.Errorf("monitor: %w", err)
 	}
 	mon, err := c.zctx.NewSocket(zmq.PAIR)
@@ -386,7 +389,17 @@ func (s *Socket) closeWake() {
 	}
 }
 
-// readEvents applies pending connection events to the peer count.
+// handshakeFailed are the monitor events of a connection that ends before
+// its handshake completed; libzmq reports one just before that
+// connection's EVENT_DISCONNECTED (stream_engine's error path).
+const handshakeFailed = zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL |
+	zmq.EVENT_HANDSHAKE_FAILED_AUTH
+
+// readEvents applies pending connection events to the peer count. A
+// connection that never completed its handshake (something probing the
+// endpoint, a peer dying while connecting) was never counted, so its
+// disconnect is not subtracted: it used to take a connected handler out
+// of the proxy's count.
 func (s *Socket) readEvents() {
 	for {
 		ev, _, _, err := s.mon.RecvEvent(zmq.DONTWAIT)
@@ -397,8 +410,12 @@ func (s *Socket) readEvents() {
 		case ev&zmq.EVENT_HANDSHAKE_SUCCEEDED != 0:
 			s.peers.Add(1)
 			s.handshakes.Add(1)
+		case ev&handshakeFailed != 0:
+			s.unshaken++
 		case ev&zmq.EVENT_DISCONNECTED != 0:
-			if s.peers.Add(-1) < 0 {
+			if s.unshaken > 0 {
+				s.unshaken--
+			} else if s.peers.Add(-1) < 0 {
 				s.peers.Store(0)
 			}
 			s.disconnects.Add(1)
