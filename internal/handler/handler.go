@@ -112,7 +112,9 @@ func (s *Service) openSockets(zctx *zsock.Context) (*sockets, error) {
 			// (AwaitSubscriber): a handler still connecting to connmgr
 			// lost the first packets of the sessions the proxy handed it.
 			Connect: c.ConnmgrOutSpecs, SndHWM: zsock.Unlimited, Linger: lingerStream, QueueLen: connmgrOutQLen,
-			AwaitSubscriber: true}); err != nil {
+			AwaitSubscriber: true,
+			// Counted as the queue-full drops are (engine.send).
+			OnDrop: func(zsock.Message, error) { s.st.dropped() }}); err != nil {
 			return fail(err)
 		}
 		if ss.connmgrIn, err = open(zsock.Options{Name: "condure-out-stream", Type: zmq.ROUTER, Direction: zsock.RecvOnly,
