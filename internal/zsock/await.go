@@ -70,7 +70,8 @@ func (s *Socket) subscribed(m Message) bool {
 		first = m[0]
 	}
 	for t := range s.topics {
-		if bytes.HasPrefix(first, []byte(t)) {
+		// The conversion in a comparison does not allocate.
+		if len(first) >= len(t) && string(first[:len(t)]) == t {
 			return true
 		}
 	}
@@ -80,6 +81,9 @@ func (s *Socket) subscribed(m Message) bool {
 // hold keeps m for later when no subscriber wants it yet, or when older
 // messages of its topic still wait (order); it reports whether it did.
 func (s *Socket) hold(ctx context.Context, m Message) bool {
+	if len(s.waiting) == 0 && s.subscribed(m) {
+		return false // the common case, without building the key
+	}
 	key := topicKey(m)
 	if s.waitingKeys[key] == 0 {
 		if s.subscribed(m) {

@@ -1,6 +1,7 @@
 package zsock
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"strings"
@@ -103,5 +104,20 @@ func TestAwaitSubscriberNeedsXPUB(t *testing.T) {
 			s.sock.Close()
 			t.Errorf("%s: opened", o.Name)
 		}
+	}
+}
+
+// TestAwaitSubscriberNoAlloc: a message whose subscriber is known costs
+// no allocation beyond a PUB's (the handler publishes every stream item
+// through this path).
+func TestAwaitSubscriberNoAlloc(t *testing.T) {
+	s := &Socket{opts: Options{QueueLen: 4}, topics: map[string]struct{}{"condure ": {}}, waitingKeys: map[string]int{}}
+	m := msg("condure T12:2:id,1:x,}")
+	if n := testing.AllocsPerRun(100, func() {
+		if s.hold(context.Background(), m) {
+			t.Fatal("held a subscribed message")
+		}
+	}); n != 0 {
+		t.Fatalf("%v allocations per message", n)
 	}
 }
