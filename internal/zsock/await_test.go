@@ -3,15 +3,12 @@ package zsock
 import (
 	"context"
 	"errors"
-	"fmt"
 	"strings"
 	"testing"
 	"time"
 
 	zmq "github.com/pebbe/zmq4"
 	"github.com/rs/zerolog"
-
-	"tack/internal/testutil"
 )
 
 // TestAwaitSubscriber: what a zhttp server sends to a peer it has not
@@ -62,9 +59,9 @@ func TestAwaitSubscriberBounds(t *testing.T) {
 		}
 		drops <- m
 	}
-	var logged testutil.SyncBuffer
+	logged := make(logLines, 16)
 	so, err := c.Open(Options{Name: "expiring", Type: zmq.XPUB, Direction: SendOnly, AwaitSubscriber: true,
-		Connect: []string{ipc(dir, "none1")}, HoldTimeout: 200 * time.Millisecond, OnDrop: onDrop}, zerolog.New(&logged))
+		Connect: []string{ipc(dir, "none1")}, HoldTimeout: 200 * time.Millisecond, OnDrop: onDrop}, zerolog.New(logged))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -77,12 +74,7 @@ func TestAwaitSubscriberBounds(t *testing.T) {
 	if d := time.Since(begin); d < 200*time.Millisecond {
 		t.Fatalf("dropped after %v, before the hold timeout", d)
 	}
-	eventually(t, waitFor, func() error {
-		if !strings.Contains(logged.String(), `"level":"warn","socket":"expiring","expired":1,`) {
-			return fmt.Errorf("no drop warning in %q", logged.String())
-		}
-		return nil
-	})
+	logged.waitFor(t, `"level":"warn","socket":"expiring","expired":1,`)
 
 	full := start(t, open(t, c, Options{Name: "full", Type: zmq.XPUB, Direction: SendOnly, AwaitSubscriber: true,
 		Connect: []string{ipc(dir, "none2")}, QueueLen: 2, HoldTimeout: time.Minute, OnDrop: onDrop})).s
@@ -119,5 +111,33 @@ func TestAwaitSubscriberNoAlloc(t *testing.T) {
 		}
 	}); n != 0 {
 		t.Fatalf("%v allocations per message", n)
+	}
+}
+
+// logLines is a log destination that hands each line to the test (lines
+// beyond its capacity are dropped).
+type logLines chan string
+
+func (l logLines) Write(p []byte) (int, error) {
+	select {
+	case l <- string(p):
+	default:
+	}
+	return len(p), nil
+}
+
+// waitFor reads lines until one contains want.
+func (l logLines) waitFor(t *testing.T, want string) {
+	t.Helper()
+	deadline := time.After(waitFor)
+	for {
+		select {
+		case line := <-l:
+			if strings.Contains(line, want) {
+				return
+			}
+		case <-deadline:
+			t.Fatalf("no log line with %s", want)
+		}
 	}
 }
