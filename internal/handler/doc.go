@@ -13,7 +13,8 @@
 //	name                type    bind/connect  key ([section])                               HWM     when full
 //	inspect             ROUTER  connect       [handler] proxy_inspect_spec(s)               1000    reply dropped; the proxy times out and proxies
 //	accept              ROUTER  connect       [handler] proxy_accept_spec(s)                1000    reply dropped; engine queue full → reply {} (proxy: 500)
-//	condure-in          PUB     connect       [proxy] condure_out_specs / connmgr_out_specs unlim.  Go queue 65536; full → the session is dropped (its seq would break)
+//	condure-in          XPUB    connect       [proxy] condure_out_specs / connmgr_out_specs unlim.  Go queue 65536; full → the session is dropped (its seq would break)
+//	                                          (a SUB peer sees a PUB; packets wait up to 10 s for connmgr's subscription, zsock AwaitSubscriber)
 //	condure-out-stream  ROUTER  connect       [proxy] condure_in_stream_specs, identity=id  101000  read side; libzmq holds/drops at RCVHWM
 //	retry               PUSH    connect       [handler] proxy_retry_out_spec(s)             1000    dropped after 100 ms, logged (the client then expires)
 //	stats               PUB     bind          [handler] stats_spec                          200000  dropped and counted (stats are best effort)

@@ -14,7 +14,8 @@
 //	name                 type    bind/connect  key                       HWM     when full
 //	condure-out          PULL    connect       condure_in_specs          100     connmgr holds/refuses (its 503)
 //	condure-out-stream   ROUTER  connect       condure_in_stream_specs   101000  libzmq drops
-//	condure-in           PUB     connect       condure_out_specs         none    Go queue 65536; beyond: packet dropped, logged
+//	condure-in           XPUB    connect       condure_out_specs         none    Go queue 65536; beyond: packet dropped, logged;
+//	                                                                                 waits ≤ 10 s for connmgr's subscription (zsock AwaitSubscriber)
 //	zurl-in              PUSH    connect       zurl_out_specs            100     502 "zhttp service unreachable"
 //	zurl-in-stream       ROUTER  connect       zurl_out_stream_specs     101000  packet dropped, logged; a follow-up
 //	                                                                                 to a zhttp client that went away
@@ -24,7 +25,8 @@
 //	retry                PULL    bind          handler_retry_in_spec     101000  libzmq holds
 //	intreq-in            PULL    bind          intreq_in_specs           100     handler holds/fails its request
 //	intreq-in-stream     ROUTER  bind          intreq_in_stream_specs    101000  libzmq drops
-//	intreq-out           PUB     bind          intreq_out_specs          none    Go queue 65536; beyond: packet dropped, logged
+//	intreq-out           XPUB    bind          intreq_out_specs          none    Go queue 65536; beyond: packet dropped, logged;
+//	                                                                                 waits ≤ 10 s for the handler's subscription
 //	proxy-stats          PUB     bind          stats_spec                200000  Go queue 4096; beyond: dropped, counted, logged
 //	proxy-command        ROUTER  bind          command_spec              1000    reply dropped, logged (the caller times out)
 //

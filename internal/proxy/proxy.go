@@ -278,7 +278,10 @@ func (s *Service) openSockets(zctx *zsock.Context, drops, acceptDrops chan<- str
 		Connect: s.cfg.ConnmgrInStreamSpecs, Identity: id, RcvHWM: hwmStream, SndHWM: hwmStream, Linger: lingerStream}); err != nil {
 		return fail(err)
 	}
-	if ss.connmgrOut, err = open(zsock.Options{Name: "condure-in", Type: zmq.PUB, Direction: zsock.SendOnly,
+	// XPUBs that hold packets until the peer's subscription is in
+	// (zsock.Options.AwaitSubscriber): a PUB drops them, breaking the
+	// session's sequence.
+	if ss.connmgrOut, err = open(zsock.Options{Name: "condure-in", Type: zmq.XPUB, Direction: zsock.SendOnly, AwaitSubscriber: true,
 		Connect: s.cfg.ConnmgrOutSpecs, SndHWM: zsock.Unlimited, Linger: lingerStream, QueueLen: outQueueLen}); err != nil {
 		return fail(err)
 	}
@@ -345,7 +348,7 @@ func (s *Service) openSockets(zctx *zsock.Context, drops, acceptDrops chan<- str
 			Bind: s.cfg.IntreqInStreamSpecs, Identity: id, RcvHWM: hwmStream, SndHWM: hwmStream, Linger: lingerStream}); err != nil {
 			return fail(err)
 		}
-		if ss.intreqOut, err = open(zsock.Options{Name: "intreq-out", Type: zmq.PUB, Direction: zsock.SendOnly,
+		if ss.intreqOut, err = open(zsock.Options{Name: "intreq-out", Type: zmq.XPUB, Direction: zsock.SendOnly, AwaitSubscriber: true,
 			Bind: s.cfg.IntreqOutSpecs, SndHWM: zsock.Unlimited, Linger: lingerStream, QueueLen: outQueueLen}); err != nil {
 			return fail(err)
 		}
