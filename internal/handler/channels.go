@@ -19,6 +19,7 @@ type channel struct {
 	name       string
 	response   map[*hsession]struct{}
 	stream     map[*hsession]struct{}
+	ws         map[*wsSession]struct{} // WebSocket subscribers (wssession.go)
 	subscribed bool
 	lingerEnd  time.Time // zero = not lingering
 	firstSubAt time.Time // zero = no first-subscription update pending
@@ -26,12 +27,13 @@ type channel struct {
 	hasLastID  bool
 }
 
-func (c *channel) empty() bool { return len(c.response) == 0 && len(c.stream) == 0 }
+func (c *channel) empty() bool { return len(c.response) == 0 && len(c.stream) == 0 && len(c.ws) == 0 }
 
 func (e *engine) channel(name string) *channel {
 	c := e.channels[name]
 	if c == nil {
-		c = &channel{name: name, response: map[*hsession]struct{}{}, stream: map[*hsession]struct{}{}}
+		c = &channel{name: name, response: map[*hsession]struct{}{}, stream: map[*hsession]struct{}{},
+			ws: map[*wsSession]struct{}{}}
 		e.channels[name] = c
 	}
 	return c
@@ -54,10 +56,24 @@ func (e *engine) subscribe(s *hsession, name string, sc sessChannel, now time.Ti
 	set[s] = struct{}{}
 	c.lingerEnd = time.Time{}
 	e.stats.subscription(mode, name, len(set), now)
+	e.channelSubscribed(c, now)
+	if ev := e.log.Info(); ev.Enabled() {
+		msg := "subscribe"
+		if s.rs.IsRetry {
+			msg = "subscribe retry"
+		}
+		ev.Str("uri", s.acc.Request.URI).Str("channel", name).Str(logging.FieldRID, string(s.z.ID)).Msg(msg)
+	}
+}
+
+// channelSubscribed notes that c has a subscriber: its first one makes it
+// subscribed (SUB input topic, sequencing) and schedules the
+// first-subscription update.
+func (e *engine) channelSubscribed(c *channel, now time.Time) {
 	if !c.subscribed {
 		c.subscribed = true
 		if e.chanSet != nil {
-			e.chanSet.Add(name)
+			e.chanSet.Add(c.name)
 		}
 		if e.cfg.UpdateOnFirstSubscription {
 			c.firstSubAt = now.Add(FirstSubscriptionDelay)
@@ -65,13 +81,6 @@ func (e *engine) subscribe(s *hsession, name string, sc sessChannel, now time.Ti
 				e.nextHK = c.firstSubAt // on time, not up to a tick late
 			}
 		}
-	}
-	if ev := e.log.Info(); ev.Enabled() {
-		msg := "subscribe"
-		if s.rs.IsRetry {
-			msg = "subscribe retry"
-		}
-		ev.Str("uri", s.acc.Request.URI).Str("channel", name).Str(logging.FieldRID, string(s.z.ID)).Msg(msg)
 	}
 }
 

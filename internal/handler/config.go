@@ -48,6 +48,8 @@ type Config struct {
 	IntreqOutSpecs     []string // PUSH, connect: outbound requests (next and gone links)
 	IntreqOutStream    []string // ROUTER, connect
 	IntreqInSpecs      []string // SUB, connect
+	WSControlInSpecs   []string // PULL, connect: ws-control from the proxy (its ws-control-out)
+	WSControlOutSpecs  []string // PUSH, connect: ws-control to the proxy (its ws-control-in)
 	IPCFileMode        os.FileMode
 
 	MessageWait               time.Duration
@@ -131,6 +133,8 @@ func ConfigFromFile(f *config.File) (Config, error) {
 	c.IntreqOutSpecs = list("handler", "proxy_intreq_out_specs")
 	c.IntreqOutStream = list("handler", "proxy_intreq_out_stream_specs")
 	c.IntreqInSpecs = list("handler", "proxy_intreq_in_specs")
+	c.WSControlInSpecs = list("handler", "proxy_ws_control_in_specs", "proxy_ws_control_in_spec")
+	c.WSControlOutSpecs = list("handler", "proxy_ws_control_out_specs", "proxy_ws_control_out_spec")
 
 	var errs []string
 	intKey := func(section, key string, def int) int {

@@ -75,6 +75,12 @@ func (e *engine) deliver(it *grip.Item, now time.Time) {
 			}
 			e.stats.message(it.Channel, it.ID, "http-stream", n)
 		}
+		if it.WSMessage != nil && len(c.ws) > 0 {
+			n := len(c.ws)
+			receivers += n
+			e.deliverWS(c, it, now)
+			e.stats.message(it.Channel, it.ID, "ws-message", n)
+		}
 	}
 	e.log.Info().Str("channel", it.Channel).Int("receivers", receivers).Msg("publish")
 }
@@ -93,8 +99,14 @@ func (e *engine) limitDeliveries(set map[*hsession]struct{}, it *grip.Item, rd *
 			e.stats.deliveryDropped()
 		}
 	}
+	e.logHWMDrops(dropped, it.Channel)
+}
+
+// logHWMDrops warns about the deliveries dropped at message_hwm, per
+// route.
+func (e *engine) logHWMDrops(dropped map[string]int, channel string) {
 	for route, n := range dropped {
-		ev := e.log.Warn().Int("hwm", e.cfg.MessageHWM).Int("deliveries", n).Str("channel", it.Channel)
+		ev := e.log.Warn().Int("hwm", e.cfg.MessageHWM).Int("deliveries", n).Str("channel", channel)
 		if route != "" {
 			ev.Str(logging.FieldRoute, route).Msgf("exceeded publish hwm (%d) for route %s, dropping message", e.cfg.MessageHWM, route)
 		} else {

@@ -22,14 +22,16 @@
 //	intreq-in-stream    ROUTER  connect       [handler] proxy_intreq_out_stream_specs, id   1000    follow-up dropped, logged
 //	intreq-out          SUB id  connect       [handler] proxy_intreq_in_specs               1000    read side
 //	proxy-command       DEALER  connect       [handler] proxy_command_spec                  1000    ≤256 calls in flight; more → proxy-request-failed
+//	ws-control-out      PULL    connect       [handler] proxy_ws_control_in_spec(s)         101000  read side
+//	ws-control-in       PUSH    connect       [handler] proxy_ws_control_out_spec(s)        101000  Go queue 4096 packets; over half full holds publishing back; full → dropped, logged, counted
 //
 // The connmgr keys are read from [proxy] as Pushpin 1.36/1.41 do, falling
 // back to [handler] (tack's internal.conf repeats them there). The
 // command socket's conncheck asks the proxy (proxy-command, 10 s timeout,
 // only when a proxy is connected) about the ids the handler does not
 // hold, as Pushpin's ConnCheckWorker does; proxy-command is opened only
-// with a command socket. Not opened yet: ws-control, state (and the
-// periodic report call to the proxy, which only feeds update checks).
+// with a command socket. Not opened yet: state (and the periodic report
+// call to the proxy, which only feeds update checks).
 //
 // # Links and outbound requests
 //
@@ -63,6 +65,18 @@
 // maxBatchItems), it publishes them as one batch and each stream
 // session's share of it leaves as one packet (publishBatch): a burst then
 // costs connmgr one client write per subscriber, not one per item.
+//
+// # WebSockets
+//
+// The proxy keeps GRIP WebSocket connections itself and tells the handler
+// about them over ws-control (wssession.go, zmq-wire.md §4.5): `here`
+// creates a session (expiring ttl after the last here/keep-alive), `grip`
+// carries the backend's `c:` control messages (wscontrol.go), `subscribe`
+// the `sub=` channels. Published `ws-message` items leave as `send` items
+// without req-id (wsdeliver.go); the items of one engine step leave
+// batched, up to 128 per packet. Keep-alive timers run in the proxy,
+// which asks for the content with need-keep-alive. A stop closes every
+// WebSocket with 1012 so that clients reconnect at once.
 //
 // # Rate limiting
 //

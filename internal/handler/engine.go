@@ -97,6 +97,8 @@ type engine struct {
 	// no published items (backpressure, session.go).
 	blocking map[*hsession]time.Time
 	stallLog *rateLog // "client not reading" warnings, one per second
+
+	ws *wsState // WebSocket sessions (wssession.go)
 }
 
 var _ engineAPI = (*engine)(nil)
@@ -122,6 +124,7 @@ func newEngine(cfg Config, log zerolog.Logger, chans *channelSet, st *statsColle
 	e.seq = newSequencer(cfg.IDCacheTTL, cfg.MessageWait)
 	e.limit = newRateLimiter(cfg.MessageRate, cfg.MessageHWM)
 	e.stallLog = newRateLog(log, rateLogInterval)
+	e.ws = newWSState(e)
 	return e
 }
 
@@ -167,16 +170,28 @@ func (e *engine) Recover() error {
 
 // Refresh asks WebSocket(-over-HTTP) connections to re-request their
 // backend (command refresh, grip-reference §4.5). HTTP sessions do not
-// take part, as in Pushpin 1.36, and tack holds no WebSocket sessions
-// yet: by channel it is a successful no-op (1.36 answers success for any
-// channel), by cid it is item-not-found (what 1.36 answers for an HTTP
-// connection's id or an unknown one).
+// take part, as in Pushpin 1.36. By cid: success for a WebSocket the
+// handler knows, item-not-found otherwise (1.36's proxy answers so for
+// an HTTP connection's id or an unknown one); by channel: success, for
+// any channel. Each connection gets a ws-control `refresh` item (a no-op
+// for a GRIP WebSocket, as in 1.36).
 func (e *engine) Refresh(cid, channel string) error {
-	if cid != "" {
-		return errNoSuchConnection
+	res := make(chan error, 1)
+	select {
+	case e.cmds <- engineCmd{inspect: func(e *engine) { res <- e.wsRefresh(cid, channel) }}:
+	default:
+		return ErrQueueFull
 	}
-	return nil
+	select {
+	case err := <-res:
+		return err
+	case <-time.After(refreshWait):
+		return ErrQueueFull
+	}
 }
+
+// refreshWait bounds how long Refresh waits for the engine.
+const refreshWait = 5 * time.Second
 
 // errNoSuchConnection answers refresh with Pushpin's item-not-found.
 var errNoSuchConnection = conditionError{cond: "item-not-found", msg: "no such WebSocket connection"}
@@ -239,12 +254,21 @@ func (e *engine) run(ctx context.Context) error {
 		if at, ok := e.limit.pending(); ok && at.Sub(now) < wait {
 			wait = at.Sub(now)
 		}
+		if at, ok := e.ws.timers.next(); ok && at.Sub(now) < wait {
+			wait = at.Sub(now)
+		}
 		pubq := e.pubq
 		if at, ok := e.congested(now); ok {
 			pubq = nil // backpressure: leave published items waiting
 			if at.Sub(now) < wait {
 				wait = at.Sub(now)
 			}
+		}
+		if e.wsCongested() {
+			// The proxy reads ws-control slowly: leave published items
+			// waiting; recheck soon (the socket drains on its own).
+			pubq = nil
+			wait = min(wait, wsCongestionPoll)
 		}
 		timer.Reset(max(wait, 0))
 		select {
@@ -263,6 +287,11 @@ func (e *engine) run(ctx context.Context) error {
 				return errSocketClosed("intreq-out")
 			}
 			e.handleIntreq(m, e.clock.Now())
+		case m, ok := <-e.ws.in:
+			if !ok {
+				return errSocketClosed("ws-control-out")
+			}
+			e.handleWSControl(m, e.clock.Now())
 		case items := <-pubq:
 			e.publishBatch(items, e.clock.Now())
 		case c := <-e.cmds:
@@ -278,6 +307,7 @@ func (e *engine) run(ctx context.Context) error {
 			}
 		case <-timer.C():
 		}
+		e.wsFlush()
 	}
 }
 
@@ -290,13 +320,16 @@ func (e *engine) runTimers(now time.Time) {
 		}
 		e.fire(s, k, now)
 	}
+	e.wsRunTimers(now)
 	e.flushKeepAlives(now)
 	if len(e.updQ) > 0 && !now.Before(e.nextUpd) {
 		e.drainUpdates(now)
 	}
 	if at, ok := e.limit.pending(); ok && !now.Before(at) {
 		e.limit.runBatch(now, func(d delivery) {
-			if d.rd != nil {
+			if d.ws != nil {
+				e.deliverWSTo(d.ws, d.it, now)
+			} else if d.rd != nil {
 				e.deliverResponseTo(d.s, d.it, d.rd, now)
 			} else {
 				e.deliverStreamTo(d.s, d.it, d.sd, now)
@@ -394,6 +427,9 @@ func itemsBytes(items []grip.Item) int {
 		}
 		if f := items[i].HTTPResponse; f != nil {
 			n += len(f.Body)
+		}
+		if f := items[i].WSMessage; f != nil {
+			n += len(f.Content)
 		}
 	}
 	return n
@@ -754,6 +790,7 @@ func (e *engine) shutdown(now time.Time) {
 	for _, s := range e.sessions {
 		e.finish(s, now, false)
 	}
+	e.wsShutdown(now)
 }
 
 // recover forgets every last id and updates every held session

@@ -35,15 +35,31 @@ func contentFilterMismatch(sub, msg []string) string {
 // dropByFilters runs the channel's delivery filters in order; the first
 // drop wins.
 func dropByFilters(filters []string, s *hsession, it *grip.Item) bool {
+	if len(filters) == 0 {
+		return false
+	}
+	return dropByFiltersWith(filters, s.in.Meta, it, func(req string) bool {
+		for _, c := range s.in.Channels {
+			if c.BackendName == req {
+				return true
+			}
+		}
+		return containsString(s.acc.ImplicitChannels, req)
+	})
+}
+
+// dropByFiltersWith runs the delivery filters with the given subscription
+// meta; subscribed tells require-sub whether the session has a channel.
+func dropByFiltersWith(filters []string, meta map[string]string, it *grip.Item, subscribed func(string) bool) bool {
 	for _, f := range filters {
 		switch f {
 		case "skip-self":
-			user, sender := s.in.Meta["user"], it.Meta["sender"]
+			user, sender := meta["user"], it.Meta["sender"]
 			if user != "" && sender != "" && user == sender {
 				return true
 			}
 		case "skip-users":
-			user := s.in.Meta["user"]
+			user := meta["user"]
 			if user == "" {
 				continue
 			}
@@ -53,18 +69,7 @@ func dropByFilters(filters []string, s *hsession, it *grip.Item) bool {
 				}
 			}
 		case "require-sub":
-			req := it.Meta["require_sub"]
-			if req == "" {
-				continue
-			}
-			found := false
-			for _, c := range s.in.Channels {
-				if c.BackendName == req {
-					found = true
-					break
-				}
-			}
-			if !found && !containsString(s.acc.ImplicitChannels, req) {
+			if req := it.Meta["require_sub"]; req != "" && !subscribed(req) {
 				return true
 			}
 		}
@@ -137,12 +142,18 @@ func prevIDVars(s *hsession) map[string]string {
 // id_format rendered with the channels' prev-ids, %(channel)s), %(x)I the
 // literal x; sub meta id_encoding=hex hex-encodes both.
 func buildID(content []byte, s *hsession) ([]byte, error) {
-	idFormat, ok := s.in.Meta["id_format"]
+	return buildIDWith(content, s.in.Meta, func() map[string]string { return prevIDVars(s) })
+}
+
+// buildIDWith is build-id with the given sub meta and prev-id variables
+// (nil: none).
+func buildIDWith(content []byte, meta map[string]string, prevIDs func() map[string]string) ([]byte, error) {
+	idFormat, ok := meta["id_format"]
 	if !ok {
 		return nil, errFilter("no sub meta 'id_format'")
 	}
 	hexIDs := false
-	if enc, ok := s.in.Meta["id_encoding"]; ok {
+	if enc, ok := meta["id_encoding"]; ok {
 		if enc != "hex" {
 			return nil, errFilter("unsupported encoding: " + enc)
 		}
@@ -153,7 +164,11 @@ func buildID(content []byte, s *hsession) ([]byte, error) {
 	}
 	var id []byte
 	haveID := false
-	if vars := prevIDVars(s); len(vars) > 0 {
+	var vars map[string]string
+	if prevIDs != nil {
+		vars = prevIDs()
+	}
+	if len(vars) > 0 {
 		var err error
 		id, err = renderFormat([]byte(idFormat), func(typ byte, arg []byte, hasArg bool) ([]byte, error) {
 			if typ != 's' {

@@ -12,6 +12,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"tack/internal/cli"
+	"tack/internal/logging"
 	"tack/internal/zsock"
 )
 
@@ -23,6 +24,8 @@ const (
 	hwmStats       = 200000
 	hwmRetry       = 1000
 	hwmIntreq      = 1000
+	hwmWSControl   = 101000 // Pushpin DEFAULT_HWM on both ws-control sockets
+	wsOutQLen      = 4096   // Go queue (packets) in front of the ws-control PUSH
 	lingerStream   = 500 * time.Millisecond
 	connmgrOutQLen = 65536 // Go queue in front of the connmgr PUB
 	statsOutQLen   = 4096
@@ -61,12 +64,13 @@ type sockets struct {
 	inspect, accept, connmgrOut, connmgrIn, retry, stats, proxyStats *zsock.Socket
 	intreqOut, intreqOutStream, intreqIn                             *zsock.Socket
 	proxyCommand                                                     *zsock.Socket // conncheck's calls to the proxy
+	wsIn, wsOut                                                      *zsock.Socket
 }
 
 func (ss *sockets) all() []*zsock.Socket {
 	var out []*zsock.Socket
 	for _, so := range []*zsock.Socket{ss.inspect, ss.accept, ss.connmgrOut, ss.connmgrIn, ss.retry, ss.stats, ss.proxyStats,
-		ss.intreqOut, ss.intreqOutStream, ss.intreqIn, ss.proxyCommand} {
+		ss.intreqOut, ss.intreqOutStream, ss.intreqIn, ss.proxyCommand, ss.wsIn, ss.wsOut} {
 		if so != nil {
 			out = append(out, so)
 		}
@@ -137,6 +141,22 @@ func (s *Service) openSockets(zctx *zsock.Context) (*sockets, error) {
 			return fail(err)
 		}
 	}
+	if len(c.WSControlInSpecs) > 0 && len(c.WSControlOutSpecs) > 0 {
+		// Both or neither, as Pushpin 1.36.
+		if ss.wsIn, err = open(zsock.Options{Name: "ws-control-out", Type: zmq.PULL, Direction: zsock.RecvOnly,
+			Connect: c.WSControlInSpecs, RcvHWM: hwmWSControl}); err != nil {
+			return fail(err)
+		}
+		wsDrops := newRateLog(s.log, rateLogInterval)
+		if ss.wsOut, err = open(zsock.Options{Name: "ws-control-in", Type: zmq.PUSH, Direction: zsock.SendOnly,
+			Connect: c.WSControlOutSpecs, SndHWM: hwmWSControl, Linger: lingerStream, QueueLen: wsOutQLen,
+			OnDrop: func(m zsock.Message, err error) {
+				s.st.dropped()
+				wsDrops.Warn(time.Now()).Err(err).Str(logging.FieldSocket, "ws-control-in").Msg("ws-control packet dropped")
+			}}); err != nil {
+			return fail(err)
+		}
+	}
 	if c.StatsSpec != "" {
 		if ss.stats, err = open(zsock.Options{Name: "stats", Type: zmq.PUB, Direction: zsock.SendOnly,
 			Bind: []string{c.StatsSpec}, SndHWM: hwmStats, QueueLen: statsOutQLen}); err != nil {
@@ -181,6 +201,10 @@ func (s *Service) Run(ctx context.Context) error {
 	}
 	if ss.retry != nil {
 		eng.out.retry = ss.retry.Send()
+	}
+	if ss.wsIn != nil {
+		eng.ws.in = ss.wsIn.Recv()
+		eng.ws.out = ss.wsOut.Send()
 	}
 	if ss.intreqOut != nil {
 		eng.out.intreq = ss.intreqOut.Send()

@@ -106,9 +106,12 @@ type harness struct {
 	iin     *zmq.Socket // PULL: first packets of outbound requests
 	istream *zmq.Socket // ROUTER (identity proxy_test): follow-ups
 	iout    *zmq.Socket // PUB: replies
-	id      string
-	seq     int // accept request counter
-	stop    func()
+	// and its ws-control sockets (wssession_test.go)
+	wsIn  *zmq.Socket // PULL at ws-control-in: from the handler
+	wsOut *zmq.Socket // PUSH at ws-control-out: to the handler
+	id    string
+	seq   int // accept request counter
+	stop  func()
 	// stopRun stops the handler (as SIGTERM does) and leaves the test's
 	// sockets open, to read what it sent while stopping.
 	stopRun func()
@@ -154,6 +157,8 @@ func startHarness(t testing.TB, mod func(*Config)) *harness {
 		t.Fatal(err)
 	}
 	h.iout = sock(zmq.PUB, "intreq-out")
+	h.wsIn = sock(zmq.PULL, "ws-control-in")
+	h.wsOut = sock(zmq.PUSH, "ws-control-out")
 
 	cfg := Config{
 		InstanceID:                h.id,
@@ -164,6 +169,8 @@ func startHarness(t testing.TB, mod func(*Config)) *harness {
 		IntreqOutSpecs:            []string{spec("intreq-in")},
 		IntreqOutStream:           []string{spec("intreq-in-stream")},
 		IntreqInSpecs:             []string{spec("intreq-out")},
+		WSControlInSpecs:          []string{spec("ws-control-out")},
+		WSControlOutSpecs:         []string{spec("ws-control-in")},
 		SubscriptionLinger:        60 * time.Second,
 		UpdateOnFirstSubscription: true,
 		clock:                     h.clock,
@@ -194,7 +201,7 @@ func startHarness(t testing.TB, mod func(*Config)) *harness {
 	h.stop = func() {
 		once.Do(func() {
 			h.stopRun()
-			for _, s := range []*zmq.Socket{h.accept, h.cin, h.cstream, h.retry, h.iin, h.istream, h.iout} {
+			for _, s := range []*zmq.Socket{h.accept, h.cin, h.cstream, h.retry, h.iin, h.istream, h.iout, h.wsIn, h.wsOut} {
 				s.Close()
 			}
 			h.zctx.Term()

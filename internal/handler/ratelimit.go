@@ -29,10 +29,19 @@ const DefaultMessageHWM = 200000
 // prepared format, shared by the sessions it goes to.
 type delivery struct {
 	s      *hsession
+	ws     *wsSession // a ws-message delivery (s, rd and sd nil)
 	it     *grip.Item
 	rd     *responseDelivery
 	sd     *streamDelivery
 	weight int
+}
+
+// live reports whether the delivery's session can still take it.
+func (d *delivery) live() bool {
+	if d.ws != nil {
+		return !d.ws.removed
+	}
+	return d.s.state != stateDone
 }
 
 type bucket struct {
@@ -118,7 +127,7 @@ func (l *rateLimiter) runBatch(now time.Time, deliver func(delivery)) {
 			b.queue[0] = delivery{}
 			b.queue = b.queue[1:]
 			b.weight -= d.weight
-			if d.s.state != stateDone {
+			if d.live() {
 				deliver(d)
 				processed += d.weight
 				if processed > l.batch {
