@@ -628,3 +628,27 @@ func TestWSRequireSub(t *testing.T) {
 	h.publish(it)
 	wantItem(t, h.wsExpect(1)[0], "c1", "send", "message", "needs b")
 }
+
+// TestWSHereAck: a `here` with a req-id (as 1.41 proxies send it) is
+// acked; a repeated here updates the route but keeps the subscriptions.
+func TestWSHereAck(t *testing.T) {
+	h := startWSHarness(t, nil)
+	here := wsHere("c1")
+	here.ReqID = []byte("0")
+	h.wsSendItems(here)
+	wantItem(t, h.wsExpect(1)[0], "c1", "ack", "req-id", "0")
+	h.wsSendItems(wsGrip("c1", "1", `{"type":"subscribe","channel":"a"}`))
+	h.wsExpect(1)
+	again := wsHere("c1")
+	again.Route, again.SeparateStats = "chat", true
+	h.wsSendItems(again)
+	h.wsBarrier()
+	h.inEngine(func(e *engine) {
+		s := e.ws.sessions["c1"]
+		if s == nil || s.statsRoute != "chat" || s.chans.get("a") == nil {
+			t.Errorf("session after a second here: %+v", s)
+		}
+	})
+	h.publish(pubWS("a", "still subscribed"))
+	wantItem(t, h.wsExpect(1)[0], "c1", "send", "message", "still subscribed")
+}
