@@ -132,10 +132,10 @@ func (e *engine) testRespond(s *session, now time.Time) {
 
 // wsStartTest answers a WebSocket routed to the test handler like
 // Pushpin's (src/proxy/testwebsocket.cpp): only /ws is accepted (101
-// without extensions); on a GRIP route the connection subscribes to its
-// `channel` parameters (default "test") through ws-control, as a GRIP
-// backend's `c:{"type":"subscribe",...}` messages would, and every client
-// message is echoed back.
+// without extensions); the connection subscribes to its `channel`
+// parameters (default "test") through ws-control, as a GRIP backend's
+// `c:{"type":"subscribe",...}` messages would, and every client message is
+// echoed back.
 func (e *engine) wsStartTest(s *session, now time.Time) {
 	ws := s.ws
 	if testResource(s.route.PathBeg, s.ci.path) != "/ws" {
@@ -145,23 +145,18 @@ func (e *engine) wsStartTest(s *session, now time.Time) {
 	ws.test = true
 	ws.connected = true
 	ws.outDone = true
-	t := &s.targets[s.ti]
-	// A trusted client's proxy in front, or a no_grip route, handles GRIP
-	// itself: the connection only echoes.
-	grip := !s.ci.trusted && !s.route.NoGrip
-	switch {
-	case !e.wsControlOn():
-		e.log.Warn().Str(logging.FieldRID, string(s.in.ID)).Msg("websocket: test handler without ws-control sockets: echo only, no subscriptions")
-	case grip || len(t.Subs) > 0:
+	// Like Pushpin 1.36, GRIP applies whatever the route's no_grip or the
+	// client's trust (verified: a `* test,no_grip` route still subscribes).
+	if e.wsControlOn() {
 		e.wsControlStart(s, now)
-		for _, ch := range t.Subs {
+		for _, ch := range s.targets[s.ti].Subs {
 			e.wsControlRequest(s, wsSubscribeItem(ch), now)
 		}
-		if grip {
-			for _, ch := range testChannels(s.ci.rawURI) {
-				e.wsControlRequest(s, wsGripSubscribeItem(ch), now)
-			}
+		for _, ch := range testChannels(s.ci.rawURI) {
+			e.wsControlRequest(s, wsGripSubscribeItem(ch), now)
 		}
+	} else {
+		e.log.Warn().Str(logging.FieldRID, string(s.in.ID)).Msg("websocket: test handler without ws-control sockets: echo only, no subscriptions")
 	}
 	e.wsAccept(s, "", []zhttp.Header{}, now)
 	e.log.Info().Str(logging.FieldRID, string(s.in.ID)).Str("uri", s.first.URI).Str("target", "test").
