@@ -80,6 +80,10 @@ type wsSession struct {
 	toClient  wsDir // backend and handler → client (connmgr)
 	toBackend wsDir // client → backend (zhttp client)
 
+	// test: the built-in test handler answers instead of a backend
+	// (testhandler.go); outDone is set from the start.
+	test bool
+
 	// GRIP (grip-reference §6.1).
 	grip     bool
 	prefix   []byte
@@ -206,6 +210,9 @@ func (e *engine) wsNextTarget(s *session, now time.Time) {
 		case t.Kind == routes.TargetHost:
 			e.wsStartHost(s, t, now)
 			return
+		case t.Kind == routes.TargetTest:
+			e.wsStartTest(s, now)
+			return
 		default:
 			e.log.Warn().Str(logging.FieldRID, string(s.in.ID)).Str("target", targetName(t)).Msg("websocket: target kind not supported for WebSockets, skipping target")
 			s.tried = append(s.tried, targetName(t))
@@ -278,6 +285,10 @@ func (e *engine) wsInPacket(s *session, p *zhttp.Packet, now time.Time) {
 	case zhttp.TypeData, zhttp.TypePing, zhttp.TypePong:
 		if p.Credits > 0 {
 			e.wsFlushClient(s, now)
+		}
+		if ws.test {
+			e.wsTestFrame(s, p, now)
+			return
 		}
 		d := &ws.toBackend
 		if ws.detached || ws.outDone || d.closeQueued || d.closeSent {
@@ -401,9 +412,17 @@ func (e *engine) wsConnected(s *session, p *zhttp.Packet, now time.Time) {
 			e.wsControlRequest(s, wsSubscribeItem(ch), now)
 		}
 	}
+	e.wsAccept(s, p.Reason, hs, now)
+	e.log.Info().Str(logging.FieldRID, string(s.in.ID)).Str("uri", s.first.URI).Str("target", targetName(t)).
+		Bool("grip", ws.grip).Str("cid", ws.cid).Msg("websocket connected")
+	e.wsFlushBackend(s, now)
+}
+
+// wsAccept sends the client its 101 with the proxy's credit window.
+func (e *engine) wsAccept(s *session, reason string, hs []zhttp.Header, now time.Time) {
 	out := zhttp.New()
 	out.Code = 101
-	out.Reason = p.Reason
+	out.Reason = reason
 	if out.Reason == "" {
 		out.Reason = "Switching Protocols"
 	}
@@ -412,9 +431,6 @@ func (e *engine) wsConnected(s *session, p *zhttp.Packet, now time.Time) {
 	out.Credits = wsWindow
 	s.code = 101
 	e.sendIn(s, out, now)
-	e.log.Info().Str(logging.FieldRID, string(s.in.ID)).Str("uri", s.first.URI).Str("target", targetName(t)).
-		Bool("grip", ws.grip).Str("cid", ws.cid).Msg("websocket connected")
-	e.wsFlushBackend(s, now)
 }
 
 // wsBackendMessage applies the GRIP message rules to a backend data packet
@@ -589,8 +605,16 @@ func (e *engine) wsGrantIn(s *session, now time.Time) {
 	}
 }
 
-// wsGrantOut grants the zhttp client the backend payload that left the proxy.
+// wsGrantOut grants the zhttp client the backend payload that left the
+// proxy. For the test handler that payload is the client's own echo: its
+// credits go back to connmgr.
 func (e *engine) wsGrantOut(s *session, now time.Time) {
+	if ws := s.ws; ws.test {
+		ws.toBackend.owed += ws.toClient.owed
+		ws.toClient.owed = 0
+		e.wsGrantIn(s, now)
+		return
+	}
 	if !s.outActive || !s.outAcked || s.ws.outDone {
 		return
 	}
