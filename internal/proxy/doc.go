@@ -21,6 +21,7 @@
 //	                                                                                 ends its request (clientwatch.go)
 //	zurl-out             SUB     connect       zurl_in_specs             101000  libzmq drops
 //	accept               DEALER  bind          handler_accept_spec       100     1 s wait, then 500 "Accept service unavailable."
+//	inspect              DEALER  bind          handler_inspect_spec      100     call fails at once: the request is proxied unshared
 //	retry                PULL    bind          handler_retry_in_spec     101000  libzmq holds
 //	intreq-in            PULL    bind          intreq_in_specs           100     handler holds/fails its request
 //	intreq-in-stream     ROUTER  bind          intreq_in_stream_specs    101000  libzmq drops
@@ -63,8 +64,18 @@
 // the route with that id (else a host lookup); otherwise straight to the
 // URI's host:port with the original route's signing settings and
 // ignore-policies when trusted. auto-share (coalescing identical requests)
-// is not done: each handler request gets its own backend request. The
-// sockets are opened only when all three intreq_* keys are set.
+// goes to the inspect call, so identical next-link fetches share one
+// backend request (share.go). The sockets are opened only when all three
+// intreq_* keys are set.
+//
+// Inspect and sharing (inspect.go, share.go; zmq-wire.md §4.2): with
+// handler_inspect_spec set, each routed request is first shown to the
+// handler (8 s timeout; after a failed call, requests go at once until a
+// background call is answered, as 1.36 does). An answer with a sharing key
+// ([handler] share_all, auto-share) lets identical requests join one
+// backend request: the response goes to every member under each client's
+// credits (the slowest paces the backend beyond ResponseBuffer), a GRIP
+// answer hands them all to the handler in one accept call.
 //
 // A GRIP stream hold whose initial body passes 100000 bytes is sent by
 // the proxy itself and handed off with response-sent (large.go). Upstream
@@ -77,7 +88,6 @@
 // (SIGINT/SIGTERM) cancels every session on both sides, so connmgr closes
 // the clients at once.
 //
-// Not yet: inspect calls (request sharing, sessions), WebSocket proxying,
-// zhttp/zhttpreq route targets,
-// intreq auto-share.
+// Not yet: sessions (inspect's sid), no-proxy answers, WebSocket proxying,
+// zhttp/zhttpreq route targets.
 package proxy
