@@ -1,0 +1,184 @@
+package e2e
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"tack/internal/testutil"
+)
+
+// heldBackend counts requests per path and holds each one until release
+// is closed, then answers with answer.
+type heldBackend struct {
+	hits    sync.Map // path → *atomic.Int64
+	release chan struct{}
+	once    sync.Once
+}
+
+func (b *heldBackend) count(path string) int64 {
+	v, _ := b.hits.LoadOrStore(path, new(atomic.Int64))
+	return v.(*atomic.Int64).Load()
+}
+
+func (b *heldBackend) handler(answer func(w http.ResponseWriter, r *http.Request)) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		v, _ := b.hits.LoadOrStore(r.URL.Path, new(atomic.Int64))
+		v.(*atomic.Int64).Add(1)
+		select {
+		case <-b.release:
+		case <-r.Context().Done():
+			return
+		}
+		answer(w, r)
+	}
+}
+
+func (b *heldBackend) open() { b.once.Do(func() { close(b.release) }) }
+
+// sharedGets starts n identical requests for path while the backend holds
+// the first: one first, the others once it reached the backend; then the
+// backend answers. Each client's result goes to its function.
+func sharedGets(t *testing.T, s *suite, b *heldBackend, path string, n int, client func(i int)) {
+	t.Helper()
+	var wg sync.WaitGroup
+	wg.Go(func() { client(0) })
+	testutil.Eventually(t, 10*time.Second, func() error {
+		if b.count(path) == 0 {
+			return fmt.Errorf("backend not reached yet")
+		}
+		return nil
+	})
+	for i := 1; i < n; i++ {
+		wg.Go(func() { client(i) })
+	}
+	// Time for the others to reach the proxy and its inspect call.
+	time.Sleep(time.Second)
+	b.open()
+	wg.Wait()
+}
+
+// warmInspect sends requests with distinct URIs (which never share) until
+// five in a row were answered: the proxy skips inspect after a failed call
+// (the handler was not yet connected) until a later one succeeds.
+func warmInspect(t *testing.T, s *suite) {
+	t.Helper()
+	n, ok := 0, 0
+	testutil.Eventually(t, 30*time.Second, func() error {
+		n++
+		resp, err := (&http.Client{Timeout: 3 * time.Second}).Get(s.url(fmt.Sprintf("/ready?n=%d", n)))
+		if err != nil {
+			return err
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode == 200 {
+			ok++
+		}
+		if ok < 5 {
+			time.Sleep(200 * time.Millisecond)
+			return fmt.Errorf("%d requests answered", ok)
+		}
+		return nil
+	})
+}
+
+// TestE2EShareAll: with [handler] share_all, identical concurrent GETs
+// reach the backend once and every client gets the answer; a shared GRIP
+// stream hold puts every client on the channel.
+func TestE2EShareAll(t *testing.T) {
+	plain := &heldBackend{release: make(chan struct{})}
+	hold := &heldBackend{release: make(chan struct{})}
+	t.Cleanup(plain.open)
+	t.Cleanup(hold.open)
+	mux := http.NewServeMux()
+	mux.HandleFunc("/ready", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ready\n") })
+	mux.Handle("/plain", plain.handler(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain")
+		io.WriteString(w, "shared body\n")
+	}))
+	mux.Handle("/hold", hold.handler(holdStream))
+	be := newBackendWith(t, mux)
+	s := startSuite(t, suiteOptions{routes: "* " + be + "\n", handler: map[string]string{"share_all": "true"}})
+	warmInspect(t, s)
+
+	const clients = 3
+	t.Run("Plain", func(t *testing.T) {
+		results := make([]string, clients)
+		sharedGets(t, s, plain, "/plain", clients, func(i int) {
+			resp, err := (&http.Client{Timeout: 20 * time.Second}).Get(s.url("/plain?a=1"))
+			if err != nil {
+				results[i] = err.Error()
+				return
+			}
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			results[i] = fmt.Sprintf("%d %s", resp.StatusCode, b)
+		})
+		for i, r := range results {
+			if r != "200 shared body\n" {
+				t.Errorf("client %d got %q", i, r)
+			}
+		}
+		if got := plain.count("/plain"); got != 1 {
+			t.Fatalf("backend saw %d requests for %d identical clients, want 1", got, clients)
+		}
+	})
+
+	t.Run("StreamHold", func(t *testing.T) {
+		readers := make([]*bufio.Reader, clients)
+		var mu sync.Mutex
+		var failures []string
+		sharedGets(t, s, hold, "/hold", clients, func(i int) {
+			resp, err := (&http.Client{Timeout: 20 * time.Second}).Get(s.url("/hold?ch=shared"))
+			if err != nil {
+				mu.Lock()
+				failures = append(failures, err.Error())
+				mu.Unlock()
+				return
+			}
+			t.Cleanup(func() { resp.Body.Close() })
+			br := bufio.NewReader(resp.Body)
+			line, err := br.ReadString('\n')
+			if resp.StatusCode != 200 || line != "[open]\n" {
+				mu.Lock()
+				failures = append(failures, fmt.Sprintf("client %d: %d %q %v", i, resp.StatusCode, line, err))
+				mu.Unlock()
+				return
+			}
+			readers[i] = br
+		})
+		if len(failures) > 0 {
+			t.Fatalf("streams: %q", failures)
+		}
+		if got := hold.count("/hold"); got != 1 {
+			t.Fatalf("backend saw %d requests for %d identical clients, want 1", got, clients)
+		}
+		// Every client was handed over in the same accept call, so all
+		// are subscribed once the first gets a published line.
+		pub := func() {
+			s.postPublish(t, `{"items":[{"channel":"shared","formats":{"http-stream":{"content":"hello\n"}}}]}`)
+		}
+		expectLine(t, readers[0], "hello\n", pub)
+		for i, br := range readers[1:] {
+			got := make(chan string, 1)
+			go func() {
+				l, _ := br.ReadString('\n')
+				got <- l
+			}()
+			select {
+			case l := <-got:
+				if l != "hello\n" {
+					t.Errorf("client %d got %q", i+1, l)
+				}
+			case <-time.After(10 * time.Second):
+				t.Errorf("client %d got no published line", i+1)
+			}
+		}
+	})
+}
