@@ -63,31 +63,6 @@ func sharedGets(t *testing.T, s *suite, b *heldBackend, path string, n int, clie
 	wg.Wait()
 }
 
-// warmInspect sends requests with distinct URIs (which never share) until
-// five in a row were answered: the proxy skips inspect after a failed call
-// (the handler was not yet connected) until a later one succeeds.
-func warmInspect(t *testing.T, s *suite) {
-	t.Helper()
-	n, ok := 0, 0
-	testutil.Eventually(t, 30*time.Second, func() error {
-		n++
-		resp, err := (&http.Client{Timeout: 3 * time.Second}).Get(s.url(fmt.Sprintf("/ready?n=%d", n)))
-		if err != nil {
-			return err
-		}
-		io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
-		if resp.StatusCode == 200 {
-			ok++
-		}
-		if ok < 5 {
-			time.Sleep(200 * time.Millisecond)
-			return fmt.Errorf("%d requests answered", ok)
-		}
-		return nil
-	})
-}
-
 // TestE2EShareAll: with [handler] share_all, identical concurrent GETs
 // reach the backend once and every client gets the answer; a shared GRIP
 // stream hold puts every client on the channel.
@@ -105,7 +80,7 @@ func TestE2EShareAll(t *testing.T) {
 	mux.Handle("/hold", hold.handler(holdStream))
 	be := newBackendWith(t, mux)
 	s := startSuite(t, suiteOptions{routes: "* " + be + "\n", handler: map[string]string{"share_all": "true"}})
-	warmInspect(t, s)
+	testutil.WarmInspect(t, func(n int) string { return s.url(fmt.Sprintf("/ready?n=%d", n)) })
 
 	const clients = 3
 	t.Run("Plain", func(t *testing.T) {

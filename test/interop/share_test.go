@@ -91,28 +91,7 @@ func checkShareAll(t *testing.T, links string) {
 	conf := debianConfig(t, d.dir, d.httpPort, d.portOffset, map[string]string{"handler.share_all": "true"})
 	writeRoutes(t, d.dir, "* "+target+"\n")
 	d.startPushpin(t, conf, links)
-	// Distinct URIs: with share_all every identical GET would share. The
-	// proxy skips inspect after a failed call (its handler was not yet
-	// connected) until a later call succeeds, so warm it up with a few
-	// requests in a row (Pushpin's ZrpcChecker).
-	n, ok := 0, 0
-	testutil.Eventually(t, 30*time.Second, func() error {
-		n++
-		resp, err := (&http.Client{Timeout: 3 * time.Second}).Get(d.url(fmt.Sprintf("/ready?n=%d", n)))
-		if err != nil {
-			return err
-		}
-		io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
-		if resp.StatusCode == 200 {
-			ok++
-		}
-		if ok < 5 {
-			time.Sleep(200 * time.Millisecond)
-			return fmt.Errorf("%d requests answered", ok)
-		}
-		return nil
-	})
+	testutil.WarmInspect(t, func(n int) string { return d.url(fmt.Sprintf("/ready?n=%d", n)) })
 
 	const clients = 3
 	results := make([]string, clients)
