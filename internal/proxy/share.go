@@ -33,7 +33,9 @@ import (
 //     backend request; when every member has left, the backend request is
 //     cancelled;
 //   - a backend failure before the response is answered to every member
-//     alike; after the response started, every member is disconnected.
+//     alike; after the response started, every member is disconnected;
+//   - the sessions of a retry packet whose inspect data names a sharing
+//     key share again (1.36's Engine retry → doProxy).
 // Not shared (each request its own backend request): test-handler routes,
 // members with a different side, route or client trust, and (unlike 1.36)
 // requests whose body did not come whole in the first packet, and a large
@@ -69,7 +71,7 @@ func (e *engine) shareOrStart(s *session, key string, now time.Time) {
 		e.startTarget(s, now)
 		return
 	}
-	if g := e.shares[key]; g != nil && g.open && compatible(g.leader, s) {
+	if g := e.shares[key]; g != nil && g.open && !g.leader.sentFirst && compatible(g.leader, s) {
 		e.shareJoin(g, s, now)
 		return
 	}

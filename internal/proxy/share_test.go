@@ -483,3 +483,33 @@ func TestProxyShareIntreqAutoShare(t *testing.T) {
 	}
 	h.noAccept()
 }
+
+// TestProxyShareRetry: the sessions of a retry packet whose inspect data
+// names a sharing key share one backend request again.
+func TestProxyShareRetry(t *testing.T) {
+	h := startProxy(t, harnessOpts{routes: []string{"* 127.0.0.1:9"}, inspect: true})
+	var reqs []any
+	ids := [][]byte{[]byte("r-1"), []byte("r-2")}
+	for _, id := range ids {
+		reqs = append(reqs, tnetstring.Dict{
+			{Key: "rid", Value: tnetstring.Dict{{Key: "sender", Value: []byte(connmgrFrom)}, {Key: "id", Value: id}}},
+			{Key: "in-seq", Value: 2}, {Key: "out-seq", Value: 2}, {Key: "out-credits", Value: 200000},
+		})
+	}
+	h.sendRetry(tnetstring.MustEncode(tnetstring.Dict{
+		{Key: "requests", Value: reqs},
+		{Key: "request-data", Value: requestData("GET", "http://example.com/r", []zhttp.Header{{Name: "Host", Value: "example.com"}}, nil)},
+		{Key: "inspect", Value: tnetstring.Dict{{Key: "no-proxy", Value: false}, {Key: "sharing-key", Value: []byte("rk")}}},
+		{Key: "route", Value: []byte("*,*,*,*")},
+	}))
+	z := h.zurlFirst()
+	h.noneToZurl()
+	h.zurlSend(zurlResponse(z.ID, 0, 200, "OK", nil, "again", false))
+	got := h.collect(ids...)
+	for _, id := range ids {
+		ps := got[string(id)]
+		if len(ps) != 2 || ps[0].Type != zhttp.TypeKeepAlive || ps[0].Seq != 2 || ps[1].Seq != 3 || body(ps) != "again" {
+			t.Errorf("%s: %d packets, last %s", id, len(ps), describe(ps[len(ps)-1]))
+		}
+	}
+}
