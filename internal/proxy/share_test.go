@@ -513,3 +513,43 @@ func TestProxyShareRetry(t *testing.T) {
 		}
 	}
 }
+
+// acceptRIDs returns the request ids of an accept call's requests.
+func acceptRIDs(c *acceptCall) []string {
+	reqs, _ := c.args.List("requests")
+	var out []string
+	for _, r := range reqs {
+		rid, _ := r.(tnetstring.Dict).Dict("rid")
+		id, _ := rid.Bytes("id")
+		out = append(out, string(id))
+	}
+	return out
+}
+
+// TestProxyShareGRIPMembersLeave: a leader whose client left before the
+// GRIP answer is not handed over (its backend request served the others);
+// a member leaving while the others are paused does not hold up their
+// accept call.
+func TestProxyShareGRIPMembersLeave(t *testing.T) {
+	h := startProxy(t, harnessOpts{routes: []string{"* 127.0.0.1:9"}, inspect: true})
+	ids, z := h.sharedStart(4, "http://example.com/h", "h", 0)
+	h.sendStream(cmPacket(ids[0], 1, zhttp.TypeCancel))
+	// (The cancel and the backend's answer come on different sockets:
+	// let the cancel land first; no cancel reaches the backend.)
+	h.zurlSend(zp(z.ID, 0, zhttp.TypeKeepAlive))
+	h.noneToZurlStream()
+	h.zurlSend(captureHold(z.ID, 1, "Sun, 22 Nov 2026 10:48:12 GMT"))
+	for _, id := range ids[1:] {
+		h.expectType(id, 1, zhttp.TypeHandoffStart)
+	}
+	h.sendStream(cmPacket(ids[1], 1, zhttp.TypeHandoffProceed))
+	h.sendStream(cmPacket(ids[2], 1, zhttp.TypeHandoffProceed))
+	h.sendStream(cmPacket(ids[3], 1, zhttp.TypeCancel))
+	c := h.expectAccept()
+	if got := acceptRIDs(c); len(got) != 2 || got[0] != string(ids[1]) || got[1] != string(ids[2]) {
+		t.Fatalf("accept for %q, want %q and %q", got, ids[1], ids[2])
+	}
+	h.reply(c, tnetstring.Dict{{Key: "accepted", Value: true}})
+	h.noneToConnmgr()
+	h.noneToZurlStream()
+}
