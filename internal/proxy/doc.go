@@ -88,6 +88,6 @@
 // (SIGINT/SIGTERM) cancels every session on both sides, so connmgr closes
 // the clients at once.
 //
-// Not yet: sessions (inspect's sid), no-proxy answers, WebSocket proxying,
+// Not yet: sessions (inspect's sid), WebSocket proxying,
 // zhttp/zhttpreq route targets.
 package proxy

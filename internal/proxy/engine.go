@@ -118,6 +118,7 @@ type session struct {
 	ghost     bool            // a leader whose client left: serves the group's backend request only
 	delivered int64           // response body delivered to its client (raw bytes), while shared
 	proceeded bool            // paused for a shared hand-off, waiting for the other members
+	noProxy   bool            // inspect said no-proxy: to the handler without a backend request (noproxy.go)
 }
 
 // engine owns the session table. Exactly one goroutine runs it.
@@ -554,6 +555,10 @@ func (e *engine) requestBody(s *session, b []byte, more bool, now time.Time) {
 	s.reqMore = more
 	if s.test != nil {
 		e.testBody(s, b, more, now)
+		return
+	}
+	if s.noProxy {
+		e.noProxyBody(s, b, now)
 		return
 	}
 	e.statsCount(s, ctrClientContentRecv, len(b))

@@ -155,6 +155,10 @@ func (e *engine) handoffProceed(s *session, now time.Time) {
 	if ev := e.log.Debug(); ev.Enabled() {
 		ev.Str("rid", string(s.in.ID)).Dur("waited", now.Sub(s.handoffAt)).Msg("handoff-proceed")
 	}
+	if s.noProxy {
+		e.noProxyAccept(s, now)
+		return
+	}
 	if s.shr != nil {
 		e.shareProceed(s, now)
 		return
@@ -345,6 +349,10 @@ func (e *engine) handleAcceptReply(m zsock.Message, now time.Time) {
 	}
 	s := pa.s
 	if e.byIn[s.key] != s {
+		return
+	}
+	if s.noProxy && !d.Bool("success") {
+		e.acceptUnavailable(s, now) // Pushpin's requestsession: any failure is 500
 		return
 	}
 	e.acceptReplyTo(s, d, now)

@@ -24,9 +24,8 @@ import (
 //   - the body sent is what arrived with the first packet, at most
 //     inspectPrefetch bytes, with truncated when more follows (1.36 reads
 //     up to 10000 bytes first; tack does not wait for more);
-//   - no-proxy: true (an answer Pushpin's handler never gives; 1.36 would
-//     then hand the request to the handler without a backend request) is
-//     not supported: the request is proxied and a warning logged.
+//   - no-proxy: true hands the request to the handler without a backend
+//     request (noproxy.go).
 
 const (
 	// inspectPrefetch is the most request body an inspect call carries
@@ -226,11 +225,12 @@ func (e *engine) handleInspectReply(m zsock.Message, now time.Time) {
 	}
 	s.inspectID = ""
 	s.inspect = value
-	if value.Bool("no-proxy") {
-		e.log.Warn().Str(logging.FieldRID, string(s.in.ID)).Msg("inspect answered no-proxy, which tack does not support: proxying")
-	}
 	if ids, ok := value.Dict("last-ids"); ok && len(ids) > 0 {
 		s.lastIDs = ids
+	}
+	if value.Bool("no-proxy") {
+		e.noProxyStart(s, now)
+		return
 	}
 	key, _ := value.Bytes("sharing-key")
 	e.shareOrStart(s, string(key), now)

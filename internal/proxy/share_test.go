@@ -553,3 +553,70 @@ func TestProxyShareGRIPMembersLeave(t *testing.T) {
 	h.noneToConnmgr()
 	h.noneToZurlStream()
 }
+
+// TestProxyInspectNoProxy: an inspect answer with no-proxy: true sends
+// the request to the handler without a backend request, once its whole
+// body has come (1.36's ReceivingForAccept).
+func TestProxyInspectNoProxy(t *testing.T) {
+	h := startProxy(t, harnessOpts{routes: []string{"* 127.0.0.1:9"}, inspect: true})
+	noProxy := tnetstring.Field{Key: "no-proxy", Value: true}
+	reply := func(c *acceptCall) {
+		b := tnetstring.MustEncode(tnetstring.Dict{{Key: "id", Value: c.id}, {Key: "success", Value: true},
+			{Key: "value", Value: tnetstring.Dict{noProxy}}})
+		h.hInspect.Send() <- zsock.Message{c.peer, nil, b}
+	}
+
+	p := h.newRequest("POST", "http://example.com/np", nil)
+	p.Body, p.More = []byte("first "), true
+	id := h.start(p)
+	reply(h.expectInspect())
+	// The proxy asks for the rest of the body.
+	if c := h.expectType(id, 1, zhttp.TypeCredit); c.Credits != RequestBodyKeep+1-6 {
+		t.Errorf("credits %d", c.Credits)
+	}
+	rest := cmPacket(id, 1, zhttp.TypeData)
+	rest.Body = []byte("second")
+	h.sendStream(rest)
+	h.expectType(id, 2, zhttp.TypeHandoffStart)
+	h.sendStream(cmPacket(id, 2, zhttp.TypeHandoffProceed))
+	c := h.expectAccept()
+	want := map[string]any{
+		"requests": []any{map[string]any{
+			"rid":    map[string]any{"sender": connmgrFrom, "id": string(id)},
+			"in-seq": int64(3), "out-seq": int64(3), "out-credits": int64(200000),
+			"peer-address": "127.0.0.1", "logical-peer-address": "127.0.0.1",
+		}},
+		"request-data": map[string]any{"method": "POST", "uri": "http://example.com/np", "body": "first second",
+			"headers": []any{[]any{"Host", "example.com"}, []any{"User-Agent", "curl/7.88.1"}, []any{"Accept", "*/*"}}},
+		"orig-request-data": map[string]any{"method": "", "uri": "", "headers": []any{}, "body": ""},
+		"inspect":           map[string]any{"no-proxy": true},
+		"route":             "*,*,*,*",
+	}
+	for _, d := range diffCanon("args", canon(c.args), want) {
+		t.Error(d)
+	}
+	h.reply(c, tnetstring.Dict{{Key: "accepted", Value: true}})
+	h.noneToConnmgr()
+	h.noneToZurl()
+
+	// Too much body: 413.
+	p = h.newRequest("POST", "http://example.com/np", nil)
+	p.Body, p.More = []byte("x"), true
+	id = h.start(p)
+	reply(h.expectInspect())
+	h.expectType(id, 1, zhttp.TypeCredit)
+	big := cmPacket(id, 1, zhttp.TypeData)
+	big.Body, big.More = make([]byte, RequestBodyKeep), true
+	h.sendStream(big)
+	h.expectResponse(id, 2, 413, "Request Entity Too Large", textNoProxyTooLarge)
+
+	// A failed accept call: 500.
+	id = h.start(h.newRequest("GET", "http://example.com/np", nil))
+	reply(h.expectInspect())
+	h.expectType(id, 1, zhttp.TypeHandoffStart)
+	h.sendStream(cmPacket(id, 1, zhttp.TypeHandoffProceed))
+	c = h.expectAccept()
+	h.replyRaw(c, tnetstring.Dict{{Key: "id", Value: c.id}, {Key: "success", Value: false}, {Key: "condition", Value: []byte("bad-format")}})
+	h.expectType(id, 2, zhttp.TypeKeepAlive)
+	h.expectResponse(id, 3, 500, "Internal Server Error", textAcceptUnavailable)
+}
