@@ -157,3 +157,101 @@ func TestE2EShareAll(t *testing.T) {
 		}
 	})
 }
+
+// lineReader feeds a stream's lines to a channel.
+func lineReader(br *bufio.Reader) <-chan string {
+	ch := make(chan string, 16)
+	go func() {
+		defer close(ch)
+		for {
+			l, err := br.ReadString('\n')
+			if err != nil {
+				return
+			}
+			ch <- l
+		}
+	}()
+	return ch
+}
+
+// TestE2EShareNextLinkAuto: two streams whose next link is fetched at
+// once (a hint) share one backend request: the handler's next-link
+// requests carry auto-share, and tack-proxy asks it for their key.
+func TestE2EShareNextLinkAuto(t *testing.T) {
+	next := &heldBackend{release: make(chan struct{})}
+	t.Cleanup(next.open)
+	mux := http.NewServeMux()
+	mux.HandleFunc("/ready", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ready\n") })
+	mux.HandleFunc("/start", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain")
+		w.Header().Set("Grip-Hold", "stream")
+		w.Header().Set("Grip-Channel", "nl")
+		w.Header().Set("Grip-Link", "</nl-next>; rel=next; timeout=120")
+		io.WriteString(w, "[open]\n")
+	})
+	mux.Handle("/nl-next", next.handler(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain")
+		io.WriteString(w, "next\n")
+	}))
+	be := newBackendWith(t, mux)
+	s := startSuite(t, suiteOptions{routes: "* " + be + "\n"})
+	testutil.WarmInspect(t, func(n int) string { return s.url(fmt.Sprintf("/ready?n=%d", n)) })
+
+	var lines []<-chan string
+	for i := range 2 {
+		br, closeStream := openStream(t, s.url(fmt.Sprintf("/start?i=%d", i)), "[open]\n")
+		t.Cleanup(closeStream)
+		lines = append(lines, lineReader(br))
+	}
+	// Both subscribed: a published line reached each.
+	seen := make([]bool, len(lines))
+	testutil.Eventually(t, 10*time.Second, func() error {
+		s.postPublish(t, `{"items":[{"channel":"nl","formats":{"http-stream":{"content":"sub\n"}}}]}`)
+		deadline := time.After(200 * time.Millisecond)
+		for {
+			select {
+			case <-lines[0]:
+				seen[0] = true
+			case <-lines[1]:
+				seen[1] = true
+			case <-deadline:
+				if seen[0] && seen[1] {
+					return nil
+				}
+				return fmt.Errorf("subscribed: %v", seen)
+			}
+		}
+	})
+	// Drain the extra "sub" lines.
+	for quiet := time.After(500 * time.Millisecond); ; {
+		select {
+		case <-lines[0]:
+		case <-lines[1]:
+		case <-quiet:
+			goto drained
+		}
+	}
+drained:
+	s.postPublish(t, `{"items":[{"channel":"nl","formats":{"http-stream":{"action":"hint"}}}]}`)
+	testutil.Eventually(t, 10*time.Second, func() error {
+		if next.count("/nl-next") == 0 {
+			return fmt.Errorf("next link not fetched yet")
+		}
+		return nil
+	})
+	time.Sleep(time.Second) // the other fetch reaches the proxy
+	next.open()
+	for i, ch := range lines {
+		select {
+		case l := <-ch:
+			if l != "next\n" {
+				t.Errorf("stream %d got %q", i, l)
+			}
+		case <-time.After(10 * time.Second):
+			t.Errorf("stream %d got no next-link body", i)
+		}
+	}
+	if got := next.count("/nl-next"); got != 1 {
+		t.Fatalf("backend saw %d next-link requests for 2 streams, want 1", got)
+	}
+}
