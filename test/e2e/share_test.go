@@ -223,15 +223,16 @@ func TestE2EShareNextLinkAuto(t *testing.T) {
 		}
 	})
 	// Drain the extra "sub" lines.
-	for quiet := time.After(500 * time.Millisecond); ; {
+	quiet := time.After(500 * time.Millisecond)
+drain:
+	for {
 		select {
 		case <-lines[0]:
 		case <-lines[1]:
 		case <-quiet:
-			goto drained
+			break drain
 		}
 	}
-drained:
 	s.postPublish(t, `{"items":[{"channel":"nl","formats":{"http-stream":{"action":"hint"}}}]}`)
 	testutil.Eventually(t, 10*time.Second, func() error {
 		if next.count("/nl-next") == 0 {
