@@ -119,6 +119,10 @@ type session struct {
 	delivered int64           // response body delivered to its client (raw bytes), while shared
 	proceeded bool            // paused for a shared hand-off, waiting for the other members
 	noProxy   bool            // inspect said no-proxy: to the handler without a backend request (noproxy.go)
+	// Body read ahead before inspect or sharing (prefetch.go).
+	prefetch      prefetchStage
+	prefetchLimit int
+	shareKey      string
 }
 
 // engine owns the session table. Exactly one goroutine runs it.
@@ -559,6 +563,10 @@ func (e *engine) requestBody(s *session, b []byte, more bool, now time.Time) {
 	}
 	if s.noProxy {
 		e.noProxyBody(s, b, now)
+		return
+	}
+	if s.prefetch != prefetchNone {
+		e.prefetchBody(s, b, now)
 		return
 	}
 	e.statsCount(s, ctrClientContentRecv, len(b))

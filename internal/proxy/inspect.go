@@ -21,9 +21,9 @@ import (
 //     unavailable, requests are proxied at once, each still sending its
 //     inspect call in the background; the first reply (of any kind) makes
 //     the service available again;
-//   - the body sent is what arrived with the first packet, at most
-//     inspectPrefetch bytes, with truncated when more follows (1.36 reads
-//     up to 10000 bytes first; tack does not wait for more);
+//   - the call waits for the first inspectPrefetch bytes of body (or all
+//     of a shorter one) and carries them, with truncated when more
+//     follows (prefetch.go);
 //   - no-proxy: true hands the request to the handler without a backend
 //     request (noproxy.go).
 
@@ -102,7 +102,10 @@ func newInspector(send func(zsock.Message) bool, peers func() int, timeout time.
 
 // inspectArgs builds the inspect call's args from the request as received.
 func inspectArgs(s *session) tnetstring.Dict {
-	body := s.first.Body
+	body := s.body
+	if s.bodyOverflow {
+		body = s.pendingOut // all of it: nothing has gone to a backend yet
+	}
 	truncated := s.reqMore
 	if len(body) > inspectPrefetch {
 		body, truncated = body[:inspectPrefetch], true
@@ -131,11 +134,20 @@ func inspectArgs(s *session) tnetstring.Dict {
 // inspect socket is configured, else (or when inspect is unavailable)
 // straight to its targets.
 func (e *engine) proxyRequest(s *session, now time.Time) {
-	in := e.insp
-	if in == nil {
+	if e.insp == nil {
 		e.startTarget(s, now)
 		return
 	}
+	if e.readAhead(s, inspectPrefetch, prefetchInspect, now) {
+		return
+	}
+	e.inspectNow(s, now)
+}
+
+// inspectNow sends s's inspect call (or, while inspect is unavailable,
+// proxies s at once).
+func (e *engine) inspectNow(s *session, now time.Time) {
+	in := e.insp
 	id := newUUID()
 	b, err := tnetstring.Encode(nil, tnetstring.Dict{
 		{Key: "id", Value: id},

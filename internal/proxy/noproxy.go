@@ -21,6 +21,10 @@ const textNoProxyTooLarge = "Body must not exceed 100000 bytes\n"
 // noProxyStart takes s to the handler once its body is complete.
 func (e *engine) noProxyStart(s *session, now time.Time) {
 	s.noProxy = true
+	if s.bodyOverflow {
+		e.respondError(s, 413, "Request Entity Too Large", textNoProxyTooLarge, "", now)
+		return
+	}
 	if !s.reqMore {
 		e.noProxyReady(s, now)
 		return

@@ -36,11 +36,11 @@ import (
 //     alike; after the response started, every member is disconnected;
 //   - the sessions of a retry packet whose inspect data names a sharing
 //     key share again (1.36's Engine retry → doProxy).
-// Not shared (each request its own backend request): test-handler routes,
-// members with a different side, route or client trust, and (unlike 1.36)
-// requests whose body did not come whole in the first packet, and a large
-// GRIP stream hold that the proxy starts itself (large.go): its followers
-// are disconnected.
+// Not shared (each request its own backend request): test-handler
+// routes, members with a different side, route or client trust, requests
+// whose body passes RequestBodyKeep (read ahead: prefetch.go), and
+// (unlike 1.36) a large GRIP stream hold that the proxy starts itself
+// (large.go): its followers are disconnected.
 
 // shareGroup is one shared backend request.
 type shareGroup struct {
@@ -67,6 +67,12 @@ func (g *shareGroup) members() []*session {
 // shareOrStart proxies s after its inspect answer: alone, as the leader of
 // a new group, or as a member of the group already under way for key.
 func (e *engine) shareOrStart(s *session, key string, now time.Time) {
+	if key != "" {
+		s.shareKey = key
+		if e.readAhead(s, RequestBodyKeep, prefetchShare, now) {
+			return // the whole body first, if it comes within RequestBodyKeep
+		}
+	}
 	if key == "" || s.reqMore || s.bodyOverflow || len(s.targets) == 0 || s.targets[0].Kind != routes.TargetHost {
 		e.startTarget(s, now)
 		return

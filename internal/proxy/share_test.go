@@ -218,9 +218,9 @@ func TestProxyInspectCall(t *testing.T) {
 		t.Errorf("Grip-Last %q", v)
 	}
 
-	// More body to come: truncated.
+	// More body to come (after the 10000 bytes inspect waits for): truncated.
 	p = h.newRequest("POST", "http://example.com/b", nil)
-	p.Body, p.More = []byte("part"), true
+	p.Body, p.More = []byte(strings.Repeat("p", inspectPrefetch)), true
 	h.start(p)
 	c = h.expectInspect()
 	if !c.args.Bool("truncated") {
@@ -566,12 +566,13 @@ func TestProxyInspectNoProxy(t *testing.T) {
 		h.hInspect.Send() <- zsock.Message{c.peer, nil, b}
 	}
 
+	first := strings.Repeat("f", inspectPrefetch)
 	p := h.newRequest("POST", "http://example.com/np", nil)
-	p.Body, p.More = []byte("first "), true
+	p.Body, p.More = []byte(first), true
 	id := h.start(p)
 	reply(h.expectInspect())
 	// The proxy asks for the rest of the body.
-	if c := h.expectType(id, 1, zhttp.TypeCredit); c.Credits != RequestBodyKeep+1-6 {
+	if c := h.expectType(id, 1, zhttp.TypeCredit); c.Credits != RequestBodyKeep+1-inspectPrefetch {
 		t.Errorf("credits %d", c.Credits)
 	}
 	rest := cmPacket(id, 1, zhttp.TypeData)
@@ -586,7 +587,7 @@ func TestProxyInspectNoProxy(t *testing.T) {
 			"in-seq": int64(3), "out-seq": int64(3), "out-credits": int64(200000),
 			"peer-address": "127.0.0.1", "logical-peer-address": "127.0.0.1",
 		}},
-		"request-data": map[string]any{"method": "POST", "uri": "http://example.com/np", "body": "first second",
+		"request-data": map[string]any{"method": "POST", "uri": "http://example.com/np", "body": first + "second",
 			"headers": []any{[]any{"Host", "example.com"}, []any{"User-Agent", "curl/7.88.1"}, []any{"Accept", "*/*"}}},
 		"orig-request-data": map[string]any{"method": "", "uri": "", "headers": []any{}, "body": ""},
 		"inspect":           map[string]any{"no-proxy": true},
@@ -603,11 +604,15 @@ func TestProxyInspectNoProxy(t *testing.T) {
 	p = h.newRequest("POST", "http://example.com/np", nil)
 	p.Body, p.More = []byte("x"), true
 	id = h.start(p)
-	reply(h.expectInspect())
-	h.expectType(id, 1, zhttp.TypeCredit)
+	h.expectType(id, 1, zhttp.TypeCredit) // the inspect prefetch
 	big := cmPacket(id, 1, zhttp.TypeData)
 	big.Body, big.More = make([]byte, RequestBodyKeep), true
 	h.sendStream(big)
+	c = h.expectInspect()
+	if b, _ := c.args.Bytes("body"); len(b) != inspectPrefetch || !c.args.Bool("truncated") {
+		t.Errorf("inspect body %d bytes truncated %v", len(b), c.args.Bool("truncated"))
+	}
+	reply(c)
 	h.expectResponse(id, 2, 413, "Request Entity Too Large", textNoProxyTooLarge)
 
 	// A failed accept call: 500.
@@ -619,4 +624,59 @@ func TestProxyInspectNoProxy(t *testing.T) {
 	h.replyRaw(c, tnetstring.Dict{{Key: "id", Value: c.id}, {Key: "success", Value: false}, {Key: "condition", Value: []byte("bad-format")}})
 	h.expectType(id, 2, zhttp.TypeKeepAlive)
 	h.expectResponse(id, 3, 500, "Internal Server Error", textAcceptUnavailable)
+}
+
+// TestProxyInspectPrefetch: the inspect call waits for the first 10000
+// bytes of body (or all of a shorter one); with a sharing key, the proxy
+// reads up to 100000 bytes before the request goes out, so that it can
+// share.
+func TestProxyInspectPrefetch(t *testing.T) {
+	h := startProxy(t, harnessOpts{routes: []string{"* 127.0.0.1:9"}, inspect: true})
+	p := h.newRequest("POST", "http://example.com/p", nil)
+	p.Body, p.More = []byte("abc"), true
+	id := h.start(p)
+	if c := h.expectType(id, 1, zhttp.TypeCredit); c.Credits != inspectPrefetch-3 {
+		t.Errorf("prefetch credits %d", c.Credits)
+	}
+	select {
+	case m := <-h.hInspect.Recv():
+		t.Fatalf("inspect before the body: %q", m)
+	case <-time.After(quiet):
+	}
+	rest := cmPacket(id, 1, zhttp.TypeData)
+	rest.Body = []byte("def")
+	h.sendStream(rest)
+	c := h.expectInspect()
+	if b, _ := c.args.Bytes("body"); string(b) != "abcdef" || c.args.Bool("truncated") {
+		t.Errorf("inspect body %q truncated %v", b, c.args.Bool("truncated"))
+	}
+	h.replyInspect(c, tnetstring.Field{Key: "sharing-key", Value: []byte("p")})
+	if z := h.zurlFirst(); string(z.Body) != "abcdef" || z.More {
+		t.Errorf("backend request body %q more %v", z.Body, z.More)
+	}
+
+	// A longer body: 10000 bytes inspected (truncated), the rest read
+	// before the request goes out.
+	p = h.newRequest("POST", "http://example.com/q", nil)
+	p.Body, p.More = []byte("a"), true
+	id = h.start(p)
+	h.expectType(id, 1, zhttp.TypeCredit)
+	more := cmPacket(id, 1, zhttp.TypeData)
+	more.Body, more.More = []byte(strings.Repeat("b", inspectPrefetch)), true
+	h.sendStream(more)
+	c = h.expectInspect()
+	if b, _ := c.args.Bytes("body"); len(b) != inspectPrefetch || !c.args.Bool("truncated") {
+		t.Errorf("inspect body %d bytes truncated %v", len(b), c.args.Bool("truncated"))
+	}
+	h.replyInspect(c, tnetstring.Field{Key: "sharing-key", Value: []byte("q")})
+	if cr := h.expectType(id, 2, zhttp.TypeCredit); cr.Credits != RequestBodyKeep-inspectPrefetch-1 {
+		t.Errorf("share read-ahead credits %d", cr.Credits)
+	}
+	h.noneToZurl()
+	last := cmPacket(id, 2, zhttp.TypeData)
+	last.Body = []byte("zz")
+	h.sendStream(last)
+	if z := h.zurlFirst(); len(z.Body) != inspectPrefetch+3 || z.More {
+		t.Errorf("backend request body %d bytes more %v", len(z.Body), z.More)
+	}
 }
