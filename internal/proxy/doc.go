@@ -70,8 +70,10 @@
 //
 // Inspect and sharing (inspect.go, share.go; zmq-wire.md §4.2): with
 // handler_inspect_spec set, each routed request is first shown to the
-// handler (8 s timeout; after a failed call, requests go at once until a
-// background call is answered, as 1.36 does). An answer with a sharing key
+// handler with up to 10000 bytes of its body (8 s timeout; after a failed
+// call, requests go at once until a background call is answered, as 1.36
+// does); no-proxy answers hand it to the handler without a backend
+// request (noproxy.go). An answer with a sharing key
 // ([handler] share_all, auto-share) lets identical requests join one
 // backend request: the response goes to every member under each client's
 // credits (the slowest paces the backend beyond ResponseBuffer), a GRIP
