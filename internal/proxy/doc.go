@@ -22,6 +22,7 @@
 //	                                                                                 ends its request (clientwatch.go)
 //	zurl-out             SUB     connect       zurl_in_specs             101000  libzmq drops
 //	accept               DEALER  bind          handler_accept_spec       100     1 s wait, then 500 "Accept service unavailable."
+//	inspect              DEALER  bind          handler_inspect_spec      100     call fails at once: the request is proxied unshared
 //	retry                PULL    bind          handler_retry_in_spec     101000  libzmq holds
 //	intreq-in            PULL    bind          intreq_in_specs           100     handler holds/fails its request
 //	intreq-in-stream     ROUTER  bind          intreq_in_stream_specs    101000  libzmq drops
@@ -69,8 +70,20 @@
 // the route with that id (else a host lookup); otherwise straight to the
 // URI's host:port with the original route's signing settings and
 // ignore-policies when trusted. auto-share (coalescing identical requests)
-// is not done: each handler request gets its own backend request. The
-// sockets are opened only when all three intreq_* keys are set.
+// goes to the inspect call, so identical next-link fetches share one
+// backend request (share.go). The sockets are opened only when all three
+// intreq_* keys are set.
+//
+// Inspect and sharing (inspect.go, share.go; zmq-wire.md §4.2): with
+// handler_inspect_spec set, each routed request is first shown to the
+// handler with up to 10000 bytes of its body (8 s timeout; after a failed
+// call, requests go at once until a background call is answered, as 1.36
+// does); no-proxy answers hand it to the handler without a backend
+// request (noproxy.go). An answer with a sharing key
+// ([handler] share_all, auto-share) lets identical requests join one
+// backend request: the response goes to every member under each client's
+// credits (the slowest paces the backend beyond ResponseBuffer), a GRIP
+// answer hands them all to the handler in one accept call.
 //
 // A GRIP stream hold whose initial body passes 100000 bytes is sent by
 // the proxy itself and handed off with response-sent (large.go). Upstream
@@ -102,5 +115,5 @@
 // <base>-out/-out-stream/-in (tcp: P, P+1, P+2), or one DEALER for
 // request/response backends (REP or ROUTER); HTTP only.
 //
-// Not yet: inspect calls (request sharing, sessions), intreq auto-share.
+// Not yet: sessions (inspect's sid).
 package proxy
