@@ -537,6 +537,20 @@ func TestEngineQueueBoundsEmptyItems(t *testing.T) {
 	expectKeepAliveTakeover(t, h, "slow", 2)
 	h.expectPacket() // initial response used every credit
 	h.publish(pubStream("test", "pending"))
+	// The publish reaches the engine asynchronously: wait until it is
+	// queued behind the spent credits, so the empty items queue after it.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		var pending int
+		h.inEngine(func(e *engine) { pending = e.sessions["condure\x00slow"].queueBytes })
+		if pending > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the publish was never queued")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 	var queued, dropped int
 	h.inEngine(func(e *engine) {
 		s := e.sessions["condure\x00slow"]
