@@ -538,11 +538,14 @@ func TestEngineQueueBoundsEmptyItems(t *testing.T) {
 	h.expectPacket() // initial response used every credit
 	h.publish(pubStream("test", "pending"))
 	// The publish reaches the engine asynchronously: wait until it is
-	// queued behind the spent credits, so the empty items queue after it.
+	// held behind the spent credits, so the empty items queue after it.
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		var pending int
-		h.inEngine(func(e *engine) { pending = e.sessions["condure\x00slow"].queueBytes })
+		h.inEngine(func(e *engine) {
+			s := e.sessions["condure\x00slow"]
+			pending = len(s.pending) + len(s.queue)
+		})
 		if pending > 0 {
 			break
 		}
