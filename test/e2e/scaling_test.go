@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/http"
 	"path/filepath"
+	"slices"
 	"syscall"
 	"testing"
 	"time"
@@ -49,6 +50,7 @@ func startInstance(t *testing.T, id int, be string, handler map[string]string) *
 type scaleFleet struct {
 	inst    []*suite
 	clients [][]*heldStream // per instance
+	closers [][]func()      // per instance, one per client
 	probes  []*heldStream   // one per instance, on channel probe-<i>
 }
 
@@ -61,12 +63,15 @@ func openFleet(t *testing.T, inst []*suite, publish func(channel, content string
 	f := &scaleFleet{inst: inst}
 	for _, s := range inst {
 		var cl []*heldStream
+		var cs []func()
 		for range scaleClients {
 			br, closeFn := openStream(t, s.url("/stream?ch="+scaleChannel), "[open]\n")
 			t.Cleanup(closeFn)
 			cl = append(cl, watchStream(br))
+			cs = append(cs, closeFn)
 		}
 		f.clients = append(f.clients, cl)
+		f.closers = append(f.closers, cs)
 	}
 	// Let every handler subscribe the shared channel before the probes'.
 	time.Sleep(500 * time.Millisecond)
@@ -193,7 +198,32 @@ func runZMQFleet(t *testing.T, be, spec string, x *zmq.Socket) {
 	t.Helper()
 	inst := startInstances(t, be, map[string]string{"push_in_sub_specs": spec, "push_in_sub_connect": "true"})
 	pub := zmqPublisher(t, x)
-	openFleet(t, inst, pub).run(t, pub)
+	f := openFleet(t, inst, pub)
+	f.run(t, pub)
+	// When the last clients of the shared channel leave (the killed
+	// instance's went with it), the handlers unsubscribe and the XPUB
+	// publisher hears it.
+	for _, i := range []int{0, 2} {
+		for _, c := range f.closers[i] {
+			c()
+		}
+	}
+	if err := x.SetRcvtimeo(15 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	var seen []string
+	for {
+		b, err := x.RecvBytes(0)
+		if err != nil {
+			t.Fatalf("publisher never saw the unsubscription of %q (saw %q): %v", scaleChannel, seen, err)
+		}
+		if seen = append(seen, string(b)); string(b) == "\x00"+scaleChannel {
+			break
+		}
+	}
+	if !slices.Contains(seen, "\x01"+scaleChannel) {
+		t.Errorf("publisher saw %q, no subscription of %q before its unsubscription", seen, scaleChannel)
+	}
 }
 
 // zmqPublisher returns a publish function sending [channel, J<item>] on an
