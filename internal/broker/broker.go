@@ -1,10 +1,3 @@
-// Package broker is `tack broker`: a ZeroMQ XSUB/XPUB forwarder between
-// publishers and the SUB publish inputs of many tack instances (README,
-// "Scaling"). Publishers connect PUB (or XPUB) sockets to its XSUB;
-// instances connect their SUB inputs (push_in_sub_connect=true) to its
-// XPUB. Subscriptions travel upstream, so a publisher with an XPUB socket
-// still sees which channels have listeners somewhere, and an item goes only
-// to the instances subscribed to its channel.
 package broker
 
 import (

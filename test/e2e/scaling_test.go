@@ -262,6 +262,24 @@ func TestE2EScaleZMQXPub(t *testing.T) {
 	runZMQFleet(t, be, spec, x)
 }
 
+// TestE2EScaleZMQBoundSUBs: each instance binds its SUB input (Pushpin's
+// default); one XPUB publisher connects to all three.
+func TestE2EScaleZMQBoundSUBs(t *testing.T) {
+	be := scaleBackend(t)
+	dir := testutil.ShortTempDir(t)
+	x := newXPUB(t)
+	var inst []*suite
+	for i := range scaleInstances {
+		spec := "ipc://" + filepath.Join(dir, fmt.Sprintf("sub-%d", i))
+		inst = append(inst, startInstance(t, i+1, be, map[string]string{"push_in_sub_specs": spec}))
+		if err := x.Connect(spec); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pub := zmqPublisher(t, x)
+	openFleet(t, inst, pub).run(t, pub)
+}
+
 // TestE2EScaleZMQBroker: a publisher connects to `tack broker`'s XSUB, the
 // instances' SUB inputs to its XPUB.
 func TestE2EScaleZMQBroker(t *testing.T) {
