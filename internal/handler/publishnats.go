@@ -41,13 +41,25 @@ func validateNATSURL(s string) error {
 		switch p.Scheme {
 		case "nats", "tls", "ws", "wss":
 		default:
-			return fmt.Errorf("%q: scheme must be nats, tls, ws or wss", u)
+			return fmt.Errorf("%q: scheme must be nats, tls, ws or wss", p.Redacted())
 		}
 		if p.Host == "" {
-			return fmt.Errorf("%q: no host", u)
+			return fmt.Errorf("%q: no host", p.Redacted())
 		}
 	}
 	return nil
+}
+
+// redactNATSURL hides the passwords of a push_in_nats_url list for logs.
+func redactNATSURL(s string) string {
+	var out []string
+	for u := range strings.SplitSeq(s, ",") {
+		if p, err := url.Parse(strings.TrimSpace(u)); err == nil {
+			u = p.Redacted()
+		}
+		out = append(out, u)
+	}
+	return strings.Join(out, ",")
 }
 
 // validSubject reports whether s is a literal NATS subject: non-empty
@@ -135,10 +147,10 @@ func newNATSInput(cfg InputsConfig, api engineAPI, chans *channelSet, st *statsC
 		}),
 	)
 	if err != nil {
-		return nil, fmt.Errorf("in nats: connect %s: %w", cfg.NATSURL, err)
+		return nil, fmt.Errorf("in nats: connect %s: %w", redactNATSURL(cfg.NATSURL), err)
 	}
 	in.nc = nc
-	log.Info().Str("url", cfg.NATSURL).Str("prefix", in.prefix).Msg("in nats started")
+	log.Info().Str("url", redactNATSURL(cfg.NATSURL)).Str("prefix", in.prefix).Msg("in nats started")
 	return in, nil
 }
 

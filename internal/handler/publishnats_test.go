@@ -195,3 +195,10 @@ func TestNATSInputFlood(t *testing.T) {
 		return nil
 	})
 }
+
+func TestNATSRedactURL(t *testing.T) {
+	got := redactNATSURL("nats://u:secret@a:4222,nats://b:4222")
+	if got != "nats://u:xxxxx@a:4222,nats://b:4222" {
+		t.Errorf("redacted %q", got)
+	}
+}
