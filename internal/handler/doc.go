@@ -2,8 +2,14 @@
 // held GRIP requests over from the proxy, keeps the channel subscriptions
 // and delivers published items to the held clients through the
 // connection manager. The publish inputs (HTTP :5561, PULL, SUB, command
-// socket) live here too, in publishhttp.go, publishzmq.go, commandsock.go
-// and inputs_config.go; they reach the engine only through engineAPI.
+// socket, and the NATS bus of [handler] push_in_nats_url) live here too,
+// in publishhttp.go, publishzmq.go, publishnats.go, commandsock.go and
+// inputs_config.go; they reach the engine only through engineAPI. The SUB
+// and NATS inputs follow the engine's channelSet: they subscribe to
+// exactly the channels that have listeners, so a bus shared by many
+// instances (README "Scaling") sends an item only where it is wanted. The
+// NATS input's queue holds natsQueueLen (1024) messages; beyond it nats.go
+// drops, and the input logs and counts the drops (message_dropped).
 //
 // It does not proxy (internal/proxy does), parse GRIP (internal/grip does),
 // or speak HTTP to clients (internal/connmgr does).

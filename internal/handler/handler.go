@@ -217,7 +217,7 @@ func (s *Service) Run(ctx context.Context) error {
 		eng.out.intreqStream = ss.intreqOutStream.Send()
 		eng.intreq = ss.intreqIn.Recv()
 	}
-	in, err := newInputs(zctx, s.cfg.Inputs, eng, chans, s.log.With().Str("component", "publish").Logger())
+	in, err := newInputs(zctx, s.cfg.Inputs, eng, chans, st, s.log.With().Str("component", "publish").Logger())
 	if err != nil {
 		for _, so := range ss.all() {
 			closeSocket(so)
