@@ -24,6 +24,17 @@ type suite struct {
 	pubPort int // HTTP publish API (5561+port_offset)
 	cmd     *exec.Cmd
 	done    chan struct{}
+	format  string // publish format of s.publish; "" = http-stream
+}
+
+// publish publishes one item of s.format to channel through the HTTP
+// publish API.
+func (s *suite) publish(channel, content string) error {
+	f := s.format
+	if f == "" {
+		f = "http-stream"
+	}
+	return publishFormat(s.pubPort, f, channel, content)
 }
 
 var (
