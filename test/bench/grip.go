@@ -104,16 +104,6 @@ func gripRows() []row {
 
 func printGrip(parts map[string]bool, tack, pp *gripResult) {
 	fmt.Printf("\n  %-42s %12s %12s %9s   %-10s %-6s %s\n", "GRIP figure", "tack", "pushpin", "tack/pp", "target", "tack", "issue's pushpin ref")
-	num := func(v float64) string {
-		switch {
-		case math.IsNaN(v):
-			return "n/a"
-		case math.Abs(v) >= 100:
-			return fmt.Sprintf("%.0f", v)
-		default:
-			return fmt.Sprintf("%.2f", v)
-		}
-	}
 	for _, r := range gripRows() {
 		if !parts[r.part] {
 			continue
@@ -135,21 +125,36 @@ func printGrip(parts map[string]bool, tack, pp *gripResult) {
 				verdict = "MISS"
 			}
 		}
-		fmt.Printf("  %-42s %12s %12s %9s   %-10s %-6s %s\n", r.label, num(t), num(p), ratio, r.target, verdict, r.ref)
+		fmt.Printf("  %-42s %12s %12s %9s   %-10s %-6s %s\n", r.label, fmtNum(t), fmtNum(p), ratio, r.target, verdict, r.ref)
 	}
-	for _, x := range []struct {
-		name string
-		r    *gripResult
-	}{{"tack", tack}, {"pushpin", pp}} {
-		if x.r == nil {
+	printNotes(map[string]*gripResult{"tack": tack, "pushpin": pp})
+}
+
+// printNotes prints each named result's INFO and FAIL notes.
+func printNotes(res map[string]*gripResult) {
+	for _, name := range []string{"tack", "pushpin", "floor"} {
+		r := res[name]
+		if r == nil {
 			continue
 		}
-		for _, n := range x.r.info {
-			fmt.Printf("  INFO %s: %s\n", x.name, n)
+		for _, n := range r.info {
+			fmt.Printf("  INFO %s: %s\n", name, n)
 		}
-		for _, n := range x.r.notes {
-			fmt.Printf("  FAIL %s: %s\n", x.name, n)
+		for _, n := range r.notes {
+			fmt.Printf("  FAIL %s: %s\n", name, n)
 		}
+	}
+}
+
+// fmtNum formats a figure, n/a for NaN.
+func fmtNum(v float64) string {
+	switch {
+	case math.IsNaN(v):
+		return "n/a"
+	case math.Abs(v) >= 100:
+		return fmt.Sprintf("%.0f", v)
+	default:
+		return fmt.Sprintf("%.2f", v)
 	}
 }
 

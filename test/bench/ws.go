@@ -14,7 +14,6 @@ package main
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -413,16 +412,6 @@ func printWS(tack, pp, fl *gripResult) {
 		}
 		return r.get(k)
 	}
-	num := func(v float64) string {
-		switch {
-		case math.IsNaN(v):
-			return "n/a"
-		case math.Abs(v) >= 100:
-			return fmt.Sprintf("%.0f", v)
-		default:
-			return fmt.Sprintf("%.2f", v)
-		}
-	}
 	ratio := func(a, b float64) string {
 		if math.IsNaN(a) || math.IsNaN(b) || b == 0 {
 			return "n/a"
@@ -458,24 +447,9 @@ func printWS(tack, pp, fl *gripResult) {
 				}
 			}
 		}
-		fmt.Printf("  %-38s %10s %10s %8s %10s %9s   %-22s %s\n", r.label, num(t), num(p), ratio(t, p), num(f), ratio(t, f), r.target, verdict)
+		fmt.Printf("  %-38s %10s %10s %8s %10s %9s   %-22s %s\n", r.label, fmtNum(t), fmtNum(p), ratio(t, p), fmtNum(f), ratio(t, f), r.target, verdict)
 	}
-	for _, x := range []struct {
-		name string
-		r    *gripResult
-	}{{"tack", tack}, {"pushpin", pp}, {"floor", fl}} {
-		if x.r == nil {
-			continue
-		}
-		var b bytes.Buffer
-		for _, n := range x.r.info {
-			fmt.Fprintf(&b, "  INFO %s: %s\n", x.name, n)
-		}
-		for _, n := range x.r.notes {
-			fmt.Fprintf(&b, "  FAIL %s: %s\n", x.name, n)
-		}
-		fmt.Print(b.String())
-	}
+	printNotes(map[string]*gripResult{"tack": tack, "pushpin": pp, "floor": fl})
 }
 
 func okMiss(ok bool) string {
