@@ -14,6 +14,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -320,7 +321,15 @@ func wsSuite(name, runner, kind string) *gripResult {
 		return res
 	}
 	defer be.stop()
+	lib, err := wsLibDir(runner, kind)
+	if err != nil {
+		res.notef("lib dir: %v", err)
+		return res
+	}
+	defer os.RemoveAll(lib)
+	globalExtra = "libdir=" + lib + "\n"
 	s, err := startSuite(name, runner, kind, "* "+be.addr)
+	globalExtra = ""
 	if err != nil {
 		res.notef("start: %v", err)
 		return res
@@ -355,6 +364,41 @@ func wsSuite(name, runner, kind string) *gripResult {
 		fail("runner exited")
 	}
 	return res
+}
+
+// wsLibDir makes a private lib dir for a suite: the suite's own
+// internal.conf and runner/zurl.conf.template, the template's
+// max_open_requests=2000 (Pushpin 1.36's shipped value, which both zurl and
+// tack-zhttp-client honour) raised to 30000, since every GRIP WebSocket
+// holds one backend request open for its whole life.
+func wsLibDir(runner, kind string) (string, error) {
+	src := "/usr/lib/pushpin"
+	if kind != "pushpin" {
+		src = filepath.Join(filepath.Dir(runner), "..", "configs")
+	}
+	dir, err := os.MkdirTemp("", "tkblib")
+	if err != nil {
+		return "", err
+	}
+	conf, err := os.ReadFile(filepath.Join(src, "internal.conf"))
+	if err != nil {
+		return dir, err
+	}
+	tpl, err := os.ReadFile(filepath.Join(src, "runner", "zurl.conf.template"))
+	if err != nil {
+		return dir, err
+	}
+	if !bytes.Contains(tpl, []byte("\nmax_open_requests=2000\n")) {
+		return dir, fmt.Errorf("%s: no max_open_requests=2000 line to raise", filepath.Join(src, "runner", "zurl.conf.template"))
+	}
+	tpl = bytes.Replace(tpl, []byte("\nmax_open_requests=2000\n"), []byte("\nmax_open_requests=30000\n"), 1)
+	if err := os.WriteFile(filepath.Join(dir, "internal.conf"), conf, 0o644); err != nil {
+		return dir, err
+	}
+	if err := os.Mkdir(filepath.Join(dir, "runner"), 0o755); err != nil {
+		return dir, err
+	}
+	return dir, os.WriteFile(filepath.Join(dir, "runner", "zurl.conf.template"), tpl, 0o644)
 }
 
 // wsFloor measures the bench's WebSocket client against the null server.
