@@ -43,11 +43,41 @@ var wsItems = flag.Int("ws-items", 10, "ws parts: ws-message items per burst")
 
 // wsServer is the child's server: in grip mode a GRIP WebSocket backend,
 // in null mode a WebSocket server that writes each POST /publish body as a
-// text message to every connection.
+// text message to every connection, through the connection's writer
+// goroutine, which writes what has queued up in one writev (as
+// tack-connmgr does).
 type wsServer struct {
 	grip  bool
 	mu    sync.Mutex
-	conns map[net.Conn]struct{}
+	conns map[net.Conn]chan []byte
+}
+
+// nullOutQueue is the frames a null-server connection may have queued; a
+// publish waits for room (the floor loses nothing).
+const nullOutQueue = 64
+
+// nullWriter writes the frames queued on out to conn until out closes.
+func nullWriter(conn net.Conn, out chan []byte) {
+	for f := range out {
+		bufs := net.Buffers{f}
+	more:
+		for len(bufs) < nullOutQueue {
+			select {
+			case g, ok := <-out:
+				if !ok {
+					break more
+				}
+				bufs = append(bufs, g)
+			default:
+				break more
+			}
+		}
+		if _, err := bufs.WriteTo(conn); err != nil {
+			for range out {
+			}
+			return
+		}
+	}
 }
 
 // wsServerMain serves until its stdin closes (the bench ended), printing
@@ -58,7 +88,7 @@ func wsServerMain(mode string) {
 		fmt.Fprintln(os.Stderr, "bench ws server:", err)
 		os.Exit(1)
 	}
-	s := &wsServer{grip: mode == "grip", conns: map[net.Conn]struct{}{}}
+	s := &wsServer{grip: mode == "grip", conns: map[net.Conn]chan []byte{}}
 	go (&http.Server{Handler: s}).Serve(ln)
 	fmt.Println(ln.Addr())
 	io.Copy(io.Discard, os.Stdin)
@@ -74,8 +104,8 @@ func (s *wsServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		frame := ws.MustCompileFrame(ws.NewTextFrame(b))
 		s.mu.Lock()
-		for c := range s.conns {
-			go c.Write(frame) // a goroutine per write, as floor.go's null server
+		for _, out := range s.conns {
+			out <- frame
 		}
 		s.mu.Unlock()
 		return
@@ -103,12 +133,15 @@ func (s *wsServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	} else {
+		out := make(chan []byte, nullOutQueue)
+		go nullWriter(conn, out)
 		s.mu.Lock()
-		s.conns[conn] = struct{}{}
+		s.conns[conn] = out
 		s.mu.Unlock()
 		defer func() {
 			s.mu.Lock()
 			delete(s.conns, conn)
+			close(out)
 			s.mu.Unlock()
 		}()
 	}
