@@ -3,6 +3,7 @@ package zhttpclient
 import (
 	"context"
 	"errors"
+	"sync"
 	"time"
 
 	zmq "github.com/pebbe/zmq4"
@@ -36,9 +37,12 @@ type Service struct {
 	policy *Policy
 	ts     *transports
 	pool   *bufPool
-	from   []byte
-	ready  chan struct{}
-	timers timers
+	// wsWriters holds *bufio.Writer of WSWriteBuffer bytes, lent to
+	// websocket writers per batch (wsworker.go).
+	wsWriters sync.Pool
+	from      []byte
+	ready     chan struct{}
+	timers    timers
 }
 
 // timers are the session timers; tests shorten them.
