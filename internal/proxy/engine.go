@@ -933,6 +933,10 @@ func (e *engine) clientDropped(outID string, now time.Time) {
 		e.log.Warn().Str(logging.FieldRID, string(s.in.ID)).Str("target", targetName(&s.targets[s.ti])).Msg("zhttp service unreachable or silent")
 	}
 	e.dropOut(s)
+	if s.ws != nil && s.ws.woh != nil {
+		e.wohFailed(s, zhttp.CondRemoteConnectionFailed, now)
+		return
+	}
 	if s.ws != nil {
 		e.wsReject(s, 502, "Bad Gateway", textProxyError, "Error: zhttp service for route is unreachable.", now)
 		return
