@@ -10,11 +10,16 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"tack/internal/testutil"
 )
 
 // wohClient is a minimal RFC 6455 client for the WebSocket-over-HTTP tests.
@@ -232,5 +237,74 @@ func TestE2EWebSocketOverHTTP(t *testing.T) {
 		if want := map[bool]string{true: "", false: "alice"}[i == 0]; r.Header.Get("Meta-User") != want {
 			t.Errorf("request %d Meta-User %q, want %q", i, r.Header.Get("Meta-User"), want)
 		}
+	}
+}
+
+// TestE2EJSGripWebSocketContext puts a WebSocket-over-HTTP backend written
+// with js-grip's WebSocketContext behind tack, unchanged: its Grip-Sig
+// check passes, it accepts and subscribes on OPEN, echoes with the meta it
+// set, its Publisher's ws-message reaches the client, and it closes.
+func TestE2EJSGripWebSocketContext(t *testing.T) {
+	mods := ensureJSGrip(t)
+	dir := testutil.ShortTempDir(t)
+	script, err := os.ReadFile(filepath.Join("testdata", "jsgrip-ws-backend.mjs"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "backend.mjs"), script, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(filepath.Join(mods, "node_modules"), filepath.Join(dir, "node_modules")); err != nil {
+		t.Fatal(err)
+	}
+	node := testutil.Start(t, dir, nil, "node", "backend.mjs", "changeme")
+	port := node.WaitFor(t, `READY (\d+)`, 20*time.Second)[1]
+	be := "127.0.0.1:" + port
+	s := startSuite(t, suiteOptions{routes: "* " + be + ",over_http\n"})
+
+	c := dialWOH(t, s.httpPort, "/ws")
+	if !strings.HasPrefix(c.head, "HTTP/1.1 101 ") {
+		t.Fatalf("handshake answer %q (backend: %s)", c.head, node.Output())
+	}
+	c.send(0x1, []byte("hi"))
+	c.expect(0x1, "echo hi (user alice)")
+
+	gripURL := url.QueryEscape(fmt.Sprintf("http://127.0.0.1:%d/", 5561+s.portOffset))
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		resp, err := http.Get("http://" + be + "/publish?grip=" + gripURL)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			t.Fatalf("js-grip publish: %d %s", resp.StatusCode, b)
+		}
+		op, got, err := c.read(500 * time.Millisecond)
+		if err == nil {
+			if op != 0x1 || string(got) != "hello from js-grip ws" {
+				t.Fatalf("frame op %d %q, want the publish", op, got)
+			}
+			break
+		}
+		if ne, ok := err.(net.Error); !ok || !ne.Timeout() || time.Now().After(deadline) {
+			t.Fatalf("no publish reached the client: %v", err)
+		}
+	}
+
+	c.send(0x8, binary.BigEndian.AppendUint16(nil, 1000))
+	for {
+		op, got, err := c.read(20 * time.Second)
+		if err != nil {
+			t.Fatalf("close answer: %v (backend: %s)", err, node.Output())
+		}
+		if op == 0x1 && string(got) == "hello from js-grip ws" {
+			continue
+		}
+		if op != 0x8 {
+			t.Fatalf("frame op %d %q, want a close", op, got)
+		}
+		break
 	}
 }
