@@ -11,15 +11,11 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
-	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
-
-	"tack/internal/testutil"
 )
 
 // wohClient is a minimal RFC 6455 client for the WebSocket-over-HTTP tests.
@@ -115,6 +111,26 @@ func (c *wohClient) expect(op byte, payload string) {
 	}
 }
 
+// publishUntil calls publish until the client receives want as a text
+// message (a subscription takes effect asynchronously).
+func (c *wohClient) publishUntil(publish func(), want string) {
+	c.t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		publish()
+		op, got, err := c.read(500 * time.Millisecond)
+		if err == nil {
+			if op != 0x1 || string(got) != want {
+				c.t.Fatalf("frame op %d %q, want %q", op, got, want)
+			}
+			return
+		}
+		if ne, ok := err.(net.Error); !ok || !ne.Timeout() || time.Now().After(deadline) {
+			c.t.Fatalf("no publish reached the client: %v", err)
+		}
+	}
+}
+
 // wohBackend is a WebSocket-over-HTTP backend: it accepts OPEN with the
 // grip extension, echoes TEXT with the m: prefix, subscribes the connection
 // to the channel a "sub:<channel>" message names (a c: control message),
@@ -188,25 +204,14 @@ func TestE2EWebSocketOverHTTP(t *testing.T) {
 
 	// Publish until the subscription is in place (the handler acks the
 	// grip item asynchronously).
-	deadline := time.Now().Add(20 * time.Second)
-	for {
+	c.publishUntil(func() {
 		resp, err := http.Post(s.publishURL(), "application/json", strings.NewReader(
 			`{"items":[{"channel":"room","formats":{"ws-message":{"content":"published!"}}}]}`))
 		if err != nil {
 			t.Fatal(err)
 		}
 		resp.Body.Close()
-		op, got, err := c.read(500 * time.Millisecond)
-		if err == nil {
-			if op != 0x1 || string(got) != "published!" {
-				t.Fatalf("frame op %d %q, want the publish", op, got)
-			}
-			break
-		}
-		if ne, ok := err.(net.Error); !ok || !ne.Timeout() || time.Now().After(deadline) {
-			t.Fatalf("no publish reached the client: %v", err)
-		}
-	}
+	}, "published!")
 
 	c.send(0x8, append(binary.BigEndian.AppendUint16(nil, 1000), "bye"...))
 	for {
@@ -245,21 +250,7 @@ func TestE2EWebSocketOverHTTP(t *testing.T) {
 // check passes, it accepts and subscribes on OPEN, echoes with the meta it
 // set, its Publisher's ws-message reaches the client, and it closes.
 func TestE2EJSGripWebSocketContext(t *testing.T) {
-	mods := ensureJSGrip(t)
-	dir := testutil.ShortTempDir(t)
-	script, err := os.ReadFile(filepath.Join("testdata", "jsgrip-ws-backend.mjs"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(dir, "backend.mjs"), script, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Symlink(filepath.Join(mods, "node_modules"), filepath.Join(dir, "node_modules")); err != nil {
-		t.Fatal(err)
-	}
-	node := testutil.Start(t, dir, nil, "node", "backend.mjs", "changeme")
-	port := node.WaitFor(t, `READY (\d+)`, 20*time.Second)[1]
-	be := "127.0.0.1:" + port
+	node, be := startJSGripBackend(t, "jsgrip-ws-backend.mjs")
 	s := startSuite(t, suiteOptions{routes: "* " + be + ",over_http\n"})
 
 	c := dialWOH(t, s.httpPort, "/ws")
@@ -270,8 +261,7 @@ func TestE2EJSGripWebSocketContext(t *testing.T) {
 	c.expect(0x1, "echo hi (user alice)")
 
 	gripURL := url.QueryEscape(fmt.Sprintf("http://127.0.0.1:%d/", 5561+s.portOffset))
-	deadline := time.Now().Add(20 * time.Second)
-	for {
+	c.publishUntil(func() {
 		resp, err := http.Get("http://" + be + "/publish?grip=" + gripURL)
 		if err != nil {
 			t.Fatal(err)
@@ -281,17 +271,7 @@ func TestE2EJSGripWebSocketContext(t *testing.T) {
 		if resp.StatusCode != 200 {
 			t.Fatalf("js-grip publish: %d %s", resp.StatusCode, b)
 		}
-		op, got, err := c.read(500 * time.Millisecond)
-		if err == nil {
-			if op != 0x1 || string(got) != "hello from js-grip ws" {
-				t.Fatalf("frame op %d %q, want the publish", op, got)
-			}
-			break
-		}
-		if ne, ok := err.(net.Error); !ok || !ne.Timeout() || time.Now().After(deadline) {
-			t.Fatalf("no publish reached the client: %v", err)
-		}
-	}
+	}, "hello from js-grip ws")
 
 	c.send(0x8, binary.BigEndian.AppendUint16(nil, 1000))
 	for {
