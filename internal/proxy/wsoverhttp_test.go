@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -280,4 +281,47 @@ func (h *harness) noneToZurl() {
 		h.t.Fatalf("unexpected request to zurl: %q", m)
 	case <-time.After(quiet):
 	}
+}
+
+func TestWOHKeepAliveAndRetries(t *testing.T) {
+	var offset atomic.Int64
+	h := startProxy(t, harnessOpts{routes: []string{"* 127.0.0.1:9999,over_http"}, mod: func(c *Config) {
+		c.Now = func() time.Time { return time.Now().Add(time.Duration(offset.Load())) }
+		c.Tick = 20 * time.Millisecond
+	}})
+	advance := func(d time.Duration) { offset.Add(int64(d)) }
+	c := openWOH(h, "ws://example.com/", []zhttp.Header{{Name: "Keep-Alive-Interval", Value: "5"}})
+	// Keep-Alive-Interval below 20 s counts as 20 s: an empty request then.
+	advance(6 * time.Second)
+	h.noneToZurl()
+	advance(15 * time.Second)
+	r1, body := c.post()
+	if body != "" {
+		t.Fatalf("keep-alive body %q", body)
+	}
+	c.answer(r1.ID, 200, []zhttp.Header{{Name: "Keep-Alive-Interval", Value: "0"}}, "")
+
+	// A connection failure after OPEN is retried with the same events.
+	c.fromClient(zhttp.TypeData, "text", "x", -1, false)
+	r2, body := c.post()
+	if body != "TEXT 1\r\nx\r\n" {
+		t.Fatalf("body %q", body)
+	}
+	fail := zp(r2.ID, 0, zhttp.TypeError)
+	fail.Condition = zhttp.CondRemoteConnectionFailed
+	h.zurlSend(fail)
+	time.Sleep(quiet)
+	h.noneToZurl()
+	advance(2100 * time.Millisecond)
+	r3, body := c.post()
+	if body != "TEXT 1\r\nx\r\n" || string(r3.ID) == string(r2.ID) {
+		t.Fatalf("retry %s", describe(r3))
+	}
+	// Any other failure closes the client with 1011 (keep-alives are off).
+	fail = zp(r3.ID, 0, zhttp.TypeError)
+	fail.Condition = "bad-request"
+	h.zurlSend(fail)
+	expectFrame(t, c.toClient(), zhttp.TypeClose, "", "", 1011)
+	advance(30 * time.Second)
+	h.noneToZurl()
 }
