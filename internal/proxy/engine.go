@@ -621,6 +621,10 @@ func (e *engine) startTarget(s *session, now time.Time) {
 			e.startTest(s, now)
 			return
 		case routes.TargetHost:
+			if t.OverHTTP && sentEvents(s.first) {
+				e.respondError(s, 403, "Forbidden", textEventsForbidden, "", now)
+				return
+			}
 			e.startHost(s, t, now)
 			return
 		case routes.TargetZHTTP, routes.TargetZHTTPReq:

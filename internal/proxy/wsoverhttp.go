@@ -616,3 +616,15 @@ func setConnect(p *zhttp.Packet, t *routes.Target) {
 	p.TrustConnectHost = t.TrustConnectHost
 	p.IgnoreTLSErrors = t.Insecure
 }
+
+// textEventsForbidden answers an HTTP request carrying WebSocket events to
+// an over_http target (Pushpin 1.36's text, any method).
+const textEventsForbidden = "Client not allowed to send WebSocket events directly.\n"
+
+// sentEvents reports whether a client's request has an
+// application/websocket-events body (parameters allowed, as in 1.36).
+func sentEvents(p *zhttp.Packet) bool {
+	v, _ := p.Header("Content-Type")
+	mt, _, _ := strings.Cut(v, ";")
+	return strings.EqualFold(strings.TrimSpace(mt), wohContentType)
+}

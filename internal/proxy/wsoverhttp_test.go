@@ -325,3 +325,20 @@ func TestWOHKeepAliveAndRetries(t *testing.T) {
 	advance(30 * time.Second)
 	h.noneToZurl()
 }
+
+func TestWOHClientSentEvents(t *testing.T) {
+	h := startProxy(t, harnessOpts{routes: []string{"a.com 127.0.0.1:9999,over_http", "b.com 127.0.0.1:9999"}})
+	// An HTTP request with WebSocket events to an over_http target: 403.
+	for _, ct := range []string{wohContentType, wohContentType + "; charset=x"} {
+		p := h.newRequest("POST", "http://a.com/", []zhttp.Header{{Name: "Host", Value: "a.com"}, {Name: "Content-Type", Value: ct}})
+		p.Body = []byte("OPEN\r\n")
+		h.start(p)
+		h.expectResponse(p.ID, 1, 403, "Forbidden", textEventsForbidden)
+	}
+	// Other targets take them as any body.
+	p := h.newRequest("POST", "http://b.com/", []zhttp.Header{{Name: "Host", Value: "b.com"}, {Name: "Content-Type", Value: wohContentType}})
+	h.start(p)
+	if z := h.zurlFirst(); z.Method != "POST" {
+		t.Fatalf("request %s", describe(z))
+	}
+}
