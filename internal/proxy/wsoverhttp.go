@@ -114,11 +114,12 @@ type wohState struct {
 	pendLen int    // content bytes in pending
 	partial []byte // a client message still arriving in frames
 	partTyp string
-	owed    int64 // client payload to grant back to connmgr once sent
+	// credits connmgr holds: with pendLen+len(partial) they never exceed
+	// wohPendingMax, so a message up to that size always completes.
+	credits int64
 
 	inFlight  bool
-	sent      []wohEvent // events of the request in flight (resent on retry)
-	sentOwed  int64
+	sent      []wohEvent    // events of the request in flight (resent on retry)
 	resp      *zhttp.Packet // head of the answer being received
 	respBody  []byte
 	retries   int
@@ -189,24 +190,31 @@ func (e *engine) wohSendIf(s *session, force bool, now time.Time) {
 	}
 	w.sent = append([]wohEvent(nil), w.pending[:n]...)
 	w.pending = w.pending[n:]
-	w.sentOwed = 0
 	for _, ev := range w.sent {
 		w.pendLen -= len(ev.content)
-		if ev.typ != "OPEN" && ev.typ != "CLOSE" && ev.typ != "DISCONNECT" {
-			w.sentOwed += int64(len(ev.content))
-		}
 	}
 	w.refresh = false
 	e.wohPost(s, now)
-	// Client content left the proxy: connmgr may send more.
-	w.owed += w.sentOwed
-	if w.owed > 0 && ws.connected && !ws.toClient.closeRecv {
-		c := zhttp.New()
-		c.Type = zhttp.TypeCredit
-		c.Credits = w.owed
-		w.owed = 0
-		e.sendIn(s, c, now)
+	e.wohGrant(s, now)
+}
+
+// wohGrant gives connmgr the buffer room its credits do not cover yet
+// (batched while content waits).
+func (e *engine) wohGrant(s *session, now time.Time) {
+	ws, w := s.ws, s.ws.woh
+	if !ws.connected || ws.toClient.closeRecv {
+		return
 	}
+	buffered := int64(w.pendLen + len(w.partial))
+	room := wohPendingMax - buffered - w.credits
+	if room <= 0 || (room < creditBatch && buffered > 0) {
+		return
+	}
+	w.credits += room
+	c := zhttp.New()
+	c.Type = zhttp.TypeCredit
+	c.Credits = room
+	e.sendIn(s, c, now)
 }
 
 // wohPost sends w.sent as one POST to the zhttp client.
@@ -243,10 +251,11 @@ func (e *engine) wohInPacket(s *session, p *zhttp.Packet, now time.Time) {
 	if p.Credits > 0 {
 		e.wsFlushClient(s, now)
 	}
+	w.credits -= int64(len(p.Body))
 	switch p.Type {
 	case zhttp.TypeData:
 		if w.closeSent || ws.detached {
-			w.owed += int64(len(p.Body))
+			e.wohGrant(s, now)
 			return
 		}
 		if w.partial == nil {
@@ -258,10 +267,15 @@ func (e *engine) wohInPacket(s *session, p *zhttp.Packet, now time.Time) {
 		}
 		w.partial = append(w.partial, p.Body...)
 		if w.pendLen+len(w.partial) > wohPendingMax {
-			e.wohFail(s, "client message does not fit the 200000-byte buffer", now)
+			e.wohFail(s, "connmgr sent beyond its credits", now)
 			return
 		}
 		if p.More {
+			if len(w.partial) >= wohPendingMax {
+				e.wohFail(s, "client message does not fit the 200000-byte buffer", now)
+				return
+			}
+			e.wohGrant(s, now)
 			return
 		}
 		e.wohQueue(s, wohEvent{typ: w.partTyp, content: w.partial, hasBody: true})
@@ -272,7 +286,7 @@ func (e *engine) wohInPacket(s *session, p *zhttp.Packet, now time.Time) {
 			typ = "PONG"
 		}
 		if w.closeSent || ws.detached {
-			w.owed += int64(len(p.Body))
+			e.wohGrant(s, now)
 			return
 		}
 		e.wohQueue(s, wohEvent{typ: typ, content: p.Body, hasBody: len(p.Body) > 0})
@@ -491,7 +505,8 @@ func (e *engine) wohConnected(s *session, resp *zhttp.Packet, now time.Time) {
 	p.Code = 101
 	p.Reason = "Switching Protocols"
 	p.Headers = hs
-	e.wsConnected(s, p, now)
+	e.wsConnected(s, p, now) // grants connmgr wsWindow
+	s.ws.woh.credits = wsWindow
 }
 
 // wohBadResponse ends the connection after a bad answer from the backend.

@@ -342,3 +342,28 @@ func TestWOHClientSentEvents(t *testing.T) {
 		t.Fatalf("request %s", describe(z))
 	}
 }
+
+func TestWOHLargeClientMessage(t *testing.T) {
+	h := startProxy(t, harnessOpts{routes: []string{"* 127.0.0.1:9999,over_http"}})
+	c := openWOH(h, "ws://example.com/", nil)
+	if c.resp.Credits != wsWindow {
+		t.Fatalf("101 credits %d", c.resp.Credits)
+	}
+	// A 190000-byte message (more than the first window, within the
+	// 200000-byte buffer) completes: the proxy grants the rest.
+	c.fromClient(zhttp.TypeData, "text", strings.Repeat("a", wsWindow), -1, true)
+	cr := h.fromProxyAnySeq(c.id)
+	if cr.Type != zhttp.TypeCredit || cr.Credits != wohPendingMax-wsWindow {
+		t.Fatalf("got %s, want credits %d", describe(cr), wohPendingMax-wsWindow)
+	}
+	c.fromClient(zhttp.TypeData, "text", strings.Repeat("b", 190000-wsWindow), -1, false)
+	r, body := c.post()
+	if want := string(encodeEvents([]wohEvent{{typ: "TEXT", content: []byte(strings.Repeat("a", wsWindow) + strings.Repeat("b", 190000-wsWindow)), hasBody: true}})); body != want {
+		t.Fatalf("body of %d bytes, want %d", len(body), len(want))
+	}
+	c.answer(r.ID, 200, nil, "")
+	// A message that cannot complete in the buffer closes with 1011.
+	c.fromClient(zhttp.TypeData, "text", strings.Repeat("c", wsWindow), -1, true)
+	c.fromClient(zhttp.TypeData, "text", strings.Repeat("d", wohPendingMax-wsWindow), -1, true)
+	expectFrame(t, c.toClient(), zhttp.TypeClose, "", "", 1011)
+}
