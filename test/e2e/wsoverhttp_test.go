@@ -16,6 +16,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"tack/internal/testutil"
 )
 
 // wohClient is a minimal RFC 6455 client for the WebSocket-over-HTTP tests.
@@ -213,6 +215,31 @@ func TestE2EWebSocketOverHTTP(t *testing.T) {
 		resp.Body.Close()
 	}, "published!")
 
+	// A refresh publish makes tack poll the backend (an empty request).
+	countEmpty := func() int {
+		be.mu.Lock()
+		defer be.mu.Unlock()
+		n := 0
+		for _, b := range be.bods {
+			if b == "" {
+				n++
+			}
+		}
+		return n
+	}
+	resp, err := http.Post(s.publishURL(), "application/json", strings.NewReader(
+		`{"items":[{"channel":"room","formats":{"ws-message":{"action":"refresh"}}}]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	testutil.Eventually(t, 20*time.Second, func() error {
+		if countEmpty() == 0 {
+			return fmt.Errorf("no refresh request")
+		}
+		return nil
+	})
+
 	c.send(0x8, append(binary.BigEndian.AppendUint16(nil, 1000), "bye"...))
 	for {
 		op, got, err := c.read(20 * time.Second)
@@ -230,7 +257,7 @@ func TestE2EWebSocketOverHTTP(t *testing.T) {
 
 	be.mu.Lock()
 	defer be.mu.Unlock()
-	if len(be.reqs) < 4 || be.bods[0] != "OPEN\r\n" || be.bods[1] != "TEXT 5\r\nhello\r\n" || be.bods[len(be.bods)-1] != "CLOSE 5\r\n\x03\xe8bye\r\n" {
+	if len(be.reqs) < 5 || be.bods[0] != "OPEN\r\n" || be.bods[1] != "TEXT 5\r\nhello\r\n" || be.bods[len(be.bods)-1] != "CLOSE 5\r\n\x03\xe8bye\r\n" {
 		t.Fatalf("backend saw %q", be.bods)
 	}
 	cid := be.reqs[0].Header.Get("Connection-Id")
