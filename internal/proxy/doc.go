@@ -107,8 +107,8 @@
 // prefixed messages lose their prefix, and the handler's send, close,
 // detach and keep-alive-setup items act on the connection; the client
 // keep-alive timer runs here and asks the handler for the message
-// (need-keep-alive), as in Pushpin 1.36. Not yet: WebSocket-over-HTTP
-// (over_http targets answer 501), zhttp route targets for WebSockets.
+// (need-keep-alive), as in Pushpin 1.36. WebSocket-over-HTTP (over_http
+// targets) is in wsoverhttp.go. Not yet: zhttp route targets for WebSockets.
 //
 // Route targets zhttp/<base> and zhttpreq/<spec> (zbackend.go, ztarget.go)
 // bind the client side of zhttp for a ZeroMQ backend: PUSH/ROUTER/SUB at

@@ -661,6 +661,10 @@ func (e *engine) startTarget(s *session, now time.Time) {
 			e.startTest(s, now)
 			return
 		case routes.TargetHost:
+			if t.OverHTTP && sentEvents(s.first) {
+				e.respondError(s, 403, "Forbidden", textEventsForbidden, "", now)
+				return
+			}
 			e.startHost(s, t, now)
 			return
 		case routes.TargetZHTTP, routes.TargetZHTTPReq:
@@ -992,6 +996,10 @@ func (e *engine) clientDropped(outID string, now time.Time) {
 		e.log.Warn().Str(logging.FieldRID, string(s.in.ID)).Str("target", targetName(&s.targets[s.ti])).Msg("zhttp service unreachable or silent")
 	}
 	e.dropOut(s)
+	if s.ws != nil && s.ws.woh != nil {
+		e.wohFailed(s, zhttp.CondRemoteConnectionFailed, now)
+		return
+	}
 	if s.ws != nil {
 		e.wsReject(s, 502, "Bad Gateway", textProxyError, "Error: zhttp service for route is unreachable.", now)
 		return

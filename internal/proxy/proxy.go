@@ -193,8 +193,9 @@ func (s *Service) loadRoutes() (*routes.Watcher, error) {
 // use is reported so that nothing is ignored silently.
 var unsupportedProps = []string{"sockjs", "sockjs_as_path", "session"}
 
-// sub= is acted on for WebSockets (wsproxy.go) only.
-var unsupportedTargetProps = []string{"over_http", "one_event"}
+// sub=, over_http and one_event are acted on for WebSockets (wsproxy.go,
+// wsoverhttp.go) only.
+var unsupportedTargetProps = []string{}
 
 func logUnsupported(log zerolog.Logger, t *routes.Table) {
 	if t == nil {
