@@ -150,7 +150,7 @@ func TestCommandGetZMQURIs(t *testing.T) {
 	zctx := newZctx(t)
 	eng := &fakeEngine{}
 	cfg := InputsConfig{PullSpec: "tcp://127.0.0.1:0", SubSpecs: []string{"tcp://127.0.0.1:*"}, CommandSpec: "tcp://127.0.0.1:0"}
-	in, err := newInputs(zctx, cfg, eng, newChannelSet(), testLogger(t))
+	in, err := newInputs(zctx, cfg, eng, newChannelSet(), nil, testLogger(t))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -2,8 +2,14 @@
 // held GRIP requests over from the proxy, keeps the channel subscriptions
 // and delivers published items to the held clients through the
 // connection manager. The publish inputs (HTTP :5561, PULL, SUB, command
-// socket) live here too, in publishhttp.go, publishzmq.go, commandsock.go
-// and inputs_config.go; they reach the engine only through engineAPI.
+// socket, and the NATS bus of [handler] push_in_nats_url) live here too,
+// in publishhttp.go, publishzmq.go, publishnats.go, commandsock.go and
+// inputs_config.go; they reach the engine only through engineAPI. The SUB
+// and NATS inputs follow the engine's channelSet: they subscribe to
+// exactly the channels that have listeners, so a bus shared by many
+// instances (README "Scaling") sends an item only where it is wanted. The
+// NATS input's queue holds natsQueueLen (1024) messages; beyond it nats.go
+// drops, and the input logs and counts the drops (message_dropped).
 //
 // It does not proxy (internal/proxy does), parse GRIP (internal/grip does),
 // or speak HTTP to clients (internal/connmgr does).
@@ -13,7 +19,8 @@
 //	name                type    bind/connect  key ([section])                               HWM     when full
 //	inspect             ROUTER  connect       [handler] proxy_inspect_spec(s)               1000    reply dropped; the proxy times out and proxies
 //	accept              ROUTER  connect       [handler] proxy_accept_spec(s)                1000    reply dropped; engine queue full → reply {} (proxy: 500)
-//	condure-in          PUB     connect       [proxy] condure_out_specs / connmgr_out_specs unlim.  Go queue 65536; full → the session is dropped (its seq would break)
+//	condure-in          XPUB    connect       [proxy] condure_out_specs / connmgr_out_specs unlim.  Go queue 65536; full → the session is dropped (its seq would break)
+//	                                          (a SUB peer sees a PUB; packets wait up to 10 s for connmgr's subscription, zsock AwaitSubscriber)
 //	condure-out-stream  ROUTER  connect       [proxy] condure_in_stream_specs, identity=id  101000  read side; libzmq holds/drops at RCVHWM
 //	retry               PUSH    connect       [handler] proxy_retry_out_spec(s)             1000    dropped after 100 ms, logged (the client then expires)
 //	stats               PUB     bind          [handler] stats_spec                          200000  dropped and counted (stats are best effort)

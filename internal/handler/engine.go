@@ -534,7 +534,9 @@ func (e *engine) flushKeepAlives(now time.Time) {
 		}
 	}
 	for _, a := range zhttpsession.KeepAlives(e.id, zs, now) {
-		e.send(zsock.Message{zhttp.PubFrame(a.Peer, a.Packet)})
+		if !e.send(zsock.Message{zhttp.PubFrame(a.Peer, a.Packet)}) {
+			e.unstampKeepAlive(a)
+		}
 	}
 	for _, s := range e.kaDue {
 		if s.state != stateDone {
@@ -543,6 +545,23 @@ func (e *engine) flushKeepAlives(now time.Time) {
 	}
 	clear(e.kaDue)
 	e.kaDue = e.kaDue[:0]
+}
+
+// unstampKeepAlive takes back the sequence numbers of a keep-alive the
+// connmgr queue had no room for: a lost numbered packet would leave a gap
+// that connmgr finds only at the next packet, and closes the client for.
+// The sessions' next keep-alive is due at the usual interval.
+func (e *engine) unstampKeepAlive(a zhttpsession.Addressed) {
+	ids := a.Packet.IDs
+	if ids == nil {
+		ids = []zhttp.IDSeq{{ID: a.Packet.ID, Seq: a.Packet.Seq}}
+	}
+	for _, ent := range ids {
+		if s := e.sessions[string(a.Peer)+"\x00"+string(ent.ID)]; s != nil && s.z.OutSeq == ent.Seq+1 {
+			s.z.OutSeq--
+		}
+	}
+	e.log.Warn().Int("sessions", len(ids)).Msg("connmgr queue full, keep-alive not sent")
 }
 
 // send queues a frame for connmgr without blocking; false when full.

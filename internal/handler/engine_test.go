@@ -7,7 +7,11 @@ import (
 	"testing"
 	"time"
 
+	zmq "github.com/pebbe/zmq4"
+	"github.com/rs/zerolog"
+
 	"tack/internal/grip"
+	"tack/internal/zsock"
 	"tack/pkg/tnetstring"
 	"tack/pkg/zhttp"
 )
@@ -533,6 +537,23 @@ func TestEngineQueueBoundsEmptyItems(t *testing.T) {
 	expectKeepAliveTakeover(t, h, "slow", 2)
 	h.expectPacket() // initial response used every credit
 	h.publish(pubStream("test", "pending"))
+	// The publish reaches the engine asynchronously: wait until it is
+	// held behind the spent credits, so the empty items queue after it.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		var pending int
+		h.inEngine(func(e *engine) {
+			s := e.sessions["condure\x00slow"]
+			pending = len(s.pending) + len(s.queue)
+		})
+		if pending > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the publish was never queued")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 	var queued, dropped int
 	h.inEngine(func(e *engine) {
 		s := e.sessions["condure\x00slow"]
@@ -543,5 +564,77 @@ func TestEngineQueueBoundsEmptyItems(t *testing.T) {
 	})
 	if queued > SessionQueueMaxBytes || dropped == 0 {
 		t.Fatalf("queued %d bytes of empty items, dropped %d", queued, dropped)
+	}
+}
+
+// TestEngineFirstPacketsWaitForConnmgr: the proxy hands over a session
+// while the handler is still connecting to connmgr's SUB (at start-up
+// under load; the handler started before connmgr bound it). The packets
+// it numbers then reach connmgr once connected, in order, instead of
+// being dropped by the PUB (connmgr then saw a gap at the next
+// keep-alive, 45 s later: "bad seq, closing ... expected=2 got=4").
+func TestEngineFirstPacketsWaitForConnmgr(t *testing.T) {
+	var late string
+	h := startHarnessCold(t, func(c *Config) {
+		late = strings.Replace(c.ConnmgrOutSpecs[0], "condure-in", "condure-in-late", 1)
+		c.ConnmgrOutSpecs = []string{late}
+	})
+	h.sendAccept(acceptArgs("1-0-1", 2, 200000, streamResponse()))
+	h.expectAccepted()
+	h.sync()
+	time.Sleep(100 * time.Millisecond) // a PUB would have sent (and lost) them by now
+	sub, err := h.zctx.NewSocket(zmq.SUB)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sub.SetLinger(0)
+	sub.SetSubscribe("condure ")
+	if err := sub.Bind(late); err != nil {
+		t.Fatal(err)
+	}
+	h.cin.Close()
+	h.cin = sub // closed by h.stop
+	expectKeepAliveTakeover(t, h, "1-0-1", 2)
+	if p := h.expectPacket(); p.Seq != 3 || p.Code != 200 || string(p.Body) != "[open]\n" {
+		t.Fatalf("initial response %+v", p)
+	}
+}
+
+// TestEngineKeepAliveQueueFull: a zhttp keep-alive the full connmgr queue
+// cannot take gives its sequence number back, so the next packet of the
+// session carries it (connmgr closes a session at a gap).
+func TestEngineKeepAliveQueueFull(t *testing.T) {
+	clk := newHClock()
+	e := newEngine(Config{InstanceID: "handler_test", clock: clk}, zerolog.Nop(), nil, nil)
+	out := make(chan zsock.Message, 16)
+	e.out.connmgr = out
+	in, err := grip.Parse(200, "OK", []grip.Header{{Name: "Grip-Hold", Value: "stream"}, {Name: "Grip-Channel", Value: "c"}}, nil, grip.ParseOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.accept(&acceptData{Instruct: in, Requests: []requestState{{Sender: []byte("condure"), ID: []byte("0-0-1"),
+		OutSeq: 2, InSeq: 2, OutCredits: 1 << 20, ResponseCode: -1}}}, clk.Now())
+	for len(out) > 0 {
+		<-out
+	}
+	s := e.sessions["condure\x000-0-1"]
+	if s == nil {
+		t.Fatal("session not held")
+	}
+	next := s.z.OutSeq
+	e.out.connmgr = make(chan zsock.Message) // no room
+	e.kaDue = append(e.kaDue, s)
+	e.flushKeepAlives(clk.Now())
+	if s.z.OutSeq != next {
+		t.Fatalf("out seq %d after a keep-alive that was not queued, want %d", s.z.OutSeq, next)
+	}
+	e.out.connmgr = out
+	e.kaDue = append(e.kaDue, s)
+	e.flushKeepAlives(clk.Now())
+	m := <-out
+	_, raw, _ := zhttp.SplitPubFrame(m[0])
+	p, err := zhttp.Parse(raw)
+	if err != nil || p.Type != zhttp.TypeKeepAlive || p.Seq != next {
+		t.Fatalf("keep-alive %+v (%v), want seq %d", p, err, next)
 	}
 }

@@ -108,11 +108,17 @@ func (s *Service) openSockets(zctx *zsock.Context) (*sockets, error) {
 			Connect: c.AcceptSpecs, SndHWM: hwmZRPC, RcvHWM: hwmZRPC}); err != nil {
 			return fail(err)
 		}
-		if ss.connmgrOut, err = open(zsock.Options{Name: "condure-in", Type: zmq.PUB, Direction: zsock.SendOnly,
+		if ss.connmgrOut, err = open(zsock.Options{Name: "condure-in", Type: zmq.XPUB, Direction: zsock.SendOnly,
 			// Credits bound what goes to connmgr; a PUB at its HWM drops
 			// silently and breaks the sessions' sequence (seen at 10k
-			// streams × 50 items), so no count limit here.
-			Connect: c.ConnmgrOutSpecs, SndHWM: zsock.Unlimited, Linger: lingerStream, QueueLen: connmgrOutQLen}); err != nil {
+			// streams × 50 items), so no count limit here. For the same
+			// reason packets wait for connmgr's subscription
+			// (AwaitSubscriber): a handler still connecting to connmgr
+			// lost the first packets of the sessions the proxy handed it.
+			Connect: c.ConnmgrOutSpecs, SndHWM: zsock.Unlimited, Linger: lingerStream, QueueLen: connmgrOutQLen,
+			AwaitSubscriber: true,
+			// Counted as the queue-full drops are (engine.send).
+			OnDrop: func(zsock.Message, error) { s.st.dropped() }}); err != nil {
 			return fail(err)
 		}
 		if ss.connmgrIn, err = open(zsock.Options{Name: "condure-out-stream", Type: zmq.ROUTER, Direction: zsock.RecvOnly,
@@ -211,7 +217,7 @@ func (s *Service) Run(ctx context.Context) error {
 		eng.out.intreqStream = ss.intreqOutStream.Send()
 		eng.intreq = ss.intreqIn.Recv()
 	}
-	in, err := newInputs(zctx, s.cfg.Inputs, eng, chans, s.log.With().Str("component", "publish").Logger())
+	in, err := newInputs(zctx, s.cfg.Inputs, eng, chans, st, s.log.With().Str("component", "publish").Logger())
 	if err != nil {
 		for _, so := range ss.all() {
 			closeSocket(so)

@@ -119,6 +119,15 @@ type harness struct {
 
 func startHarness(t testing.TB, mod func(*Config)) *harness {
 	t.Helper()
+	h := startHarnessCold(t, mod)
+	h.warmUp()
+	return h
+}
+
+// startHarnessCold is startHarness without the warm-up: the handler may
+// still be connecting to the test's sockets.
+func startHarnessCold(t testing.TB, mod func(*Config)) *harness {
+	t.Helper()
 	dir, err := os.MkdirTemp("", "tk")
 	if err != nil {
 		t.Fatal(err)
@@ -208,7 +217,6 @@ func startHarness(t testing.TB, mod func(*Config)) *harness {
 		})
 	}
 	t.Cleanup(h.stop)
-	h.warmUp()
 	return h
 }
 

@@ -49,6 +49,12 @@ type InputsConfig struct {
 	// push_in_max_body_size; both spellings work, the http one wins).
 	MaxHeadersSize int
 	MaxBodySize    int
+	// NATSURL is push_in_nats_url: the NATS server(s) the NATS input
+	// subscribes on ("" leaves it off); NATSSubjectPrefix is
+	// push_in_nats_subject_prefix, put before a channel name to make its
+	// subject.
+	NATSURL           string
+	NATSSubjectPrefix string
 	// CommandSpec is command_spec, bound by the ZRPC command ROUTER.
 	CommandSpec string
 	// IPCFileMode is ipc_file_mode, applied to bound ipc:// inputs (0: leave
@@ -88,6 +94,22 @@ func inputsConfigFromFile(f *config.File) (InputsConfig, error) {
 		} else {
 			c.Warnings = append(c.Warnings, err.Error())
 		}
+	}
+
+	var natsURLs []string // a list: one URL per server of the cluster
+	for _, u := range f.List(sec, "push_in_nats_url") {
+		if u = strings.TrimSpace(u); u != "" {
+			natsURLs = append(natsURLs, u)
+		}
+	}
+	if c.NATSURL = strings.Join(natsURLs, ","); c.NATSURL != "" {
+		if err := validateNATSURL(c.NATSURL); err != nil {
+			errs = append(errs, fmt.Errorf("%s: [handler] push_in_nats_url: %w", f.Pos(sec, "push_in_nats_url"), err))
+		}
+	}
+	c.NATSSubjectPrefix = strings.TrimSpace(f.String(sec, "push_in_nats_subject_prefix", DefaultNATSSubjectPrefix))
+	if err := validateNATSPrefix(c.NATSSubjectPrefix); err != nil {
+		errs = append(errs, fmt.Errorf("%s: [handler] push_in_nats_subject_prefix: %w", f.Pos(sec, "push_in_nats_subject_prefix"), err))
 	}
 
 	if f.Has(sec, "push_in_http_port") && strings.TrimSpace(f.String(sec, "push_in_http_port", "")) != "" {
@@ -138,14 +160,16 @@ type inputs struct {
 	http *httpInput
 	pull *pullInput
 	sub  *subInput
+	nats *natsInput
 	cmd  *commandInput
 }
 
 // newInputs opens every input cfg configures: the HTTP listener and the PULL,
 // SUB and command sockets are bound before it returns, so start-up errors
 // surface here; on error whatever was already open is closed. chans is the
-// engine's channel set the SUB input follows.
-func newInputs(zctx *zsock.Context, cfg InputsConfig, api engineAPI, chans *channelSet, log zerolog.Logger) (*inputs, error) {
+// engine's channel set the SUB and NATS inputs follow; st (nil-safe) counts
+// the NATS input's drops.
+func newInputs(zctx *zsock.Context, cfg InputsConfig, api engineAPI, chans *channelSet, st *statsCollector, log zerolog.Logger) (*inputs, error) {
 	in := &inputs{}
 	fail := func(err error) (*inputs, error) {
 		in.close()
@@ -164,6 +188,11 @@ func newInputs(zctx *zsock.Context, cfg InputsConfig, api engineAPI, chans *chan
 			return fail(err)
 		}
 		uris.PublishSub = in.sub.Spec()
+	}
+	if cfg.NATSURL != "" {
+		if in.nats, err = newNATSInput(cfg, api, chans, st, log); err != nil {
+			return fail(err)
+		}
 	}
 	if cfg.CommandSpec != "" {
 		if in.cmd, err = newCommandInput(zctx, cfg, uris, api, log); err != nil {
@@ -191,6 +220,9 @@ func (in *inputs) Run(ctx context.Context) error {
 	if in.sub != nil {
 		g.Go(func() error { return in.sub.Run(ctx) })
 	}
+	if in.nats != nil {
+		g.Go(func() error { return in.nats.Run(ctx) })
+	}
 	if in.cmd != nil {
 		g.Go(func() error { return in.cmd.Run(ctx) })
 	}
@@ -207,6 +239,9 @@ func (in *inputs) close() {
 	}
 	if in.sub != nil {
 		closeSocket(in.sub.sock)
+	}
+	if in.nats != nil {
+		in.nats.nc.Close()
 	}
 	if in.cmd != nil {
 		closeSocket(in.cmd.sock)

@@ -236,6 +236,15 @@ command_spec=tcp://127.0.0.1:5563
 			conf: "[handler]\npush_in_http_port=\n",
 			want: InputsConfig{MaxHeadersSize: DefaultMaxHeadersSize, MaxBodySize: DefaultMaxBodySize},
 		},
+		{
+			name: "nats url and prefix",
+			conf: "[handler]\npush_in_nats_url=nats://a:4222, nats://b:4222\npush_in_nats_subject_prefix=app.push.\n",
+			want: InputsConfig{NATSURL: "nats://a:4222,nats://b:4222", NATSSubjectPrefix: "app.push.",
+				MaxHeadersSize: DefaultMaxHeadersSize, MaxBodySize: DefaultMaxBodySize},
+		},
+		{name: "bad nats url", conf: "[handler]\npush_in_nats_url=http://a:4222\n", wantErr: "push_in_nats_url"},
+		{name: "nats url without host", conf: "[handler]\npush_in_nats_url=nats://\n", wantErr: "no host"},
+		{name: "wildcard nats prefix", conf: "[handler]\npush_in_nats_subject_prefix=a.*.\n", wantErr: "push_in_nats_subject_prefix"},
 		{name: "bad http port", conf: "[handler]\npush_in_http_port=abc\n", wantErr: "push_in_http_port"},
 		{name: "http port out of range", conf: "[handler]\npush_in_http_port=70000\n", wantErr: "is not a tcp port"},
 		{name: "bad body size", conf: "[handler]\npush_in_http_max_body_size=x\n", wantErr: "push_in_http_max_body_size"},
@@ -260,6 +269,9 @@ command_spec=tcp://127.0.0.1:5563
 			}
 			if err != nil {
 				t.Fatal(err)
+			}
+			if tt.want.NATSSubjectPrefix == "" {
+				tt.want.NATSSubjectPrefix = DefaultNATSSubjectPrefix
 			}
 			if !reflect.DeepEqual(got, tt.want) {
 				t.Errorf("got  %+v\nwant %+v", got, tt.want)
@@ -319,7 +331,7 @@ func TestInputsStartAndUndo(t *testing.T) {
 		PullSpec: "tcp://127.0.0.1:0", SubSpecs: []string{"tcp://127.0.0.1:0"}, CommandSpec: "tcp://127.0.0.1:0",
 		HTTPEnabled: true, HTTPAddr: "127.0.0.1", MaxHeadersSize: DefaultMaxHeadersSize, MaxBodySize: DefaultMaxBodySize,
 	}
-	in, err := newInputs(zctx, cfg, eng, newChannelSet(), testLogger(t))
+	in, err := newInputs(zctx, cfg, eng, newChannelSet(), nil, testLogger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -335,7 +347,7 @@ func TestInputsStartAndUndo(t *testing.T) {
 		PullSpec:    fmt.Sprintf("tcp://127.0.0.1:%d", testutil.FreePort(t)),
 		HTTPEnabled: true, HTTPAddr: "127.0.0.1", HTTPPort: in.http.Addr().(*net.TCPAddr).Port,
 	}
-	if _, err := newInputs(zctx, busy, eng, newChannelSet(), testLogger(t)); err == nil {
+	if _, err := newInputs(zctx, busy, eng, newChannelSet(), nil, testLogger(t)); err == nil {
 		t.Fatal("newInputs with a busy http port: no error")
 	}
 	// libzmq unbinds in its I/O thread, shortly after the close.

@@ -133,6 +133,10 @@ func (e *engine) startOutReq(kind outKind, s *hsession, acc *acceptData, method,
 	if acc.Trusted {
 		pass = append(pass, tnetstring.Field{Key: "trusted", Value: true})
 	}
+	// Identical link requests may share one backend request: the proxy
+	// passes this to its inspect call (Pushpin's HttpSession, capture
+	// zmq-wire.md §4.8).
+	pass = append(pass, tnetstring.Field{Key: "auto-share", Value: true})
 	p := zhttp.New()
 	p.Type = zhttp.TypeData
 	p.Method = method

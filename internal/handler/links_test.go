@@ -90,7 +90,7 @@ func TestLinksStreamNextLink(t *testing.T) {
 	route, _ := pass.Bytes("route")
 	if req.Method != "GET" || req.URI != "http://127.0.0.1:7999/next?n=1" || string(req.From) != "handler_test" ||
 		req.Seq != 0 || req.Credits != outReqCredits || !req.Stream || string(route) != "*,*,*,*" ||
-		!pass.Bool("prefer-internal") || !pass.Bool("trusted") || len(req.Headers) != 0 {
+		!pass.Bool("prefer-internal") || !pass.Bool("trusted") || !pass.Bool("auto-share") || len(req.Headers) != 0 {
 		t.Fatalf("next-link request %+v, passthrough %v", req, pass)
 	}
 	// Its answer re-subscribes the session (with a prev-id now) and its

@@ -36,12 +36,15 @@ type engineAPI interface {
 // channelSet is the set of channels that currently have listeners. The
 // engine adds and removes channels; the SUB input reads it to subscribe its
 // socket to exactly those channels (so that an XPUB publisher sees
-// \x01channel / \x00channel). mu guards set; changed has capacity one and
-// signals that set differs from what the reader last saw.
+// \x01channel / \x00channel), and the NATS input to subscribe to their
+// subjects. mu guards set and watchers; changed (the SUB input's) and each
+// Watch channel have capacity one and signal that set differs from what
+// their reader last saw.
 type channelSet struct {
-	mu      sync.Mutex
-	set     map[string]struct{}
-	changed chan struct{}
+	mu       sync.Mutex
+	set      map[string]struct{}
+	changed  chan struct{}
+	watchers []chan struct{}
 }
 
 func newChannelSet() *channelSet {
@@ -71,10 +74,24 @@ func (c *channelSet) Remove(channel string) {
 }
 
 func (c *channelSet) signal() {
-	select {
-	case c.changed <- struct{}{}:
-	default:
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, ch := range append([]chan struct{}{c.changed}, c.watchers...) {
+		select {
+		case ch <- struct{}{}:
+		default:
+		}
 	}
+}
+
+// Watch returns a further channel signalled after the set changed, for a
+// second reader beside Changed's (the NATS input).
+func (c *channelSet) Watch() <-chan struct{} {
+	ch := make(chan struct{}, 1)
+	c.mu.Lock()
+	c.watchers = append(c.watchers, ch)
+	c.mu.Unlock()
+	return ch
 }
 
 // Snapshot returns a copy of the current set.

@@ -375,6 +375,17 @@ func (st *statsCollector) deliveryDropped() {
 	st.mu.Unlock()
 }
 
+// inputDropped counts n publish messages a bus input dropped (queue full,
+// invalid) in Prometheus message_dropped.
+func (st *statsCollector) inputDropped(n uint64) {
+	if st == nil || n == 0 {
+		return
+	}
+	st.mu.Lock()
+	st.totals.deliveryDropped += int64(n)
+	st.mu.Unlock()
+}
+
 // --- proxy stats ---
 
 // external merges one packet from the proxy's stats socket (Pushpin

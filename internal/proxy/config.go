@@ -71,8 +71,11 @@ type Config struct {
 	ConfigDir             string // base for relative file: keys
 	MaxOpenRequests       int
 	AcceptSpecs           []string // DEALER, bind: accept calls to the handler
-	RetryInSpecs          []string // PULL, bind: retry packets from the handler (1.36 framing)
-	ServiceTimeout        time.Duration
+	InspectSpecs          []string // DEALER, bind: inspect calls to the handler (inspect.go)
+	// InspectTimeout bounds one inspect call (0: Pushpin's 8 s).
+	InspectTimeout time.Duration
+	RetryInSpecs   []string // PULL, bind: retry packets from the handler (1.36 framing)
+	ServiceTimeout time.Duration
 
 	// The handler's own outbound requests (intreq, zmq-wire.md §4.8); on
 	// only when all three are set, as in Pushpin.
@@ -132,11 +135,6 @@ func UnsupportedWarnings(f *config.File) []string {
 			continue
 		}
 		out = append(out, fmt.Sprintf("%s: [proxy] %s=%s is not supported yet and has no effect", f.Pos("proxy", k), k, v))
-	}
-	if on, err := f.Bool("handler", "share_all", false); err == nil && on {
-		// The handler names sharing keys; tack-proxy makes no inspect
-		// calls and shares nothing.
-		out = append(out, fmt.Sprintf("%s: [handler] share_all=true has no effect with tack-proxy: request sharing is not supported yet", f.Pos("handler", "share_all")))
 	}
 	if n, err := f.Int("proxy", "workers", 1); err == nil && n > 1 {
 		out = append(out, fmt.Sprintf("%s: [proxy] workers=%d is not supported yet: one worker runs", f.Pos("proxy", "workers"), n))
@@ -208,6 +206,7 @@ func ConfigFromFile(f *config.File, routeLines []string) (Config, error) {
 	c.SigKey = f.String("proxy", "sig_key", "")
 	c.ConfigDir = f.Dir()
 	c.AcceptSpecs = f.List("proxy", "handler_accept_spec")
+	c.InspectSpecs = f.List("proxy", "handler_inspect_spec")
 	c.RetryInSpecs = f.List("proxy", "handler_retry_in_spec")
 	c.IntreqInSpecs = f.List("proxy", "intreq_in_specs")
 	c.IntreqInStreamSpecs = f.List("proxy", "intreq_in_stream_specs")

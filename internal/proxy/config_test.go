@@ -3,7 +3,6 @@ package proxy
 import (
 	"os"
 	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 
@@ -54,9 +53,14 @@ func TestProxyConfigStats(t *testing.T) {
 	}
 }
 
-func TestProxyConfigShareAllWarning(t *testing.T) {
+// share_all works with tack-proxy (inspect.go, share.go): no warning.
+func TestProxyConfigShareAllNoWarning(t *testing.T) {
 	w := UnsupportedWarnings(loadConf(t, confSpecs+"prometheus_port=9100\n[handler]\nshare_all=true\n"))
-	if len(w) != 1 || !strings.Contains(w[0], "share_all=true has no effect with tack-proxy") {
+	if len(w) != 0 {
 		t.Fatalf("warnings %q", w)
+	}
+	c, err := ConfigFromFile(loadConf(t, confSpecs+"handler_inspect_spec=ipc://x/inspect\n"), nil)
+	if err != nil || len(c.InspectSpecs) != 1 || c.InspectSpecs[0] != "ipc://x/inspect" {
+		t.Fatalf("inspect specs %q, %v", c.InspectSpecs, err)
 	}
 }

@@ -14,17 +14,20 @@
 //	name                 type    bind/connect  key                       HWM     when full
 //	condure-out          PULL    connect       condure_in_specs          100     connmgr holds/refuses (its 503)
 //	condure-out-stream   ROUTER  connect       condure_in_stream_specs   101000  libzmq drops
-//	condure-in           PUB     connect       condure_out_specs         none    Go queue 65536; beyond: packet dropped, logged
+//	condure-in           XPUB    connect       condure_out_specs         none    Go queue 65536; beyond: packet dropped, logged;
+//	                                                                                 waits ≤ 10 s for connmgr's subscription (zsock AwaitSubscriber)
 //	zurl-in              PUSH    connect       zurl_out_specs            100     502 "zhttp service unreachable"
 //	zurl-in-stream       ROUTER  connect       zurl_out_stream_specs     101000  packet dropped, logged; a follow-up
 //	                                                                                 to a zhttp client that went away
 //	                                                                                 ends its request (clientwatch.go)
 //	zurl-out             SUB     connect       zurl_in_specs             101000  libzmq drops
 //	accept               DEALER  bind          handler_accept_spec       100     1 s wait, then 500 "Accept service unavailable."
+//	inspect              DEALER  bind          handler_inspect_spec      100     call fails at once: the request is proxied unshared
 //	retry                PULL    bind          handler_retry_in_spec     101000  libzmq holds
 //	intreq-in            PULL    bind          intreq_in_specs           100     handler holds/fails its request
 //	intreq-in-stream     ROUTER  bind          intreq_in_stream_specs    101000  libzmq drops
-//	intreq-out           PUB     bind          intreq_out_specs          none    Go queue 65536; beyond: packet dropped, logged
+//	intreq-out           XPUB    bind          intreq_out_specs          none    Go queue 65536; beyond: packet dropped, logged;
+//	                                                                                 waits ≤ 10 s for the handler's subscription
 //	proxy-stats          PUB     bind          stats_spec                200000  Go queue 4096; beyond: dropped, counted, logged
 //	proxy-command        ROUTER  bind          command_spec              1000    reply dropped, logged (the caller times out)
 //
@@ -67,8 +70,20 @@
 // the route with that id (else a host lookup); otherwise straight to the
 // URI's host:port with the original route's signing settings and
 // ignore-policies when trusted. auto-share (coalescing identical requests)
-// is not done: each handler request gets its own backend request. The
-// sockets are opened only when all three intreq_* keys are set.
+// goes to the inspect call, so identical next-link fetches share one
+// backend request (share.go). The sockets are opened only when all three
+// intreq_* keys are set.
+//
+// Inspect and sharing (inspect.go, share.go; zmq-wire.md §4.2): with
+// handler_inspect_spec set, each routed request is first shown to the
+// handler with up to 10000 bytes of its body (8 s timeout; after a failed
+// call, requests go at once until a background call is answered, as 1.36
+// does); no-proxy answers hand it to the handler without a backend
+// request (noproxy.go). An answer with a sharing key
+// ([handler] share_all, auto-share) lets identical requests join one
+// backend request: the response goes to every member under each client's
+// credits (the slowest paces the backend beyond ResponseBuffer), a GRIP
+// answer hands them all to the handler in one accept call.
 //
 // A GRIP stream hold whose initial body passes 100000 bytes is sent by
 // the proxy itself and handed off with response-sent (large.go). Upstream
@@ -92,13 +107,13 @@
 // prefixed messages lose their prefix, and the handler's send, close,
 // detach and keep-alive-setup items act on the connection; the client
 // keep-alive timer runs here and asks the handler for the message
-// (need-keep-alive), as in Pushpin 1.36. Not yet: WebSocket-over-HTTP
-// (over_http targets answer 501), zhttp route targets for WebSockets.
+// (need-keep-alive), as in Pushpin 1.36. WebSocket-over-HTTP (over_http
+// targets) is in wsoverhttp.go. Not yet: zhttp route targets for WebSockets.
 //
 // Route targets zhttp/<base> and zhttpreq/<spec> (zbackend.go, ztarget.go)
 // bind the client side of zhttp for a ZeroMQ backend: PUSH/ROUTER/SUB at
 // <base>-out/-out-stream/-in (tcp: P, P+1, P+2), or one DEALER for
 // request/response backends (REP or ROUTER); HTTP only.
 //
-// Not yet: inspect calls (request sharing, sessions), intreq auto-share.
+// Not yet: sessions (inspect's sid).
 package proxy

@@ -30,6 +30,7 @@ const (
 // pendingAccept is an accept call waiting for the handler's reply.
 type pendingAccept struct {
 	s        *session
+	group    *shareGroup // several requests sharing one backend request (share.go); nil: s alone
 	deadline time.Time
 }
 
@@ -91,6 +92,14 @@ func (e *engine) gripBody(s *session, b []byte, more bool, now time.Time) {
 // handOff starts the hand-off of a complete GRIP response (or, for one
 // the proxy relayed itself, of the session after its initial body).
 func (e *engine) handOff(s *session, now time.Time) {
+	if s.shr != nil && e.shareHandOff(s, now) {
+		return
+	}
+	e.pauseForHandoff(s, now)
+}
+
+// pauseForHandoff pauses one client session for its hand-off.
+func (e *engine) pauseForHandoff(s *session, now time.Time) {
 	// Pause the client session only once a handler is connected: a long
 	// pause is where the real condure goes wrong (see waitingHandler).
 	if e.acceptPeers != nil && e.acceptPeers() == 0 {
@@ -146,20 +155,33 @@ func (e *engine) handoffProceed(s *session, now time.Time) {
 	if ev := e.log.Debug(); ev.Enabled() {
 		ev.Str("rid", string(s.in.ID)).Dur("waited", now.Sub(s.handoffAt)).Msg("handoff-proceed")
 	}
+	if s.noProxy {
+		e.noProxyAccept(s, now)
+		return
+	}
+	if s.shr != nil {
+		e.shareProceed(s, now)
+		return
+	}
 	id := newUUID()
+	s.acceptID = id
+	e.sendAccept(id, &pendingAccept{s: s, deadline: now.Add(AcceptTimeout)}, e.acceptArgs(s, []*session{s}), now)
+}
+
+// sendAccept sends accept call id with args.
+func (e *engine) sendAccept(id string, pa *pendingAccept, args tnetstring.Dict, now time.Time) {
 	req := tnetstring.Dict{
 		{Key: "id", Value: id},
 		{Key: "method", Value: "accept"},
-		{Key: "args", Value: e.acceptArgs(s)},
+		{Key: "args", Value: args},
 	}
+	e.accepts[id] = pa
 	b, err := tnetstring.Encode(nil, req)
 	if err != nil {
 		e.log.Error().Err(err).Msg("encode accept")
-		e.acceptUnavailable(s, now)
+		e.acceptFailed(id, now)
 		return
 	}
-	e.accepts[id] = &pendingAccept{s: s, deadline: now.Add(AcceptTimeout)}
-	s.acceptID = id
 	if e.toAccept == nil {
 		e.acceptFailed(id, now)
 		return
@@ -189,8 +211,58 @@ func requestData(method, uri string, hs []zhttp.Header, body []byte) tnetstring.
 	}
 }
 
-// acceptArgs builds the accept arguments exactly as zmq-wire.md §4.3 lists them.
-func (e *engine) acceptArgs(s *session) tnetstring.Dict {
+// acceptArgs builds the accept arguments exactly as zmq-wire.md §4.3 lists
+// them: s made the backend request, members are the client sessions handed
+// over (s alone, or every request that shared it).
+func (e *engine) acceptArgs(s *session, members []*session) tnetstring.Dict {
+	reqs := make([]any, len(members))
+	for i, m := range members {
+		reqs[i] = e.acceptRequest(m)
+	}
+	body := s.body
+	if s.test != nil {
+		body = s.test.body
+	}
+	args := tnetstring.Dict{
+		{Key: "requests", Value: reqs},
+		{Key: "request-data", Value: requestData(s.method, s.req.uri, s.req.headers, body)},
+		{Key: "orig-request-data", Value: requestData(s.method, s.first.URI, s.first.Headers, body)},
+		{Key: "response", Value: tnetstring.Dict{
+			{Key: "code", Value: s.respHead.Code},
+			{Key: "reason", Value: s.respHead.Reason},
+			{Key: "headers", Value: headerList(s.respHead.Headers)},
+			{Key: "body", Value: append([]byte{}, s.respBody...)},
+		}},
+	}
+	if s.sentFirst {
+		args = append(args, tnetstring.Field{Key: "response-sent", Value: true})
+	}
+	args = append(args, tnetstring.Field{Key: "inspect", Value: s.inspectDict()})
+	if s.route != nil {
+		args = append(args, tnetstring.Field{Key: "route", Value: s.route.ID})
+		if s.route.IDExplicit {
+			args = append(args, tnetstring.Field{Key: "separate-stats", Value: true})
+		}
+		if s.route.Prefix != "" {
+			args = append(args, tnetstring.Field{Key: "channel-prefix", Value: s.route.Prefix})
+		}
+	}
+	trusted := true
+	if s.ti < len(s.targets) {
+		t := &s.targets[s.ti]
+		trusted = !t.Untrusted
+		if len(t.Subs) > 0 {
+			args = append(args, tnetstring.Field{Key: "channels", Value: t.Subs})
+		}
+	}
+	if trusted {
+		args = append(args, tnetstring.Field{Key: "trusted", Value: true})
+	}
+	return args
+}
+
+// acceptRequest is one `requests` entry: the state of client session s.
+func (e *engine) acceptRequest(s *session) tnetstring.Dict {
 	rq := tnetstring.Dict{
 		{Key: "rid", Value: tnetstring.Dict{{Key: "sender", Value: s.in.Peer}, {Key: "id", Value: s.in.ID}}},
 		{Key: "in-seq", Value: s.in.InSeq},
@@ -217,50 +289,7 @@ func (e *engine) acceptArgs(s *session) tnetstring.Dict {
 	if s.in.UserData != nil {
 		rq = append(rq, tnetstring.Field{Key: "user-data", Value: s.in.UserData})
 	}
-	body := s.body
-	if s.test != nil {
-		body = s.test.body
-	}
-	args := tnetstring.Dict{
-		{Key: "requests", Value: []any{rq}},
-		{Key: "request-data", Value: requestData(s.method, s.req.uri, s.req.headers, body)},
-		{Key: "orig-request-data", Value: requestData(s.method, s.first.URI, s.first.Headers, body)},
-		{Key: "response", Value: tnetstring.Dict{
-			{Key: "code", Value: s.respHead.Code},
-			{Key: "reason", Value: s.respHead.Reason},
-			{Key: "headers", Value: headerList(s.respHead.Headers)},
-			{Key: "body", Value: append([]byte{}, s.respBody...)},
-		}},
-	}
-	if s.sentFirst {
-		args = append(args, tnetstring.Field{Key: "response-sent", Value: true})
-	}
-	insp := tnetstring.Dict{{Key: "no-proxy", Value: false}}
-	if len(s.lastIDs) > 0 {
-		insp = append(insp, tnetstring.Field{Key: "last-ids", Value: s.lastIDs})
-	}
-	args = append(args, tnetstring.Field{Key: "inspect", Value: insp})
-	if s.route != nil {
-		args = append(args, tnetstring.Field{Key: "route", Value: s.route.ID})
-		if s.route.IDExplicit {
-			args = append(args, tnetstring.Field{Key: "separate-stats", Value: true})
-		}
-		if s.route.Prefix != "" {
-			args = append(args, tnetstring.Field{Key: "channel-prefix", Value: s.route.Prefix})
-		}
-	}
-	trusted := true
-	if s.ti < len(s.targets) {
-		t := &s.targets[s.ti]
-		trusted = !t.Untrusted
-		if len(t.Subs) > 0 {
-			args = append(args, tnetstring.Field{Key: "channels", Value: t.Subs})
-		}
-	}
-	if trusted {
-		args = append(args, tnetstring.Field{Key: "trusted", Value: true})
-	}
-	return args
+	return rq
 }
 
 // logicalPeer is the first X-Forwarded-For entry unless the rule is
@@ -314,10 +343,23 @@ func (e *engine) handleAcceptReply(m zsock.Message, now time.Time) {
 		return
 	}
 	delete(e.accepts, string(idb))
+	if pa.group != nil {
+		e.shareAcceptEnd(pa, func(m *session) { e.acceptReplyTo(m, d, now) }, now)
+		return
+	}
 	s := pa.s
 	if e.byIn[s.key] != s {
 		return
 	}
+	if s.noProxy && !d.Bool("success") {
+		e.acceptUnavailable(s, now) // Pushpin's requestsession: any failure is 500
+		return
+	}
+	e.acceptReplyTo(s, d, now)
+}
+
+// acceptReplyTo applies an accept reply to one of the sessions handed over.
+func (e *engine) acceptReplyTo(s *session, d tnetstring.Dict, now time.Time) {
 	if !d.Bool("success") {
 		cond, _ := d.Bytes("condition")
 		msg, _ := d.Bytes("value")
@@ -387,6 +429,10 @@ func (e *engine) acceptFailed(id string, now time.Time) {
 		return
 	}
 	delete(e.accepts, id)
+	if pa.group != nil {
+		e.shareAcceptEnd(pa, func(m *session) { e.acceptUnavailable(m, now) }, now)
+		return
+	}
 	if e.byIn[pa.s.key] != pa.s {
 		return
 	}

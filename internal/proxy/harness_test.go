@@ -55,6 +55,8 @@ type harness struct {
 	hRouter, hPush       *zsock.Socket
 	intreq               *side // the handler as an intreq client (harnessOpts.intreq); nil without
 
+	hInspect *zsock.Socket // the handler's inspect ROUTER (harnessOpts.inspect)
+
 	reqN int
 	stop func() // stops the proxy (once); also run at cleanup
 }
@@ -64,6 +66,7 @@ type harnessOpts struct {
 	noZurl    bool // bind no zurl sockets: the proxy's sends go nowhere
 	noHandler bool // connect no fake handler (the proxy still binds accept/retry)
 	intreq    bool // configure intreq and connect the handler's client sockets to it
+	inspect   bool // configure the inspect socket (1 s call timeout) and connect the handler's ROUTER to it
 	mod       func(*Config)
 }
 
@@ -95,6 +98,13 @@ func startProxy(t *testing.T, o harnessOpts) *harness {
 		h.cfg.IntreqInSpecs = []string{ipc("intreq-in")}
 		h.cfg.IntreqInStreamSpecs = []string{ipc("intreq-in-stream")}
 		h.cfg.IntreqOutSpecs = []string{ipc("intreq-out")}
+	}
+	if o.inspect {
+		h.cfg.InspectSpecs = []string{ipc("inspect")}
+		h.cfg.InspectTimeout = time.Second
+		h.cfg.Tick = 100 * time.Millisecond
+		// Shared requests wait on an unacknowledged backend request.
+		h.cfg.ServiceTimeout = waitFor
 	}
 	if o.mod != nil {
 		o.mod(&h.cfg)
@@ -138,6 +148,10 @@ func startProxy(t *testing.T, o harnessOpts) *harness {
 			Connect: h.cfg.AcceptSpecs})
 		h.hPush = open(zsock.Options{Name: "h-push", Type: zmq.PUSH, Direction: zsock.SendOnly,
 			Connect: h.cfg.RetryInSpecs, SendTimeout: waitFor})
+		if o.inspect {
+			h.hInspect = open(zsock.Options{Name: "h-inspect", Type: zmq.ROUTER, Direction: zsock.TwoWay,
+				Connect: h.cfg.InspectSpecs})
+		}
 	}
 	if o.intreq {
 		// The 1.36 handler connects to the three binds of the proxy
@@ -197,6 +211,9 @@ func startProxy(t *testing.T, o harnessOpts) *harness {
 	h.warmConnmgr()
 	if o.intreq {
 		h.warmIntreq()
+	}
+	if h.hInspect != nil {
+		h.warmInspect()
 	}
 	return h
 }
@@ -579,20 +596,7 @@ func (h *harness) expectAccept() *acceptCall {
 	h.t.Helper()
 	select {
 	case m := <-h.hRouter.Recv():
-		if len(m) != 3 || len(m[1]) != 0 {
-			h.t.Fatalf("accept message %q", m)
-		}
-		d, err := tnetstring.DecodeDict(m[2])
-		if err != nil {
-			h.t.Fatalf("accept request: %v", err)
-		}
-		c := &acceptCall{peer: m[0], raw: m[2], req: d}
-		c.id, _ = d.Bytes("id")
-		if meth, _ := d.Bytes("method"); string(meth) != "accept" {
-			h.t.Fatalf("ZRPC method %q, want accept", meth)
-		}
-		c.args, _ = d.Dict("args")
-		return c
+		return h.parseZRPC(m, "accept")
 	case <-time.After(waitFor):
 		h.t.Fatal("no accept call")
 	}

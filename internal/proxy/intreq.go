@@ -25,9 +25,8 @@ type passthrough struct {
 	preferInternal bool   // same scheme/host/port: route through the routes table by that id
 	trusted        bool   // the original target was trusted: ignore-policies on a direct request
 	// autoShare asks that identical concurrent requests share one backend
-	// request (Pushpin passes it on to inspect). tack does not coalesce:
-	// each handler request gets its own backend request, which the
-	// backend sees as duplicates at worst.
+	// request: it goes to the inspect call, whose sharing key groups them
+	// (inspect.go, share.go).
 	autoShare bool
 }
 

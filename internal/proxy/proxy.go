@@ -85,8 +85,9 @@ func (s *Service) Run(ctx context.Context) error {
 	}
 	drops := make(chan string, dropQueueLength)
 	acceptDrops := make(chan string, dropQueueLength)
+	inspectDrops := make(chan string, dropQueueLength)
 	s.watch = newClientWatch()
-	socks, err := s.openSockets(zctx, drops, acceptDrops)
+	socks, err := s.openSockets(zctx, drops, acceptDrops, inspectDrops)
 	if err != nil {
 		zctx.Close()
 		return cli.Startup(err)
@@ -119,6 +120,9 @@ func (s *Service) Run(ctx context.Context) error {
 	if socks.accept != nil {
 		eng.toAccept = socks.accept.TrySend
 		eng.acceptPeers = socks.accept.Peers
+	}
+	if socks.inspect != nil {
+		eng.insp = newInspector(socks.inspect.TrySend, socks.inspect.Peers, s.cfg.InspectTimeout)
 	}
 
 	sockCtx, stopSockets := context.WithCancel(context.Background())
@@ -154,7 +158,7 @@ func (s *Service) Run(ctx context.Context) error {
 			}
 		}
 	})
-	g.Go(func() error { return s.loop(gctx, eng, socks, drops, acceptDrops) })
+	g.Go(func() error { return s.loop(gctx, eng, socks, drops, acceptDrops, inspectDrops) })
 	s.log.Info().Str("id", s.cfg.InstanceID).Msg("started")
 	err = g.Wait()
 	stopSockets()
@@ -189,8 +193,9 @@ func (s *Service) loadRoutes() (*routes.Watcher, error) {
 // use is reported so that nothing is ignored silently.
 var unsupportedProps = []string{"sockjs", "sockjs_as_path", "session"}
 
-// sub= is acted on for WebSockets (wsproxy.go) only.
-var unsupportedTargetProps = []string{"over_http", "one_event"}
+// sub=, over_http and one_event are acted on for WebSockets (wsproxy.go,
+// wsoverhttp.go) only.
+var unsupportedTargetProps = []string{}
 
 func logUnsupported(log zerolog.Logger, t *routes.Table) {
 	if t == nil {
@@ -215,7 +220,7 @@ func logUnsupported(log zerolog.Logger, t *routes.Table) {
 type sockets struct {
 	connmgrIn, connmgrInStream, connmgrOut    *zsock.Socket
 	clientOut, clientOutStream, clientReplies *zsock.Socket
-	accept, retry                             *zsock.Socket // nil when not configured
+	accept, retry, inspect                    *zsock.Socket // nil when not configured
 	intreqIn, intreqInStream, intreqOut       *zsock.Socket // nil when not configured
 	stats, command                            *zsock.Socket // nil when not configured
 	wsControlIn, wsControlOut                 *zsock.Socket // nil when not configured
@@ -223,7 +228,7 @@ type sockets struct {
 
 func (ss *sockets) all() []*zsock.Socket {
 	out := []*zsock.Socket{ss.connmgrIn, ss.connmgrInStream, ss.connmgrOut, ss.clientOut, ss.clientOutStream, ss.clientReplies}
-	for _, so := range []*zsock.Socket{ss.accept, ss.retry, ss.intreqIn, ss.intreqInStream, ss.intreqOut, ss.stats, ss.command, ss.wsControlIn, ss.wsControlOut} {
+	for _, so := range []*zsock.Socket{ss.accept, ss.retry, ss.inspect, ss.intreqIn, ss.intreqInStream, ss.intreqOut, ss.stats, ss.command, ss.wsControlIn, ss.wsControlOut} {
 		if so != nil {
 			out = append(out, so)
 		}
@@ -254,7 +259,7 @@ func recvOf(so *zsock.Socket) <-chan zsock.Message {
 	return so.Recv()
 }
 
-func (s *Service) openSockets(zctx *zsock.Context, drops, acceptDrops chan<- string) (*sockets, error) {
+func (s *Service) openSockets(zctx *zsock.Context, drops, acceptDrops, inspectDrops chan<- string) (*sockets, error) {
 	var opened []*zsock.Socket
 	fail := func(err error) (*sockets, error) {
 		closeUnrun(opened)
@@ -278,7 +283,10 @@ func (s *Service) openSockets(zctx *zsock.Context, drops, acceptDrops chan<- str
 		Connect: s.cfg.ConnmgrInStreamSpecs, Identity: id, RcvHWM: hwmStream, SndHWM: hwmStream, Linger: lingerStream}); err != nil {
 		return fail(err)
 	}
-	if ss.connmgrOut, err = open(zsock.Options{Name: "condure-in", Type: zmq.PUB, Direction: zsock.SendOnly,
+	// XPUBs that hold packets until the peer's subscription is in
+	// (zsock.Options.AwaitSubscriber): a PUB drops them, breaking the
+	// session's sequence.
+	if ss.connmgrOut, err = open(zsock.Options{Name: "condure-in", Type: zmq.XPUB, Direction: zsock.SendOnly, AwaitSubscriber: true,
 		Connect: s.cfg.ConnmgrOutSpecs, SndHWM: zsock.Unlimited, Linger: lingerStream, QueueLen: outQueueLen}); err != nil {
 		return fail(err)
 	}
@@ -314,18 +322,15 @@ func (s *Service) openSockets(zctx *zsock.Context, drops, acceptDrops chan<- str
 			// Pushpin fails at once.
 			SendTimeout: acceptSendTimeout,
 			TrackPeers:  true,
-			OnDrop: func(m zsock.Message, _ error) {
-				if len(m) == 2 {
-					if d, err := tnetstring.DecodeDict(m[1]); err == nil {
-						if id, ok := d.Bytes("id"); ok {
-							select {
-							case acceptDrops <- string(id):
-							default: // the accept deadline catches it
-							}
-						}
-					}
-				}
-			}}); err != nil {
+			OnDrop:      zrpcDrop(acceptDrops)}); err != nil {
+			return fail(err)
+		}
+	}
+	if len(s.cfg.InspectSpecs) > 0 {
+		// Pushpin's ZRPC client: a call finding no handler fails at once.
+		if ss.inspect, err = open(zsock.Options{Name: "inspect", Type: zmq.DEALER, Direction: zsock.TwoWay,
+			Bind: s.cfg.InspectSpecs, SndHWM: hwmFirst, RcvHWM: hwmStream, TrackPeers: true,
+			OnDrop: zrpcDrop(inspectDrops)}); err != nil {
 			return fail(err)
 		}
 	}
@@ -345,7 +350,7 @@ func (s *Service) openSockets(zctx *zsock.Context, drops, acceptDrops chan<- str
 			Bind: s.cfg.IntreqInStreamSpecs, Identity: id, RcvHWM: hwmStream, SndHWM: hwmStream, Linger: lingerStream}); err != nil {
 			return fail(err)
 		}
-		if ss.intreqOut, err = open(zsock.Options{Name: "intreq-out", Type: zmq.PUB, Direction: zsock.SendOnly,
+		if ss.intreqOut, err = open(zsock.Options{Name: "intreq-out", Type: zmq.XPUB, Direction: zsock.SendOnly, AwaitSubscriber: true,
 			Bind: s.cfg.IntreqOutSpecs, SndHWM: zsock.Unlimited, Linger: lingerStream, QueueLen: outQueueLen}); err != nil {
 			return fail(err)
 		}
@@ -383,6 +388,24 @@ func (s *Service) openSockets(zctx *zsock.Context, drops, acceptDrops chan<- str
 	return ss, nil
 }
 
+// zrpcDrop reports the id of each ZRPC call a DEALER could not send (the
+// call's deadline catches any the queue has no room for).
+func zrpcDrop(ids chan<- string) func(zsock.Message, error) {
+	return func(m zsock.Message, _ error) {
+		if len(m) != 2 {
+			return
+		}
+		if d, err := tnetstring.DecodeDict(m[1]); err == nil {
+			if id, ok := d.Bytes("id"); ok {
+				select {
+				case ids <- string(id):
+				default:
+				}
+			}
+		}
+	}
+}
+
 // waitTimer fires soon while hand-offs wait for a handler, never otherwise.
 func waitTimer(e *engine) <-chan time.Time {
 	if len(e.waitingHandler) == 0 {
@@ -392,7 +415,7 @@ func waitTimer(e *engine) <-chan time.Time {
 }
 
 // loop is the engine goroutine: the only code that touches the session table.
-func (s *Service) loop(ctx context.Context, e *engine, ss *sockets, drops, acceptDrops <-chan string) error {
+func (s *Service) loop(ctx context.Context, e *engine, ss *sockets, drops, acceptDrops, inspectDrops <-chan string) error {
 	ticker := time.NewTicker(s.cfg.Tick)
 	defer ticker.Stop()
 	// One timer flushes stats activity 100 ms after the first unflushed
@@ -484,6 +507,13 @@ func (s *Service) loop(ctx context.Context, e *engine, ss *sockets, drops, accep
 				continue
 			}
 			e.handleWSControl(m[0], s.cfg.Now())
+		case m, ok := <-recvOf(ss.inspect):
+			if !ok {
+				return fmt.Errorf("inspect socket closed")
+			}
+			e.handleInspectReply(m, s.cfg.Now())
+		case id := <-inspectDrops:
+			e.inspectFailed(id, false, s.cfg.Now())
 		case m, ok := <-recvOf(ss.retry):
 			if !ok {
 				return fmt.Errorf("retry socket closed")

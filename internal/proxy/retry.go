@@ -38,9 +38,14 @@ func (e *engine) handleRetry(frame []byte, now time.Time) {
 		}
 	}
 	var lastIDs tnetstring.Dict
-	if insp, ok := d.Dict("inspect"); ok {
+	insp, _ := d.Dict("inspect")
+	if insp != nil {
 		lastIDs, _ = insp.Dict("last-ids")
 	}
+	// The sessions of a retry (several when they shared one request) share
+	// again when the inspect data names a sharing key (Pushpin 1.36:
+	// Engine::retryPacket → doProxy).
+	shareKey, _ := insp.Bytes("sharing-key")
 	routeID, _ := d.Bytes("route")
 	for _, rv := range reqs {
 		rq, ok := rv.(tnetstring.Dict)
@@ -68,7 +73,7 @@ func (e *engine) handleRetry(frame []byte, now time.Time) {
 		if pa, ok := rq.Bytes("peer-address"); ok {
 			first.PeerAddress = string(pa)
 		}
-		s := &session{key: key, first: first, method: first.Method, started: now, isRetry: true, lastIDs: lastIDs}
+		s := &session{key: key, first: first, method: first.Method, started: now, isRetry: true, lastIDs: lastIDs, inspect: insp}
 		s.in.ID, s.in.Peer = id, sender
 		s.in.InSeq, s.in.OutSeq, s.in.Credits = inSeq, outSeq, credits
 		s.in.PeerMulti = true
@@ -103,6 +108,6 @@ func (e *engine) handleRetry(frame []byte, now time.Time) {
 			e.keepBody(s, body)
 			s.pendingOut = append([]byte(nil), body...)
 		}
-		e.startTarget(s, now)
+		e.shareOrStart(s, string(shareKey), now)
 	}
 }

@@ -1,10 +1,13 @@
 package proxy
 
 import (
+	"encoding/json"
 	"net/url"
 	"strings"
 	"time"
 
+	"tack/internal/logging"
+	"tack/pkg/wscontrol"
 	"tack/pkg/zhttp"
 )
 
@@ -124,5 +127,66 @@ func (e *engine) testRespond(s *session, now time.Time) {
 		e.startGRIP(s, head, now)
 	default:
 		e.respond(s, 404, "Not Found", "text/plain", testNotFound, now)
+	}
+}
+
+// wsStartTest answers a WebSocket routed to the test handler like
+// Pushpin's (src/proxy/testwebsocket.cpp): only /ws is accepted (101
+// without extensions); the connection subscribes to its `channel`
+// parameters (default "test") through ws-control, as a GRIP backend's
+// `c:{"type":"subscribe",...}` messages would, and every client message is
+// echoed back.
+func (e *engine) wsStartTest(s *session, now time.Time) {
+	ws := s.ws
+	if testResource(s.route.PathBeg, s.ci.path) != "/ws" {
+		e.wsReject(s, 404, "Not Found", testNotFound, "", now)
+		return
+	}
+	ws.test = true
+	ws.connected = true
+	ws.outDone = true
+	// Like Pushpin 1.36, GRIP applies whatever the route's no_grip or the
+	// client's trust (verified: a `* test,no_grip` route still subscribes).
+	if e.wsControlOn() {
+		e.wsControlStart(s, now)
+		for _, ch := range s.targets[s.ti].Subs {
+			e.wsControlRequest(s, wsSubscribeItem(ch), now)
+		}
+		for _, ch := range testChannels(s.ci.rawURI) {
+			e.wsControlRequest(s, wsGripSubscribeItem(ch), now)
+		}
+	} else {
+		e.log.Warn().Str(logging.FieldRID, string(s.in.ID)).Msg("websocket: test handler without ws-control sockets: echo only, no subscriptions")
+	}
+	e.wsAccept(s, "", []zhttp.Header{}, now)
+	e.log.Info().Str(logging.FieldRID, string(s.in.ID)).Str("uri", s.first.URI).Str("target", "test").
+		Str("cid", ws.cid).Msg("websocket connected")
+}
+
+// wsGripSubscribeItem is a `grip` item carrying a subscribe control
+// message, what Pushpin's test WebSocket sends.
+func wsGripSubscribeItem(channel string) wscontrol.Item {
+	msg, _ := json.Marshal(struct {
+		Type    string `json:"type"`
+		Channel string `json:"channel"`
+	}{"subscribe", channel})
+	it := wscontrol.NewItem(nil, wscontrol.TypeGrip)
+	it.Message = msg
+	it.HasMessage = true
+	return it
+}
+
+// wsTestFrame echoes a client frame: messages come back as they were sent
+// (fragments included); a ping is answered with a pong (Pushpin's test
+// WebSocket sends the ping itself back); pongs are consumed.
+func (e *engine) wsTestFrame(s *session, p *zhttp.Packet, now time.Time) {
+	switch p.Type {
+	case zhttp.TypeData:
+		e.wsBackendMessage(s, p, now)
+	case zhttp.TypePing:
+		e.wsToClient(s, wsFrame{typ: zhttp.TypePong, body: p.Body, owed: len(p.Body)}, now)
+	default:
+		s.ws.toClient.owed += int64(len(p.Body))
+		e.wsGrantOut(s, now)
 	}
 }

@@ -58,7 +58,9 @@ func (e *engine) wsControlWrite(items ...wscontrol.Item) {
 // wsControlStart creates the connection's control session (`here`).
 func (e *engine) wsControlStart(s *session, now time.Time) {
 	ws := s.ws
-	ws.cid = newUUID()
+	if ws.cid == "" { // WebSocket-over-HTTP already sent it as Connection-Id
+		ws.cid = newUUID()
+	}
 	ws.control = true
 	ws.pending = map[string]time.Time{}
 	ws.lastKA = now
@@ -188,6 +190,9 @@ func (e *engine) wsControlItem(s *session, it *wscontrol.Item, now time.Time) {
 		delete(ws.pending, string(it.ReqID))
 	case wscontrol.TypeRefresh:
 		// WebSocket-over-HTTP only: nothing to poll on a plain WebSocket.
+		if ws.woh != nil {
+			e.wohRefresh(s, now)
+		}
 	default:
 		e.log.Debug().Str("cid", ws.cid).Str("type", it.Type).Msg("ignoring ws-control item")
 	}

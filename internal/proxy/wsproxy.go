@@ -80,12 +80,17 @@ type wsSession struct {
 	toClient  wsDir // backend and handler → client (connmgr)
 	toBackend wsDir // client → backend (zhttp client)
 
+	// test: the built-in test handler answers instead of a backend
+	// (testhandler.go); outDone is set from the start.
+	test bool
+
 	// GRIP (grip-reference §6.1).
 	grip     bool
 	prefix   []byte
 	control  bool   // a ws-control session with the handler exists
 	cid      string // its connection id
 	detached bool
+	woh      *wohState // WebSocket-over-HTTP (wsoverhttp.go); nil otherwise
 	// Backend message state (Pushpin's outReadInProgress): inMsg while a
 	// fragmented message is being relayed, skip while one is dropped.
 	inMsg, skip bool
@@ -198,13 +203,14 @@ func (e *engine) wsNextTarget(s *session, now time.Time) {
 		case t.Kind == routes.TargetZHTTPReq:
 			e.wsReject(s, 502, "Bad Gateway", textProxyError, "WebSockets cannot be used with zhttpreq target", now)
 			return
-		case t.OverHTTP:
-			e.log.Warn().Str(logging.FieldRID, string(s.in.ID)).Str("target", targetName(t)).Msg("websocket: over_http targets are not supported yet")
-			e.wsRejectWith(s, 501, "Not Implemented", []zhttp.Header{{Name: "Content-Type", Value: "text/plain"}},
-				[]byte("WebSocket-over-HTTP (over_http) is not supported yet.\n"), now)
+		case t.OverHTTP && (t.Kind == routes.TargetHost):
+			e.wohStart(s, t, now)
 			return
 		case t.Kind == routes.TargetHost:
 			e.wsStartHost(s, t, now)
+			return
+		case t.Kind == routes.TargetTest:
+			e.wsStartTest(s, now)
 			return
 		default:
 			e.log.Warn().Str(logging.FieldRID, string(s.in.ID)).Str("target", targetName(t)).Msg("websocket: target kind not supported for WebSockets, skipping target")
@@ -237,11 +243,7 @@ func (e *engine) wsStartHost(s *session, t *routes.Target, now time.Time) {
 	p.URI = uri
 	p.Headers = hs
 	p.Credits = wsWindow
-	p.ConnectHost = t.Host
-	p.ConnectPort = int64(t.Port)
-	p.IgnorePolicies = !t.Untrusted
-	p.TrustConnectHost = t.TrustConnectHost
-	p.IgnoreTLSErrors = t.Insecure
+	setConnect(p, t)
 	s.out.Stamp(p, e.id, true, now)
 	select {
 	case e.toClient <- zsock.Message{p.Encode()}:
@@ -258,7 +260,12 @@ func (e *engine) wsInPacket(s *session, p *zhttp.Packet, now time.Time) {
 	ws := s.ws
 	switch p.Type {
 	case zhttp.TypeCancel, zhttp.TypeError:
-		e.cancelClient(s, now)
+		if ws.woh != nil {
+			// The client vanished without a close: tell the backend.
+			e.wohDisconnect(s, now)
+		} else {
+			e.cancelClient(s, now)
+		}
 		e.finish(s, "cancelled")
 		return
 	case zhttp.TypeKeepAlive:
@@ -274,10 +281,18 @@ func (e *engine) wsInPacket(s *session, p *zhttp.Packet, now time.Time) {
 		e.finish(s, "error")
 		return
 	}
+	if ws.woh != nil {
+		e.wohInPacket(s, p, now)
+		return
+	}
 	switch p.Type {
 	case zhttp.TypeData, zhttp.TypePing, zhttp.TypePong:
 		if p.Credits > 0 {
 			e.wsFlushClient(s, now)
+		}
+		if ws.test {
+			e.wsTestFrame(s, p, now)
+			return
 		}
 		d := &ws.toBackend
 		if ws.detached || ws.outDone || d.closeQueued || d.closeSent {
@@ -305,6 +320,10 @@ func (e *engine) wsInPacket(s *session, p *zhttp.Packet, now time.Time) {
 // wsClientReply handles a packet of the backend session.
 func (e *engine) wsClientReply(s *session, p *zhttp.Packet, now time.Time) {
 	ws := s.ws
+	if ws.woh != nil {
+		e.wohReply(s, p, now)
+		return
+	}
 	switch p.Type {
 	case zhttp.TypeKeepAlive:
 		return
@@ -401,9 +420,17 @@ func (e *engine) wsConnected(s *session, p *zhttp.Packet, now time.Time) {
 			e.wsControlRequest(s, wsSubscribeItem(ch), now)
 		}
 	}
+	e.wsAccept(s, p.Reason, hs, now)
+	e.log.Info().Str(logging.FieldRID, string(s.in.ID)).Str("uri", s.first.URI).Str("target", targetName(t)).
+		Bool("grip", ws.grip).Str("cid", ws.cid).Msg("websocket connected")
+	e.wsFlushBackend(s, now)
+}
+
+// wsAccept sends the client its 101 with the proxy's credit window.
+func (e *engine) wsAccept(s *session, reason string, hs []zhttp.Header, now time.Time) {
 	out := zhttp.New()
 	out.Code = 101
-	out.Reason = p.Reason
+	out.Reason = reason
 	if out.Reason == "" {
 		out.Reason = "Switching Protocols"
 	}
@@ -412,9 +439,6 @@ func (e *engine) wsConnected(s *session, p *zhttp.Packet, now time.Time) {
 	out.Credits = wsWindow
 	s.code = 101
 	e.sendIn(s, out, now)
-	e.log.Info().Str(logging.FieldRID, string(s.in.ID)).Str("uri", s.first.URI).Str("target", targetName(t)).
-		Bool("grip", ws.grip).Str("cid", ws.cid).Msg("websocket connected")
-	e.wsFlushBackend(s, now)
 }
 
 // wsBackendMessage applies the GRIP message rules to a backend data packet
@@ -505,6 +529,10 @@ func (e *engine) wsFlushClient(s *session, now time.Time) {
 
 // wsFlushBackend sends what the backend's credits allow.
 func (e *engine) wsFlushBackend(s *session, now time.Time) {
+	if s.ws.woh != nil {
+		e.wohFlush(s, now)
+		return
+	}
 	if !s.ws.connected || !s.outActive || !s.outAcked {
 		return
 	}
@@ -589,8 +617,20 @@ func (e *engine) wsGrantIn(s *session, now time.Time) {
 	}
 }
 
-// wsGrantOut grants the zhttp client the backend payload that left the proxy.
+// wsGrantOut grants the zhttp client the backend payload that left the
+// proxy. For the test handler that payload is the client's own echo: its
+// credits go back to connmgr.
 func (e *engine) wsGrantOut(s *session, now time.Time) {
+	if ws := s.ws; ws.test {
+		ws.toBackend.owed += ws.toClient.owed
+		ws.toClient.owed = 0
+		e.wsGrantIn(s, now)
+		return
+	}
+	if s.ws.woh != nil {
+		s.ws.toClient.owed = 0 // each answer is read whole: nothing to grant
+		return
+	}
 	if !s.outActive || !s.outAcked || s.ws.outDone {
 		return
 	}
@@ -669,6 +709,11 @@ func (e *engine) wsMaybeDone(s *session, now time.Time) {
 // wsOutError handles an error or cancel from the backend session.
 func (e *engine) wsOutError(s *session, p *zhttp.Packet, now time.Time) {
 	ws := s.ws
+	if ws.woh != nil {
+		e.dropOut(s)
+		e.wohFailed(s, p.Condition, now)
+		return
+	}
 	e.dropOut(s)
 	ws.outDone = true
 	if !ws.connected {
@@ -729,6 +774,9 @@ func (e *engine) wsTick(s *session, now time.Time) bool {
 		e.cancelClient(s, now)
 		e.finish(s, "close timeout")
 		return false
+	}
+	if ws.woh != nil {
+		return e.wohTick(s, now)
 	}
 	if s.outActive {
 		switch {

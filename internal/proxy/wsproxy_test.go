@@ -292,10 +292,13 @@ func TestWSRejections(t *testing.T) {
 			t.Fatalf("rejection %s, want %d %q", describe(p), code, body)
 		}
 	}
-	// over_http is not in this round: a clear 501, not a hang.
+	// over_http whose zhttp client never answers the OPEN request: 502.
 	p := h.wsRequest("ws://example.com/")
 	h.sendFirst(p)
-	expectReject(h.fromProxy(p.ID, 0), 501, "over_http")
+	if z := h.zurlFirst(); z.Method != "POST" {
+		t.Fatalf("over_http request %s", describe(z))
+	}
+	expectReject(h.fromProxy(p.ID, 0), 502, "Error while proxying")
 
 	// No route.
 	p = h.wsRequest("ws://nowhere.org/")

@@ -7,33 +7,16 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/rs/zerolog"
 	"go.uber.org/goleak"
+
+	"tack/internal/testutil"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
-
-// syncBuffer collects log output written from the watcher goroutine.
-type syncBuffer struct {
-	mu sync.Mutex // guards b
-	b  strings.Builder
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // eventually polls f until it returns nil or timeout passes.
 func eventually(t *testing.T, timeout time.Duration, f func() error) {
@@ -91,7 +74,7 @@ func TestWatcherReloadsOnChange(t *testing.T) {
 	path := filepath.Join(dir, "routes")
 	writeFile(t, path, "* t:1\n")
 
-	var logs syncBuffer
+	var logs testutil.SyncBuffer
 	w, err := NewWatcher(path, zerolog.New(&logs))
 	if err != nil {
 		t.Fatal(err)
@@ -159,7 +142,7 @@ func TestWatcherReloadsOnChange(t *testing.T) {
 
 func TestWatcherExplicitReload(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "routes")
-	var logs syncBuffer
+	var logs testutil.SyncBuffer
 	w, err := NewWatcher(path, zerolog.New(&logs))
 	if err != nil {
 		t.Fatal(err)

@@ -7,6 +7,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"tack/internal/broker"
 	"tack/internal/logging"
 	"tack/internal/publish"
 )
@@ -63,5 +64,6 @@ func Command() *cobra.Command {
 	f.IntVar(&fl.ID, "id", -1, "set instance ID (needed to run multiple instances)")
 	f.StringArrayVar(&fl.Routes, "route", nil, "add route (overrides routes file); repeatable")
 	cmd.AddCommand(publish.Command())
+	cmd.AddCommand(broker.Command())
 	return cmd
 }

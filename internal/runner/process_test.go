@@ -1,7 +1,6 @@
 package runner
 
 import (
-	"bytes"
 	"fmt"
 	"net"
 	"os"
@@ -10,12 +9,13 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"go.uber.org/goleak"
+
+	"tack/internal/testutil"
 )
 
 // tackBin is the runner binary TestMain builds.
@@ -51,24 +51,6 @@ type wrapM struct {
 
 func (w wrapM) Run() int { *w.code = w.m.Run(); return *w.code }
 
-// syncBuffer collects the runner's output.
-type syncBuffer struct {
-	mu sync.Mutex // guards b
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // fakeScript is a stand-in service: it logs Pushpin-style lines, reports
 // SIGHUP and SIGTERM, and runs `extra` every 50 ms.
 func fakeScript(name, termTrap, extra string) string {
@@ -91,7 +73,7 @@ done
 type procEnv struct {
 	dir  string
 	cmd  *exec.Cmd
-	out  *syncBuffer
+	out  *testutil.SyncBuffer
 	done chan error
 }
 
@@ -137,7 +119,7 @@ handler_bin=%[1]s/fake-handler
 	if err := os.WriteFile(cp, []byte(conf), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	e := &procEnv{dir: dir, out: &syncBuffer{}, done: make(chan error, 1)}
+	e := &procEnv{dir: dir, out: &testutil.SyncBuffer{}, done: make(chan error, 1)}
 	e.cmd = exec.Command(tackBin, append([]string{"--config=" + cp, "-m", "--verbose"}, extraArgs...)...)
 	e.cmd.Dir = dir
 	e.cmd.Stdout, e.cmd.Stderr = e.out, e.out

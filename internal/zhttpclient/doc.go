@@ -23,9 +23,12 @@
 //	                                              3×buffer_size of request body queued
 //	                                              (client ignoring credits) gets
 //	                                              bad-request
-//	out_spec        PUB     bind          out_hwm libzmq drops at out_hwm (PUB never
+//	out_spec        XPUB    bind          out_hwm libzmq drops at out_hwm (PUB never
 //	                                              blocks); the engine waits for room in
-//	                                              the OutQueue channel in front of it
+//	                                              the OutQueue channel in front of it;
+//	                                              replies wait ≤ 10 s for their client's
+//	                                              subscription (zsock AwaitSubscriber;
+//	                                              zurl's PUB drops them)
 //	in_req_spec     ROUTER  bind          in_hwm  like in_spec for input; replies wait
 //	                                              for room in the owner's queue, which
 //	                                              keeps writing while its input waits

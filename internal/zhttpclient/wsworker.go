@@ -249,33 +249,21 @@ func (w *worker) wsControl(op ws.OpCode, p []byte) error {
 }
 
 // wsWriteLoop writes the client's frames, masked, until it has written a
-// close frame or the connection fails.
+// close frame or the connection fails. The write buffer is borrowed from
+// the service's pool for each batch only: an idle websocket holds none.
 func (w *worker) wsWriteLoop(ctx context.Context, c *wsConn) error {
-	bw := bufio.NewWriterSize(c.conn, WSWriteBuffer)
 	for {
 		items, err := w.wsq.take(ctx)
 		if err != nil {
 			return err
 		}
-		var credit int64
-		closed := false
-		for _, it := range items {
-			mask := ws.NewMask()
-			hdr := ws.Header{Fin: it.fin, OpCode: it.op, Masked: true, Mask: mask, Length: int64(len(it.payload))}
-			if err := ws.WriteHeader(bw, hdr); err != nil {
-				return err
-			}
-			ws.Cipher(it.payload, mask, 0) // the decoded packet's buffer is ours
-			if _, err := bw.Write(it.payload); err != nil {
-				return err
-			}
-			credit += it.credit
-			if it.op == ws.OpClose {
-				closed = true
-				break
-			}
+		bw := w.svc.getWSWriter(c.conn)
+		credit, closed, err := writeWSFrames(bw, items)
+		if err == nil {
+			err = bw.Flush()
 		}
-		if err := bw.Flush(); err != nil {
+		w.svc.putWSWriter(bw)
+		if err != nil {
 			return err
 		}
 		w.touch()
@@ -284,6 +272,43 @@ func (w *worker) wsWriteLoop(ctx context.Context, c *wsConn) error {
 			return nil
 		}
 	}
+}
+
+// writeWSFrames writes items as masked frames up to and including a close
+// frame, returning the credit they earn and whether a close was written.
+func writeWSFrames(bw *bufio.Writer, items []wsItem) (int64, bool, error) {
+	var credit int64
+	for _, it := range items {
+		mask := ws.NewMask()
+		hdr := ws.Header{Fin: it.fin, OpCode: it.op, Masked: true, Mask: mask, Length: int64(len(it.payload))}
+		if err := ws.WriteHeader(bw, hdr); err != nil {
+			return credit, false, err
+		}
+		ws.Cipher(it.payload, mask, 0) // the decoded packet's buffer is ours
+		if _, err := bw.Write(it.payload); err != nil {
+			return credit, false, err
+		}
+		credit += it.credit
+		if it.op == ws.OpClose {
+			return credit, true, nil
+		}
+	}
+	return credit, false, nil
+}
+
+// getWSWriter returns a pooled WSWriteBuffer-sized writer onto conn.
+func (s *Service) getWSWriter(conn io.Writer) *bufio.Writer {
+	if bw, ok := s.wsWriters.Get().(*bufio.Writer); ok {
+		bw.Reset(conn)
+		return bw
+	}
+	return bufio.NewWriterSize(conn, WSWriteBuffer)
+}
+
+// putWSWriter returns bw to the pool, dropping any unflushed bytes.
+func (s *Service) putWSWriter(bw *bufio.Writer) {
+	bw.Reset(nil)
+	s.wsWriters.Put(bw)
 }
 
 // utf8Check validates UTF-8 across frame and read boundaries: n bytes of

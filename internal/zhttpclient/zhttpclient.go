@@ -3,6 +3,7 @@ package zhttpclient
 import (
 	"context"
 	"errors"
+	"sync"
 	"time"
 
 	zmq "github.com/pebbe/zmq4"
@@ -36,9 +37,12 @@ type Service struct {
 	policy *Policy
 	ts     *transports
 	pool   *bufPool
-	from   []byte
-	ready  chan struct{}
-	timers timers
+	// wsWriters holds *bufio.Writer of WSWriteBuffer bytes, lent to
+	// websocket writers per batch (wsworker.go).
+	wsWriters sync.Pool
+	from      []byte
+	ready     chan struct{}
+	timers    timers
 }
 
 // timers are the session timers; tests shorten them.
@@ -151,7 +155,10 @@ func (s *Service) open(zctx *zsock.Context) (*sockets, error) {
 			RcvHWM: cfg.InHWM, SndHWM: cfg.InHWM, QueueLen: StreamQueue,
 		}),
 		open(&ss.out, "out_spec", cfg.OutSpec, zsock.Options{
-			Type: zmq.PUB, Direction: zsock.SendOnly,
+			// XPUB holding replies until their client's subscription is in
+			// (zsock.Options.AwaitSubscriber): a reply sent before it was
+			// lost, and the client saw the next one as a seq gap (502).
+			Type: zmq.XPUB, Direction: zsock.SendOnly, AwaitSubscriber: true,
 			SndHWM: cfg.OutHWM, RcvHWM: cfg.OutHWM, QueueLen: OutQueue,
 		}),
 		open(&ss.inReq, "in_req_spec", cfg.InReqSpec, zsock.Options{

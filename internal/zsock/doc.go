@@ -25,6 +25,13 @@
 //	           turn handles at most a batch per direction, and while the
 //	           receive channel is full the owner keeps writing, so a handler
 //	           blocked on Send() cannot deadlock with it
+//	await      (send-only XPUB, AwaitSubscriber) the send-only loop plus the
+//	           subscriptions: a message no subscriber wants yet waits (in
+//	           order per topic, ≤ HoldTimeout, ≤ QueueLen) instead of being
+//	           dropped as a PUB drops what precedes a peer's subscription
+//
+// Monitored sockets (TrackPeers, OnDisconnect) attach the monitor before
+// binding or connecting, so that no handshake goes uncounted.
 //
 // Every socket gets LINGER (default 0; zhttp ROUTER/PUB use 500 ms as Pushpin)
 // and explicit HWMs. Run closes the socket before it returns; Context.Close

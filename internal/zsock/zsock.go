@@ -94,7 +94,30 @@ type Options struct {
 	// topics follow demand); the owner then polls in the two-way rhythm so
 	// a change waits at most TwoWayPoll.
 	Control bool
+	// AwaitSubscriber (send-only XPUB) holds each message until a
+	// subscriber has subscribed to a topic that prefixes its first frame.
+	// A PUB drops what it sends before the subscription of a peer that is
+	// (re)connecting has arrived (ZeroMQ's "slow joiner"), which on a
+	// zhttp link silently breaks a session's sequence: a handler's first
+	// packets to a connmgr it had not finished connecting to were lost.
+	// Messages of one topic leave in order; a message waits at most
+	// HoldTimeout (DefaultHoldTimeout when zero), and at most QueueLen
+	// wait: older ones are dropped (OnDrop, and at most one warning a
+	// second).
+	AwaitSubscriber bool
+	HoldTimeout     time.Duration
+
+	// afterOpen, when set (tests), runs after the binds and connects.
+	afterOpen func()
 }
+
+// DefaultHoldTimeout bounds how long an AwaitSubscriber socket holds a
+// message for a subscriber (a peer process starting or restarting).
+const DefaultHoldTimeout = 10 * time.Second
+
+// ErrNoSubscriber is reported to OnDrop for a message an AwaitSubscriber
+// socket held longer than its HoldTimeout, or had no room to hold.
+var ErrNoSubscriber = errors.New("zsock: no subscriber for message")
 
 // Context wraps a libzmq context; one per process.
 type Context struct {
@@ -141,6 +164,9 @@ type Socket struct {
 	// polls it and keeps peers, which any goroutine may read.
 	mon   *zmq.Socket
 	peers atomic.Int64
+	// unshaken counts handshake failures whose disconnect is still to
+	// come (monitor reader only).
+	unshaken int
 	// gone remembers ROUTER_MANDATORY peers found unroutable, until when
 	// further messages to them are dropped at once instead of each
 	// waiting SendTimeout (owner goroutine only); handshakes counts the
@@ -151,6 +177,23 @@ type Socket struct {
 	// seenDisconnects before a write (see write).
 	disconnects     atomic.Uint64
 	seenDisconnects uint64
+	// AwaitSubscriber state (owner goroutine only): the topics
+	// subscribers hold, the messages waiting for one (oldest first), how
+	// many wait per topic key, and the drops not yet reported in a
+	// warning (at most one a second), with the time of the last one.
+	topics      map[string]struct{}
+	waiting     []waitingMsg
+	waitingKeys map[string]int
+	fullDrops   int
+	expired     int
+	dropWarnAt  time.Time
+}
+
+// waitingMsg is a message held for a subscriber since at.
+type waitingMsg struct {
+	m   Message
+	key string
+	at  time.Time
 }
 
 // goneMark is a peer found unroutable: until when, and how many peers
@@ -182,8 +225,14 @@ func (c *Context) Open(opts Options, log zerolog.Logger) (*Socket, error) {
 		// input was read and then held forever.
 		return nil, fmt.Errorf("%s: invalid direction %d", opts.Name, opts.Direction)
 	}
+	if opts.AwaitSubscriber && (opts.Type != zmq.XPUB || opts.Direction != SendOnly) {
+		return nil, fmt.Errorf("%s: AwaitSubscriber needs a send-only XPUB", opts.Name)
+	}
 	if opts.QueueLen == 0 {
 		opts.QueueLen = DefaultQueue
+	}
+	if opts.HoldTimeout == 0 {
+		opts.HoldTimeout = DefaultHoldTimeout
 	}
 	if opts.SndHWM == 0 {
 		opts.SndHWM = DefaultHWM
@@ -202,20 +251,39 @@ func (c *Context) Open(opts Options, log zerolog.Logger) (*Socket, error) {
 		s.Close()
 		return nil, fmt.Errorf("%s: %w", opts.Name, err)
 	}
+	// The monitor is attached before any bind or connect: a peer that was
+	// already retrying its connect (a handler started before the proxy)
+	// could otherwise complete its handshake before the monitor saw it,
+	// and Peers stayed 0 (the proxy answered "Accept service
+	// unavailable" with a handler connected).
+	var mon *zmq.Socket
+	if (opts.TrackPeers && opts.Direction == TwoWay) || opts.OnDisconnect != nil {
+		if mon, err = c.monitor(s); err != nil {
+			s.Close()
+			return nil, fmt.Errorf("%s: %w", opts.Name, err)
+		}
+	}
+	closeAll := func() {
+		if mon != nil {
+			s.Monitor("", 0)
+			mon.Close()
+		}
+		s.Close()
+	}
 	if len(opts.Bind) > 0 {
 		spec := opts.Bind[0]
 		if err := prepareIPC(spec); err != nil {
-			s.Close()
+			closeAll()
 			return nil, fmt.Errorf("%s: bind %s: %w", opts.Name, spec, err)
 		}
 		if err := s.Bind(spec); err != nil {
-			s.Close()
+			closeAll()
 			return nil, fmt.Errorf("%s: bind %s: %w", opts.Name, spec, err)
 		}
 		if opts.IPCFileMode != 0 {
 			if path, ok := strings.CutPrefix(spec, "ipc://"); ok {
 				if err := os.Chmod(path, opts.IPCFileMode); err != nil {
-					s.Close()
+					closeAll()
 					return nil, fmt.Errorf("%s: chmod %s: %w", opts.Name, path, err)
 				}
 			}
@@ -223,11 +291,14 @@ func (c *Context) Open(opts Options, log zerolog.Logger) (*Socket, error) {
 	}
 	for _, spec := range opts.Connect {
 		if err := s.Connect(spec); err != nil {
-			s.Close()
+			closeAll()
 			return nil, fmt.Errorf("%s: connect %s: %w", opts.Name, spec, err)
 		}
 	}
-	so := &Socket{opts: opts, sock: s, log: log.With().Str("socket", opts.Name).Logger()}
+	if opts.afterOpen != nil {
+		opts.afterOpen()
+	}
+	so := &Socket{opts: opts, sock: s, mon: mon, log: log.With().Str("socket", opts.Name).Logger()}
 	if opts.Direction == SendOnly || opts.Direction == TwoWay {
 		so.send = make(chan Message, opts.QueueLen)
 	}
@@ -238,35 +309,40 @@ func (c *Context) Open(opts Options, log zerolog.Logger) (*Socket, error) {
 		so.ctrl = make(chan control, opts.QueueLen)
 	}
 	so.queue = so.send
+	if opts.AwaitSubscriber {
+		so.topics, so.waitingKeys = map[string]struct{}{}, map[string]int{}
+	}
 	if opts.Direction == TwoWay || opts.Control {
 		if err := c.openWake(so); err != nil {
-			s.Close()
+			closeAll()
 			return nil, fmt.Errorf("%s: %w", opts.Name, err)
 		}
 		if so.send != nil {
 			so.queue = make(chan Message, opts.QueueLen)
 		}
 	}
-	if (opts.TrackPeers && opts.Direction == TwoWay) || opts.OnDisconnect != nil {
-		endpoint := fmt.Sprintf("inproc://zsock-mon-%d", wakeSeq.Add(1))
-		if err := s.Monitor(endpoint, zmq.EVENT_HANDSHAKE_SUCCEEDED|zmq.EVENT_DISCONNECTED); err != nil {
-			so.closeWake()
-			s.Close()
-			return nil, fmt.Errorf("%s: monitor: %w", opts.Name, err)
-		}
-		mon, err := c.zctx.NewSocket(zmq.PAIR)
-		if err == nil {
-			mon.SetLinger(0)
-			err = mon.Connect(endpoint)
-		}
-		if err != nil {
-			so.closeWake()
-			s.Close()
-			return nil, fmt.Errorf("%s: monitor socket: %w", opts.Name, err)
-		}
-		so.mon = mon
-	}
 	return so, nil
+}
+
+// monitor attaches a monitor for handshakes and disconnects to s and
+// returns the PAIR that reads its events.
+func (c *Context) monitor(s *zmq.Socket) (*zmq.Socket, error) {
+	endpoint := fmt.Sprintf("inproc://zsock-mon-%d", wakeSeq.Add(1))
+	if err := s.Monitor(endpoint, zmq.EVENT_HANDSHAKE_SUCCEEDED|handshakeFailed|zmq.EVENT_DISCONNECTED); err != nil {
+		return nil, fmt.Errorf("monitor: %w", err)
+	}
+	mon, err := c.zctx.NewSocket(zmq.PAIR)
+	if err == nil {
+		mon.SetLinger(0)
+		if err = mon.Connect(endpoint); err != nil {
+			mon.Close()
+		}
+	}
+	if err != nil {
+		s.Monitor("", 0)
+		return nil, fmt.Errorf("monitor socket: %w", err)
+	}
+	return mon, nil
 }
 
 // openWake creates the inproc PAIR that wakes a two-way owner.
@@ -313,7 +389,17 @@ func (s *Socket) closeWake() {
 	}
 }
 
-// readEvents applies pending connection events to the peer count.
+// handshakeFailed are the monitor events of a connection that ends before
+// its handshake completed; libzmq reports one just before that
+// connection's EVENT_DISCONNECTED (stream_engine's error path).
+const handshakeFailed = zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL |
+	zmq.EVENT_HANDSHAKE_FAILED_AUTH
+
+// readEvents applies pending connection events to the peer count. A
+// connection that never completed its handshake (something probing the
+// endpoint, a peer dying while connecting) was never counted, so its
+// disconnect is not subtracted: it used to take a connected handler out
+// of the proxy's count.
 func (s *Socket) readEvents() {
 	for {
 		ev, _, _, err := s.mon.RecvEvent(zmq.DONTWAIT)
@@ -324,8 +410,12 @@ func (s *Socket) readEvents() {
 		case ev&zmq.EVENT_HANDSHAKE_SUCCEEDED != 0:
 			s.peers.Add(1)
 			s.handshakes.Add(1)
+		case ev&handshakeFailed != 0:
+			s.unshaken++
 		case ev&zmq.EVENT_DISCONNECTED != 0:
-			if s.peers.Add(-1) < 0 {
+			if s.unshaken > 0 {
+				s.unshaken--
+			} else if s.peers.Add(-1) < 0 {
 				s.peers.Store(0)
 			}
 			s.disconnects.Add(1)
@@ -611,13 +701,25 @@ func (s *Socket) Run(ctx context.Context) error {
 }
 
 func (s *Socket) runSend(ctx context.Context) error {
+	var tick *awaitTicker
+	var tickC <-chan time.Time // nil (never ready) unless AwaitSubscriber
+	if s.topics != nil {
+		tick = newAwaitTicker()
+		defer tick.t.Stop()
+		tickC = tick.t.C
+	}
 	for {
+		if tick != nil {
+			tick.adjust(len(s.waiting))
+		}
 		select {
 		case <-ctx.Done():
 			s.drainOnce()
 			return nil
 		case m := <-s.queue:
 			s.write(ctx, m)
+		case now := <-tickC:
+			s.onTick(ctx, now)
 		}
 	}
 }
@@ -746,6 +848,19 @@ func (s *Socket) deliver(ctx context.Context, parts Message) bool {
 // drainOnce writes, without waiting, what is still queued at shutdown
 // (final cancels, for instance); LINGER bounds how long libzmq keeps them.
 func (s *Socket) drainOnce() {
+	if s.topics != nil {
+		s.readSubscriptions(context.Background()) // an XPUB never blocks
+	}
+	for _, w := range s.waiting {
+		err := ErrNoSubscriber
+		if s.subscribed(w.m) {
+			if _, err = s.sock.SendMessageDontwait(toAny(w.m)...); err == nil {
+				continue
+			}
+		}
+		s.drop(w.m, fmt.Errorf("%w: %w", ErrDropped, err))
+	}
+	s.waiting = nil
 	for _, ch := range []chan Message{s.queue, nil, s.send} {
 		if ch == nil {
 			if m := s.held; m != nil {
@@ -769,8 +884,17 @@ func (s *Socket) drainOnce() {
 	}
 }
 
-// write sends m, waiting up to SendTimeout for room.
+// write sends m, waiting up to SendTimeout for room (or holds it for a
+// subscriber, AwaitSubscriber).
 func (s *Socket) write(ctx context.Context, m Message) {
+	if s.topics != nil && s.hold(ctx, m) {
+		return
+	}
+	s.writeNow(ctx, m)
+}
+
+// writeNow is write without the hold for a subscriber.
+func (s *Socket) writeNow(ctx context.Context, m Message) {
 	if n := s.disconnects.Load(); n != s.seenDisconnects {
 		// A peer went away: let libzmq process its pending commands now
 		// (ZMQ_EVENTS does, unthrottled), so that the dead peer's pipe is

@@ -104,16 +104,6 @@ func gripRows() []row {
 
 func printGrip(parts map[string]bool, tack, pp *gripResult) {
 	fmt.Printf("\n  %-42s %12s %12s %9s   %-10s %-6s %s\n", "GRIP figure", "tack", "pushpin", "tack/pp", "target", "tack", "issue's pushpin ref")
-	num := func(v float64) string {
-		switch {
-		case math.IsNaN(v):
-			return "n/a"
-		case math.Abs(v) >= 100:
-			return fmt.Sprintf("%.0f", v)
-		default:
-			return fmt.Sprintf("%.2f", v)
-		}
-	}
 	for _, r := range gripRows() {
 		if !parts[r.part] {
 			continue
@@ -135,21 +125,36 @@ func printGrip(parts map[string]bool, tack, pp *gripResult) {
 				verdict = "MISS"
 			}
 		}
-		fmt.Printf("  %-42s %12s %12s %9s   %-10s %-6s %s\n", r.label, num(t), num(p), ratio, r.target, verdict, r.ref)
+		fmt.Printf("  %-42s %12s %12s %9s   %-10s %-6s %s\n", r.label, fmtNum(t), fmtNum(p), ratio, r.target, verdict, r.ref)
 	}
-	for _, x := range []struct {
-		name string
-		r    *gripResult
-	}{{"tack", tack}, {"pushpin", pp}} {
-		if x.r == nil {
+	printNotes(map[string]*gripResult{"tack": tack, "pushpin": pp})
+}
+
+// printNotes prints each named result's INFO and FAIL notes.
+func printNotes(res map[string]*gripResult) {
+	for _, name := range []string{"tack", "pushpin", "floor"} {
+		r := res[name]
+		if r == nil {
 			continue
 		}
-		for _, n := range x.r.info {
-			fmt.Printf("  INFO %s: %s\n", x.name, n)
+		for _, n := range r.info {
+			fmt.Printf("  INFO %s: %s\n", name, n)
 		}
-		for _, n := range x.r.notes {
-			fmt.Printf("  FAIL %s: %s\n", x.name, n)
+		for _, n := range r.notes {
+			fmt.Printf("  FAIL %s: %s\n", name, n)
 		}
+	}
+}
+
+// fmtNum formats a figure, n/a for NaN.
+func fmtNum(v float64) string {
+	switch {
+	case math.IsNaN(v):
+		return "n/a"
+	case math.Abs(v) >= 100:
+		return fmt.Sprintf("%.0f", v)
+	default:
+		return fmt.Sprintf("%.2f", v)
 	}
 }
 
@@ -214,7 +219,7 @@ func gripSuite(parts map[string]bool, name, runner, kind string) *gripResult {
 				col := newCollector(fmt.Sprintf("p%d", k), live)
 				g.cur.Store(col)
 				t0 := time.Now()
-				if err := publish(s.pubPort, "bench", col.line(0)); err != nil {
+				if err := s.publish("bench", col.line(0)); err != nil {
 					fail("publish %d: %v", k, err)
 					break
 				}
@@ -233,7 +238,7 @@ func gripSuite(parts map[string]bool, name, runner, kind string) *gripResult {
 			}
 		}
 		if parts["burst"] && opened > 0 && checkAlive() {
-			burst(s, g, "bench", "bN", g.live(), o.items, res, "burstN", fail)
+			burst(name, s.publish, g, "bench", "bN", g.live(), o.items, res, "burstN", fail)
 		}
 		if lost := g.close() - lostEarly; lost > 0 {
 			fail("%d more of %d held streams were ended by the server before the bench closed them", lost, opened)
@@ -251,10 +256,10 @@ func gripSuite(parts map[string]bool, name, runner, kind string) *gripResult {
 		}
 		time.Sleep(500 * time.Millisecond)
 		if parts["burst"] && opened > 0 {
-			burst(s, g, "small", "bS", g.live(), o.items, res, "burstS", fail)
+			burst(name, s.publish, g, "small", "bS", g.live(), o.items, res, "burstS", fail)
 		}
 		if parts["steady"] && opened > 0 && checkAlive() {
-			steady(s, g, "small", g.live(), res, fail)
+			steady(name, s.publish, g, "small", g.live(), res, fail)
 		}
 		if lost := g.close(); lost > 0 {
 			fail("%d of %d small-set streams were closed by the server before the bench closed them", lost, opened)
@@ -264,15 +269,18 @@ func gripSuite(parts map[string]bool, name, runner, kind string) *gripResult {
 	return res
 }
 
+// pubFunc publishes one item with content to channel.
+type pubFunc func(channel, content string) error
+
 // burst publishes items back to back (one POST each) and waits for every
 // subscriber to get every item.
-func burst(s *suite, g *group, channel, tag string, subs, items int, res *gripResult, key string, fail func(string, ...any)) {
+func burst(name string, pub pubFunc, g *group, channel, tag string, subs, items int, res *gripResult, key string, fail func(string, ...any)) {
 	want := int64(subs * items)
 	col := newCollector(tag, int(want))
 	g.cur.Store(col)
 	t0 := time.Now()
 	for k := 0; k < items; k++ {
-		if err := publish(s.pubPort, channel, col.line(k)); err != nil {
+		if err := pub(channel, col.line(k)); err != nil {
 			fail("burst %s item %d: %v", key, k, err)
 			return
 		}
@@ -290,11 +298,11 @@ func burst(s *suite, g *group, channel, tag string, subs, items int, res *gripRe
 	res.v[key+".rate"] = float64(got) / el.Seconds()
 	res.v[key+".p50"], res.v[key+".p99"] = p50, p99
 	fmt.Printf("  %s: burst %dx%d: %d deliveries in %v (publishing took %v), %.0f/s, p50 %.1f ms, p99 %.1f ms\n",
-		s.name, subs, items, got, el.Round(time.Millisecond), pubDone.Round(time.Millisecond), float64(got)/el.Seconds(), p50, p99)
+		name, subs, items, got, el.Round(time.Millisecond), pubDone.Round(time.Millisecond), float64(got)/el.Seconds(), p50, p99)
 }
 
 // steady publishes at gripOpts.rate per second for gripOpts.steadyD.
-func steady(s *suite, g *group, channel string, subs int, res *gripResult, fail func(string, ...any)) {
+func steady(name string, pub pubFunc, g *group, channel string, subs int, res *gripResult, fail func(string, ...any)) {
 	o := gripOpts
 	total := int(o.steadyD.Seconds() * float64(o.rate))
 	col := newCollector("st", subs*total)
@@ -305,7 +313,7 @@ func steady(s *suite, g *group, channel string, subs int, res *gripResult, fail 
 	sent := 0
 	for ; sent < total; sent++ {
 		<-tick.C
-		if err := publish(s.pubPort, channel, col.line(sent)); err != nil {
+		if err := pub(channel, col.line(sent)); err != nil {
 			fail("steady item %d: %v", sent, err)
 			break
 		}
@@ -323,7 +331,7 @@ func steady(s *suite, g *group, channel string, subs int, res *gripResult, fail 
 	res.v["steady.rate"] = float64(got) / el.Seconds()
 	res.v["steady.p50"], res.v["steady.p99"] = p50, p99
 	fmt.Printf("  %s: steady %d subs x %d/s for %v: %d deliveries, %.0f/s, p50 %.1f ms, p99 %.1f ms\n",
-		s.name, subs, o.rate, o.steadyD, got, float64(got)/el.Seconds(), p50, p99)
+		name, subs, o.rate, o.steadyD, got, float64(got)/el.Seconds(), p50, p99)
 }
 
 func fmtList(v []float64) string {
@@ -338,6 +346,12 @@ var pubClient = &http.Client{Transport: &http.Transport{DisableKeepAlives: true}
 
 // publish POSTs one http-stream item per content to the HTTP publish API.
 func publish(port int, channel string, contents ...string) error {
+	return publishFormat(port, "http-stream", channel, contents...)
+}
+
+// publishFormat POSTs one item of format (http-stream or ws-message) per
+// content to the HTTP publish API.
+func publishFormat(port int, format, channel string, contents ...string) error {
 	type item struct {
 		Channel string         `json:"channel"`
 		Formats map[string]any `json:"formats"`
@@ -346,7 +360,7 @@ func publish(port int, channel string, contents ...string) error {
 		Items []item `json:"items"`
 	}
 	for _, c := range contents {
-		body.Items = append(body.Items, item{channel, map[string]any{"http-stream": map[string]string{"content": c}}})
+		body.Items = append(body.Items, item{channel, map[string]any{format: map[string]string{"content": c}}})
 	}
 	b, _ := json.Marshal(body)
 	resp, err := pubClient.Post(fmt.Sprintf("http://127.0.0.1:%d/publish/", port), "application/json", bytes.NewReader(b))
@@ -506,6 +520,18 @@ func (g *group) close() int64 {
 // it returns once every stream got its first line (or failed), with the
 // time that took and the first error.
 func openGroup(addr, channel string, n, inflight int) (*group, time.Duration, error) {
+	return openGroupWith(n, inflight, func(i int) (net.Conn, lineReader, error) { return openStream(addr, channel, i) })
+}
+
+// lineReader yields one delivery at a time: a line of a stream (an
+// unfinished long line with bufio.ErrBufferFull), or a WebSocket message.
+type lineReader interface {
+	ReadSlice(delim byte) ([]byte, error)
+}
+
+// openGroupWith opens n connections with open (i = connection index), at
+// most inflight pending, as openGroup does.
+func openGroupWith(n, inflight int, open func(i int) (net.Conn, lineReader, error)) (*group, time.Duration, error) {
 	g := &group{}
 	sem := make(chan struct{}, inflight)
 	var opened sync.WaitGroup
@@ -522,11 +548,11 @@ func openGroup(addr, channel string, n, inflight int) (*group, time.Duration, er
 			// A 5xx (server overloaded) is retried after a short pause, as a
 			// real client would; the rejections are reported.
 			var conn net.Conn
-			var lr *bufio.Reader
+			var lr lineReader
 			var err error
 			for try := 1; ; try++ {
 				sem <- struct{}{}
-				conn, lr, err = openStream(addr, channel, i)
+				conn, lr, err = open(i)
 				<-sem
 				if err == nil {
 					break

@@ -13,6 +13,9 @@
 //	scale    up to -scale-n (100,000) held streams through one tack with
 //	         several connection managers: memory per stream and one publish
 //	         to all at each of -scale-steps (scale.go; not in "all")
+//	ws       GRIP WebSocket: websockets/s, memory per idle websocket, ws-message
+//	         bursts to -n and -small websockets, steady latency (ws.go)
+//	wsfloor  the bench's WebSocket client against a null WebSocket server (ws.go)
 //	floor    the bench's client against a null server in-process: the most
 //	         streams/s and the fastest one-line fan-out this machine allows (floor.go)
 package main
@@ -34,13 +37,17 @@ import (
 )
 
 func main() {
+	if mode := os.Getenv(wsServerEnv); mode != "" {
+		wsServerMain(mode)
+		return
+	}
 	var (
 		duration = flag.Duration("d", 5*time.Second, "load duration per target")
 		conns    = flag.Int("c", 32, "concurrent keep-alive client connections")
 		size     = flag.Int("size", 1024, "response body bytes")
 		bin      = flag.String("bin", "bin", "directory holding the tack binaries")
 		pushpin  = flag.Bool("pushpin", true, "also measure the real Pushpin when installed")
-		partsF   = flag.String("parts", "all", "comma-separated parts: proxy,streams,publish,burst,steady,floor, grip (= streams..steady), all")
+		partsF   = flag.String("parts", "all", "comma-separated parts: proxy,streams,publish,burst,steady,floor,ws,wsfloor,pubload, grip (= streams..steady), all")
 	)
 	flag.IntVar(&gripOpts.n, "n", 10000, "held streams (GRIP parts); one bench process holds at most ~17000")
 	flag.IntVar(&gripOpts.inflight, "inflight", 500, "stream opens in flight")
@@ -62,14 +69,14 @@ func main() {
 	for _, p := range strings.Split(*partsF, ",") {
 		switch p = strings.TrimSpace(p); p {
 		case "all":
-			for _, q := range []string{"proxy", "streams", "publish", "burst", "steady", "floor"} {
+			for _, q := range []string{"proxy", "streams", "publish", "burst", "steady", "floor", "ws", "wsfloor"} {
 				parts[q] = true
 			}
 		case "grip":
 			for _, q := range []string{"streams", "publish", "burst", "steady"} {
 				parts[q] = true
 			}
-		case "proxy", "streams", "publish", "burst", "steady", "floor", "pubload", "scale":
+		case "proxy", "streams", "publish", "burst", "steady", "floor", "pubload", "ws", "wsfloor", "scale":
 			parts[p] = true
 		case "":
 		default:
@@ -98,6 +105,12 @@ func main() {
 	}
 	if parts["scale"] {
 		if err := runScale(*bin); err != nil {
+			fmt.Fprintln(os.Stderr, "bench:", err)
+			failed = true
+		}
+	}
+	if parts["ws"] || parts["wsfloor"] {
+		if err := runWS(parts, *bin, *pushpin); err != nil {
 			fmt.Fprintln(os.Stderr, "bench:", err)
 			failed = true
 		}

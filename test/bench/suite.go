@@ -24,6 +24,17 @@ type suite struct {
 	pubPort int // HTTP publish API (5561+port_offset)
 	cmd     *exec.Cmd
 	done    chan struct{}
+	format  string // publish format of s.publish; "" = http-stream
+}
+
+// publish publishes one item of s.format to channel through the HTTP
+// publish API.
+func (s *suite) publish(channel, content string) error {
+	f := s.format
+	if f == "" {
+		f = "http-stream"
+	}
+	return publishFormat(s.pubPort, f, channel, content)
 }
 
 var (
@@ -35,6 +46,8 @@ var (
 	// clientMaxConn is the next suite's [runner] client_maxconn (tack:
 	// also what connmgr_count's auto value follows).
 	clientMaxConn = 50000
+	// globalExtra is appended to the [global] section of the next suite.
+	globalExtra string
 )
 
 // startSuite starts runner (the tack binary, or "pushpin" when kind ==
@@ -64,7 +77,7 @@ include=%s
 rundir=%s/run
 ipc_prefix=pushpin-
 port_offset=%d
-[runner]
+%s[runner]
 services=condure,zurl,pushpin-proxy,pushpin-handler
 http_port=127.0.0.1:%d
 logdir=%s/log
@@ -80,7 +93,7 @@ push_in_http_addr=127.0.0.1
 push_in_http_port=5561
 command_spec=tcp://127.0.0.1:5563
 stats_spec=ipc://{rundir}/{ipc_prefix}stats
-%s`, include, dir, offset, port, dir, *logLevel, clientMaxConn, zurl, handlerExtra)
+%s`, include, dir, offset, globalExtra, port, dir, *logLevel, clientMaxConn, zurl, handlerExtra)
 	confPath := filepath.Join(dir, "pushpin.conf")
 	if err := os.WriteFile(confPath, []byte(conf), 0o644); err != nil {
 		return nil, err

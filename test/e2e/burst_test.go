@@ -230,8 +230,18 @@ func TestE2EPublishShippedRateDrops(t *testing.T) {
 	prom := testutil.FreePort(t)
 	s := startSuite(t, suiteOptions{handler: map[string]string{"prometheus_port": fmt.Sprintf("127.0.0.1:%d", prom)}})
 	streams := openLoadStreams(t, s, "hwm", 50, 1)
-	// 600 items × 50 streams = 30,000 deliveries: 5,000 over the hwm.
-	publishLoad(t, s, "hwm", 1, 600, 100)
+	// 600 items × 50 streams = 30,000 deliveries: 5,000 over the hwm. Sent
+	// 50 items a request so that they are queued well within the 2 s the
+	// 2,500/s drain takes to make room for 5,000: one item a request took
+	// longer than that on a loaded machine, and the queue never reached
+	// the hwm.
+	for k := 0; k < 600; k += 50 {
+		items := make([]string, 50)
+		for i := range items {
+			items[i] = streamItem("hwm", loadItem(0, k+i, 100))
+		}
+		s.postPublish(t, `{"items":[`+strings.Join(items, ",")+`]}`)
+	}
 	s.runner.WaitFor(t, `WARN.*exceeded publish hwm \(25000\)`, 10*time.Second)
 	resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/metrics", prom))
 	if err != nil {

@@ -49,18 +49,17 @@ func ensureJSGrip(t *testing.T) string {
 	return dir
 }
 
-// TestE2EJSGrip puts a backend written with js-grip (the GRIP library
-// Node.js users have) behind tack: its Grip-Sig check must pass, its
-// GripInstruct headers must hold the requests, and its Publisher must reach
-// the held clients through tack's publish API.
-func TestE2EJSGrip(t *testing.T) {
+// startJSGripBackend runs testdata/<script> with Node.js and js-grip
+// (Grip-Sig key "changeme") and returns it and its host:port.
+func startJSGripBackend(t *testing.T, script string) (*testutil.Process, string) {
+	t.Helper()
 	mods := ensureJSGrip(t)
 	dir := testutil.ShortTempDir(t)
-	script, err := os.ReadFile(filepath.Join("testdata", "jsgrip-backend.mjs"))
+	src, err := os.ReadFile(filepath.Join("testdata", script))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(filepath.Join(dir, "backend.mjs"), script, 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(dir, "backend.mjs"), src, 0o644); err != nil {
 		t.Fatal(err)
 	}
 	if err := os.Symlink(filepath.Join(mods, "node_modules"), filepath.Join(dir, "node_modules")); err != nil {
@@ -68,7 +67,15 @@ func TestE2EJSGrip(t *testing.T) {
 	}
 	node := testutil.Start(t, dir, nil, "node", "backend.mjs", "changeme")
 	port := node.WaitFor(t, `READY (\d+)`, 20*time.Second)[1]
-	be := "127.0.0.1:" + port
+	return node, "127.0.0.1:" + port
+}
+
+// TestE2EJSGrip puts a backend written with js-grip (the GRIP library
+// Node.js users have) behind tack: its Grip-Sig check must pass, its
+// GripInstruct headers must hold the requests, and its Publisher must reach
+// the held clients through tack's publish API.
+func TestE2EJSGrip(t *testing.T) {
+	node, be := startJSGripBackend(t, "jsgrip-backend.mjs")
 	s := startSuite(t, suiteOptions{routes: "* " + be + "\n"})
 
 	// Unsigned, the backend refuses: it really checks Grip-Sig.
