@@ -129,11 +129,28 @@ func zstreamRun(t *testing.T, pushpin bool) []string {
 		t.Fatal("the proxy never subscribed")
 	}
 	d.waitReady(t, "/ready/")
-	got := make(chan string, 1)
-	go getInto(d.url("/x"), got)
+	// The proxy's PUSH may not have its connection to our PULL yet (the
+	// subscription above came over another socket): pushpin-proxy then
+	// answers 502 at once. Ask again until a request reaches the backend.
+	var got chan string
+	var m zsock.Message
+	deadline := time.After(20 * time.Second)
+	for m == nil {
+		got = make(chan string, 1)
+		go getInto(d.url("/x"), got)
+		select {
+		case m = <-pull.Recv():
+		case a := <-got:
+			if !strings.HasPrefix(a, "502 ") {
+				t.Fatalf("client got %q before any request reached the backend", a)
+			}
+			time.Sleep(100 * time.Millisecond)
+		case <-deadline:
+			t.Fatal("no request at the backend")
+		}
+	}
 	var keys []string
-	select {
-	case m := <-pull.Recv():
+	{
 		p, err := zhttp.Parse(m[0])
 		if err != nil {
 			t.Fatal(err)
@@ -150,8 +167,6 @@ func zstreamRun(t *testing.T, pushpin bool) []string {
 		r.Code, r.Reason, r.Body = 200, "OK", []byte("streamed\n")
 		r.Headers = []zhttp.Header{{Name: "Content-Type", Value: "text/plain"}}
 		send(r, 1)
-	case <-time.After(20 * time.Second):
-		t.Fatal("no request at the backend")
 	}
 	if a := <-got; a != "200 streamed\n" {
 		t.Fatalf("client got %q", a)
