@@ -99,8 +99,11 @@
 // output buffer and the rest in its queue, bounded by bytes. A queue over
 // sessionQueueSoftBytes (256 KiB) holds back the publish inputs: the
 // engine stops taking published items, so HTTP publishes wait (up to
-// 20 s, then 503) and the PULL/SUB inputs stop reading (libzmq's HWM then
-// holds PUSH publishers back; a PUB publisher drops at its own HWM). A
+// 20 s, then 503) and the PULL input stops reading (libzmq's HWM then
+// holds PUSH publishers back). A PUB publisher cannot be held back: the
+// SUB input keeps reading into a queue of subQueueLen items and drops
+// beyond it, warned and counted in message_dropped, rather than leave
+// libzmq to drop unseen at its HWM. A
 // reading client thus paces the publishers instead of losing items
 // (Pushpin drops beyond 100 queued items, silently). A session over the
 // mark whose client takes nothing (no credits) for sessionStallTimeout

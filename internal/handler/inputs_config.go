@@ -184,7 +184,7 @@ func newInputs(zctx *zsock.Context, cfg InputsConfig, api engineAPI, chans *chan
 		uris.PublishPull = in.pull.Spec()
 	}
 	if len(cfg.SubSpecs) > 0 {
-		if in.sub, err = newSubInput(zctx, cfg, api, chans, log); err != nil {
+		if in.sub, err = newSubInput(zctx, cfg, api, chans, st, log); err != nil {
 			return fail(err)
 		}
 		uris.PublishSub = in.sub.Spec()

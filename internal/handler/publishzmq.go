@@ -22,9 +22,15 @@ const (
 	// it and the zsock queue are full, libzmq stops reading from the
 	// publishers' PUSH sockets, which then block or drop as they choose.
 	pullRcvHWM = 101000
-	// subRcvHWM is the SUB input's receive HWM (Pushpin: 101000); beyond it
-	// libzmq drops what the publishers send.
+	// subRcvHWM is the SUB input's receive HWM (Pushpin: 101000). The
+	// input keeps reading (see subQueueLen), so libzmq reaches it only when
+	// the input's goroutine itself falls behind.
 	subRcvHWM = 101000
+	// subQueueLen bounds the SUB items waiting for the engine while it
+	// holds the inputs back. A PUB publisher cannot be held back, so past
+	// this the input drops items itself, counted in message_dropped and
+	// warned about, instead of letting libzmq drop them unseen.
+	subQueueLen = 1024
 	// subSndHWM stands for Pushpin's unlimited SUB send HWM (zsock maps 0
 	// to its default): subscriptions travel upstream on this pipe and none
 	// may be lost.
@@ -196,18 +202,20 @@ func (p *pullInput) handle(ctx context.Context, m zsock.Message) {
 // messages, subscribed to exactly the channels that have listeners
 // (grip-reference §4.4).
 type subInput struct {
-	sock  *zsock.Socket
-	api   engineAPI
-	chans *channelSet
-	spec  string // bound spec; "" when connecting
-	log   zerolog.Logger
-	drop  *dropper
+	sock    *zsock.Socket
+	api     engineAPI
+	chans   *channelSet
+	st      *statsCollector // counts queue drops in message_dropped; may be nil
+	spec    string          // bound spec; "" when connecting
+	log     zerolog.Logger
+	drop    *dropper
+	pending chan grip.Item // parsed items for the engine, in order (subQueueLen)
 }
 
 // newSubInput binds a SUB socket on the first of cfg.SubSpecs or, with
 // cfg.SubConnect, connects it to each of them with TCP keep-alive. It
 // subscribes to nothing until Run follows chans.
-func newSubInput(zctx *zsock.Context, cfg InputsConfig, api engineAPI, chans *channelSet, log zerolog.Logger) (*subInput, error) {
+func newSubInput(zctx *zsock.Context, cfg InputsConfig, api engineAPI, chans *channelSet, st *statsCollector, log zerolog.Logger) (*subInput, error) {
 	if len(cfg.SubSpecs) == 0 {
 		return nil, errors.New("in sub: no spec")
 	}
@@ -216,7 +224,8 @@ func newSubInput(zctx *zsock.Context, cfg InputsConfig, api engineAPI, chans *ch
 		Name: "publish-sub", Type: zmq.SUB, Direction: zsock.RecvOnly, Control: true,
 		SndHWM: subSndHWM, RcvHWM: subRcvHWM, IPCFileMode: cfg.IPCFileMode,
 	}
-	s := &subInput{api: api, chans: chans, log: log, drop: newDropper(log)}
+	s := &subInput{api: api, chans: chans, st: st, log: log, drop: newDropper(log),
+		pending: make(chan grip.Item, subQueueLen)}
 	if cfg.SubConnect {
 		opts.Connect = cfg.SubSpecs
 		opts.TCPKeepAlive = true
@@ -249,13 +258,24 @@ func (s *subInput) Spec() string { return s.spec }
 func (s *subInput) Dropped() uint64 { return s.drop.dropped.Load() }
 
 // Run follows the channel set and reads until ctx is done; the socket is
-// closed when it returns.
+// closed when it returns. Reading never waits for the engine: items queue
+// in pending, which one goroutine hands to the engine in order.
 func (s *subInput) Run(ctx context.Context) error {
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return s.sock.Run(ctx) })
 	g.Go(func() error {
 		s.loop(ctx)
 		return nil
+	})
+	g.Go(func() error {
+		for {
+			select {
+			case <-ctx.Done():
+				return nil
+			case it := <-s.pending:
+				s.drop.publish(ctx, s.api, it)
+			}
+		}
 	})
 	return g.Wait()
 }
@@ -344,5 +364,12 @@ func (s *subInput) handle(ctx context.Context, m zsock.Message, topics map[strin
 		s.drop.bad(m[1], err)
 		return
 	}
-	s.drop.publish(ctx, s.api, it)
+	select {
+	case s.pending <- it:
+	default:
+		s.drop.dropped.Add(1)
+		s.st.inputDropped(1)
+		s.drop.full.Warn(time.Now()).Str("channel", channel).Uint64("dropped", s.drop.dropped.Load()).
+			Int("queued", subQueueLen).Msg("publishers outrun the clients: SUB item dropped")
+	}
 }

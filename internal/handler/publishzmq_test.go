@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strconv"
 	"testing"
 	"time"
 
@@ -218,7 +219,7 @@ func TestSubInputSubscriptions(t *testing.T) {
 	zctx := newZctx(t)
 	eng := &fakeEngine{}
 	chans := newChannelSet()
-	s, err := newSubInput(zctx, InputsConfig{SubSpecs: []string{"tcp://127.0.0.1:0"}}, eng, chans, testLogger(t))
+	s, err := newSubInput(zctx, InputsConfig{SubSpecs: []string{"tcp://127.0.0.1:0"}}, eng, chans, nil, testLogger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -306,7 +307,7 @@ func TestSubInputConnect(t *testing.T) {
 	eng := &fakeEngine{}
 	chans := newChannelSet()
 	chans.Add("early") // present before the input starts
-	s, err := newSubInput(zctx, InputsConfig{SubSpecs: []string{ep}, SubConnect: true}, eng, chans, testLogger(t))
+	s, err := newSubInput(zctx, InputsConfig{SubSpecs: []string{ep}, SubConnect: true}, eng, chans, nil, testLogger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -331,7 +332,7 @@ func TestSubInputQueueFull(t *testing.T) {
 	eng := &fakeEngine{}
 	eng.setErr(ErrQueueFull)
 	chans := newChannelSet()
-	s, err := newSubInput(zctx, InputsConfig{SubSpecs: []string{"tcp://127.0.0.1:0"}}, eng, chans, testLogger(t))
+	s, err := newSubInput(zctx, InputsConfig{SubSpecs: []string{"tcp://127.0.0.1:0"}}, eng, chans, nil, testLogger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -405,4 +406,72 @@ func FuzzParseItemFrame(f *testing.F) {
 			t.Errorf("channel %q, want the frame's %q", it.Channel, channel)
 		}
 	})
+}
+
+// TestSubInputFloodCounted: while the engine holds the inputs back, the
+// SUB input keeps reading (its subscriptions still follow the channel
+// set) and drops what its bounded queue cannot hold, counted in
+// message_dropped, instead of leaving libzmq to drop unseen. Everything
+// sent is either delivered, in order, or counted.
+func TestSubInputFloodCounted(t *testing.T) {
+	zctx := newZctx(t)
+	eng := &fakeEngine{gate: make(chan struct{})}
+	chans := newChannelSet()
+	cfg := Config{PrometheusPort: "1"}
+	st := newStatsCollector(&cfg, testLogger(t))
+	s, err := newSubInput(zctx, InputsConfig{SubSpecs: []string{"tcp://127.0.0.1:0"}}, eng, chans, st, testLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	runInput(t, "sub", s.Run)
+	x := testSocket(t, zmq.XPUB)
+	// The publisher queues without bound, so that every drop is the input's.
+	if err := x.SetSndhwm(0); err != nil {
+		t.Fatal(err)
+	}
+	if err := x.Connect(s.Spec()); err != nil {
+		t.Fatal(err)
+	}
+	chans.Add("a")
+	if got := recvSub(t, x); got != "\x01a" {
+		t.Fatalf("subscription %q", got)
+	}
+	const n = 5 * subQueueLen
+	for i := range n {
+		if _, err := x.SendMessage("a", fmt.Sprintf(`J{"formats":{"http-stream":{"content":"%d"}}}`, i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	testutil.Eventually(t, 10*time.Second, func() error {
+		if d := s.Dropped(); d < n-subQueueLen-2 {
+			return fmt.Errorf("dropped %d, want at least %d", d, n-subQueueLen-2)
+		}
+		return nil
+	})
+	// Still following the channel set while held back.
+	chans.Add("b")
+	if got := recvSub(t, x); got != "\x01b" {
+		t.Fatalf("subscription while held back %q", got)
+	}
+	st.mu.Lock()
+	counted := st.totals.deliveryDropped
+	st.mu.Unlock()
+	if uint64(counted) != s.Dropped() {
+		t.Errorf("message_dropped %d, input dropped %d", counted, s.Dropped())
+	}
+	close(eng.gate)
+	testutil.Eventually(t, 10*time.Second, func() error {
+		if got := uint64(len(eng.items())) + s.Dropped(); got != n {
+			return fmt.Errorf("delivered+dropped = %d, want %d", got, n)
+		}
+		return nil
+	})
+	prev := -1
+	for _, it := range eng.items() {
+		v, _ := strconv.Atoi(streamContent(it))
+		if v <= prev {
+			t.Fatalf("item %d after %d: out of order", v, prev)
+		}
+		prev = v
+	}
 }
