@@ -29,11 +29,14 @@ const (
 	hwmFirst = 100
 	// hwmFirstIn: the first-packet PULL from connmgr takes bursts of new
 	// requests (Pushpin: 100).
-	hwmFirstIn      = 1024
-	hwmStream       = 101000
-	lingerStream    = 500 * time.Millisecond
-	tickInterval    = time.Second
-	dropQueueLength = 1024
+	hwmFirstIn = 1024
+	hwmStream  = 101000
+	// wsControlSendWait bounds how long a ws-control packet waits for a
+	// handler to connect before it is dropped (logged).
+	wsControlSendWait = 5 * time.Second
+	lingerStream      = 500 * time.Millisecond
+	tickInterval      = time.Second
+	dropQueueLength   = 1024
 	// outQueueLen is the Go queue in front of the PUBs to connmgr and to
 	// the handler's intreq client. A packet that does not fit is lost and
 	// breaks its session's sequence, so it takes a whole burst of new
@@ -375,8 +378,12 @@ func (s *Service) openSockets(zctx *zsock.Context, drops, acceptDrops, inspectDr
 			Bind: s.cfg.WSControlInSpecs, RcvHWM: hwmStream}); err != nil {
 			return fail(err)
 		}
+		// A PUSH with no handler connected yet (start-up, handler restart)
+		// waits up to wsControlSendWait for one instead of dropping the
+		// connection's here/grip items after the default 100 ms.
 		if ss.wsControlOut, err = open(zsock.Options{Name: "ws-control-out", Type: zmq.PUSH, Direction: zsock.SendOnly,
 			Bind: s.cfg.WSControlOutSpecs, SndHWM: hwmStream, Linger: lingerStream, QueueLen: outQueueLen,
+			SendTimeout: wsControlSendWait,
 			OnDrop: func(m zsock.Message, err error) {
 				s.log.Warn().Err(err).Str(logging.FieldSocket, "ws-control-out").Msg("ws-control packet dropped")
 			}}); err != nil {
