@@ -711,23 +711,29 @@ func (c *conn) exchange() outcome {
 		}
 	}
 
+	p := zhttp.New()
+	p.Method = req.Method
+	p.More = x.uploading
+	p.Stream = true
+	return c.start(x, p, uri, hs, bufSize, false)
+}
+
+// start numbers a new exchange, completes its first packet (uri, headers,
+// credits, peer) and hands it to the engine, then runs the exchange.
+func (c *conn) start(x *exchange, p *zhttp.Packet, uri string, hs []zhttp.Header, credits int, ws bool) outcome {
 	c.nreq++
 	x.id = string(appendID(make([]byte, 0, 24), c.no, c.nreq))
 	c.mu.Lock()
 	c.mb = mailbox{req: c.nreq}
 	c.mu.Unlock()
 
-	p := zhttp.New()
-	p.Method = req.Method
 	p.URI = uri
 	p.Headers = hs
 	p.HasHeaders = true
-	p.Credits = int64(bufSize)
-	p.More = x.uploading
-	p.Stream = true
+	p.Credits = int64(credits)
 	p.PeerAddress = c.peerIP
 	p.PeerPort = c.peerPort
-	if !c.send(connMsg{kind: msgStart, c: c, req: c.nreq, id: x.id, pkt: p}) {
+	if !c.send(connMsg{kind: msgStart, c: c, req: c.nreq, id: x.id, pkt: p, ws: ws}) {
 		return boolOut(c.refuse(x, http.StatusServiceUnavailable, msgNoServer))
 	}
 	x.live = true

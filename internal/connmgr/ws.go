@@ -110,25 +110,9 @@ func (c *conn) startWS(x *exchange, req *http.Request, hs []zhttp.Header, host s
 	if c.br.Buffered() == 0 {
 		c.releaseReader()
 	}
-	c.nreq++
-	x.id = string(appendID(make([]byte, 0, 24), c.no, c.nreq))
-	c.mu.Lock()
-	c.mb = mailbox{req: c.nreq}
-	c.mu.Unlock()
-
 	p := zhttp.New()
 	p.Method = http.MethodGet
-	p.URI = uri
-	p.Headers = hs
-	p.HasHeaders = true
-	p.Credits = int64(c.s.cfg.BufferSize)
-	p.PeerAddress = c.peerIP
-	p.PeerPort = c.peerPort
-	if !c.send(connMsg{kind: msgStart, c: c, req: c.nreq, id: x.id, pkt: p, ws: true}) {
-		return boolOut(c.refuse(x, http.StatusServiceUnavailable, msgNoServer))
-	}
-	x.live = true
-	return c.run(x)
+	return c.start(x, p, uri, hs, c.s.cfg.BufferSize, true)
 }
 
 // checkHandshake validates an opening handshake (RFC 6455 §4.2.1) and
