@@ -39,24 +39,32 @@ func packetKeys(t *testing.T, b []byte) []string {
 // and returns the keys of the request packets the backend received.
 func zreqRun(t *testing.T, pushpin bool) [][]string {
 	spec := fmt.Sprintf("tcp://127.0.0.1:%d", testutil.FreePort(t))
-	rep := testutil.Sockets(t, zsock.Options{Name: "rep", Type: zmq.REP, Direction: zsock.TwoWay, Connect: []string{spec}})[0]
+	// A ROUTER answering REP-style (envelope, empty frame, payload): a REP
+	// behind zsock's owner goroutine could be asked to receive again before
+	// its answer was sent ("cannot be accomplished in current state").
+	rep := testutil.Sockets(t, zsock.Options{Name: "rep", Type: zmq.ROUTER, Direction: zsock.TwoWay, Connect: []string{spec}})[0]
 	var keys [][]string
 	var mu sync.Mutex
 	go func() {
 		for m := range rep.Recv() {
-			p, err := zhttp.Parse(m[0])
+			if len(m) < 2 {
+				continue
+			}
+			env, body := m[:len(m)-1], m[len(m)-1]
+			reply := func(b []byte) { rep.Send() <- append(append(zsock.Message{}, env...), b) }
+			p, err := zhttp.Parse(body)
 			if err != nil {
-				rep.Send() <- zsock.Message{[]byte("bad")}
+				reply([]byte("bad"))
 				continue
 			}
 			mu.Lock()
-			keys = append(keys, packetKeys(t, m[0]))
+			keys = append(keys, packetKeys(t, body))
 			mu.Unlock()
 			r := zhttp.New()
 			r.ID, r.Code, r.Reason = p.ID, 200, "OK"
 			r.Headers = []zhttp.Header{{Name: "Content-Type", Value: "text/plain"}}
 			r.Body = []byte(fmt.Sprintf("%s %s %d\n", p.Method, p.URI, len(p.Body)))
-			rep.Send() <- zsock.Message{r.Encode()}
+			reply(r.Encode())
 		}
 	}()
 	d := newDeployment(t)
