@@ -172,7 +172,10 @@ func (c *conn) runWS(x *exchange, why resumeReason) outcome {
 	w := x.ws
 	switch why {
 	case resumeReadable:
-		w.readable = true
+		// The parker's edge may be for bytes an earlier goroutine already
+		// read (the event is delivered after it detached): a read now
+		// could block with mail waiting, so peek first.
+		w.readable = c.rc != nil && c.pollReadable()
 	case resumeTimeout, resumeClosed:
 		c.gone(x)
 		return outEnd

@@ -760,3 +760,49 @@ func TestWSCompression(t *testing.T) {
 	send(fr)
 	cl.expectClose(1007, "")
 }
+
+// TestWSStaleReadableEvent: the parker may report readability for bytes
+// an earlier goroutine already read (its edge arrives after the detach).
+// The resumed WebSocket must not block reading the client then: the
+// server's next message still reaches the client at once.
+func TestWSStaleReadableEvent(t *testing.T) {
+	h := startConnmgr(t, nil)
+	h.tackOnly("resumes a detached connection by hand")
+	f := newFakeServer(t, h, "proxy_ws")
+	f.warm()
+	cl, p := wsOpen(t, h, f, "/ws")
+	wsAccept(t, f, cl, p, 200000)
+	cl.send(ws.OpText, true, "in")
+	f.expectData(p.ID, "text", "in", false)
+
+	detached := func() *conn {
+		h.svc.connsMu.Lock()
+		defer h.svc.connsMu.Unlock()
+		for c := range h.svc.conns {
+			c.mu.Lock()
+			x := c.parkedX
+			c.mu.Unlock()
+			if x != nil {
+				return c
+			}
+		}
+		return nil
+	}
+	var c *conn
+	eventually(t, 5*time.Second, func() error {
+		if c = detached(); c == nil {
+			return fmt.Errorf("connection not detached")
+		}
+		return nil
+	})
+	c.wakeParked(resumeReadable) // no byte is waiting
+	eventually(t, 5*time.Second, func() error {
+		if detached() == nil {
+			return fmt.Errorf("connection did not detach again")
+		}
+		return nil
+	})
+	f.send(wsData(f, p.ID, 1, "text", "out", false))
+	cl.c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	cl.expect(ws.OpText, true, "out")
+}

@@ -33,6 +33,7 @@ type suite struct {
 	httpPort   int
 	portOffset int
 	runner     *testutil.Process
+	publishAPI bool // the handler serves the HTTP publish API
 }
 
 // suiteOptions adjust the generated pushpin.conf.
@@ -164,6 +165,9 @@ func startRunner(t *testing.T, o suiteOptions) *suite {
 	// One block: the handler's 5560..5563 (+offset) and the client port.
 	base := testutil.FreePortBlock(t, 5)
 	s := &suite{dir: dir, httpPort: base + 4, portOffset: base - 5560}
+	if p, set := o.handler["push_in_http_port"]; !set || p != "" {
+		s.publishAPI = true
+	}
 	if p, ok := o.runner["http_port"]; ok {
 		fmt.Sscan(p, &s.httpPort)
 	}
@@ -181,7 +185,9 @@ func startRunner(t *testing.T, o suiteOptions) *suite {
 	return s
 }
 
-// waitReady polls until the listener answers (any complete HTTP response).
+// waitReady polls until the client listener answers (any complete HTTP
+// response below 500) and, when the handler serves it, the publish API
+// answers too (the handler may start after the proxy).
 func (s *suite) waitReady(t *testing.T) {
 	t.Helper()
 	c := &http.Client{Timeout: 2 * time.Second}
@@ -195,6 +201,15 @@ func (s *suite) waitReady(t *testing.T) {
 		if resp.StatusCode >= 500 {
 			return fmt.Errorf("status %d", resp.StatusCode)
 		}
+		if !s.publishAPI {
+			return nil
+		}
+		resp, err = c.Get(s.publishURL())
+		if err != nil {
+			return fmt.Errorf("publish API: %w", err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
 		return nil
 	})
 }
