@@ -206,7 +206,8 @@ func newFakeServer(t testing.TB, h *harness, from string) *fakeServer {
 	}
 	f.pull = open(zsock.Options{Name: "fake-pull", Type: zmq.PULL, Direction: zsock.RecvOnly, Connect: []string{out}})
 	f.rtr = open(zsock.Options{Name: "fake-router", Type: zmq.ROUTER, Direction: zsock.RecvOnly, Connect: []string{stream}, Identity: from})
-	f.pub = open(zsock.Options{Name: "fake-pub", Type: zmq.XPUB, Direction: zsock.TwoWay, Connect: []string{in}, Linger: 500 * time.Millisecond})
+	// Unlimited: a test floods it and must not lose packets to the HWM.
+	f.pub = open(zsock.Options{Name: "fake-pub", Type: zmq.XPUB, Direction: zsock.TwoWay, Connect: []string{in}, Linger: 500 * time.Millisecond, SndHWM: zsock.Unlimited})
 	ctx, cancel := context.WithCancel(context.Background())
 	f.cancel = cancel
 	for _, s := range []*zsock.Socket{f.pull, f.rtr, f.pub} {
