@@ -788,13 +788,26 @@ func TestWSStaleReadableEvent(t *testing.T) {
 		}
 		return nil
 	}
+	// A parker event that came while the goroutine ran keeps it parked
+	// on the socket until something happens: a message then lets it
+	// detach.
+	seq := int64(1)
 	var c *conn
-	eventually(t, 5*time.Second, func() error {
-		if c = detached(); c == nil {
-			return fmt.Errorf("connection not detached")
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		for wait := time.Now().Add(time.Second); c == nil && time.Now().Before(wait); {
+			time.Sleep(10 * time.Millisecond)
+			c = detached()
 		}
-		return nil
-	})
+		if c != nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("connection never detached")
+		}
+		f.send(wsData(f, p.ID, seq, "text", "nudge", false))
+		seq++
+		cl.expect(ws.OpText, true, "nudge")
+	}
 	c.wakeParked(resumeReadable) // no byte is waiting
 	eventually(t, 5*time.Second, func() error {
 		if detached() == nil {
@@ -802,7 +815,7 @@ func TestWSStaleReadableEvent(t *testing.T) {
 		}
 		return nil
 	})
-	f.send(wsData(f, p.ID, 1, "text", "out", false))
+	f.send(wsData(f, p.ID, seq, "text", "out", false))
 	cl.c.SetReadDeadline(time.Now().Add(5 * time.Second))
 	cl.expect(ws.OpText, true, "out")
 }

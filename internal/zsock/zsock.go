@@ -37,6 +37,9 @@ const (
 	// retryWait bounds one wait between send attempts; a ROUTER retries on
 	// this timer because its POLLOUT is not per peer (see write).
 	retryWait = 10 * time.Millisecond
+	// firstPeerWait is how long a monitored ROUTER_MANDATORY socket whose
+	// connections have not completed a handshake yet waits for its peer.
+	firstPeerWait = 5 * time.Second
 	// batch bounds how many messages an owner reads, or a two-way owner
 	// writes, in one turn before it serves the other direction.
 	batch = 256
@@ -921,7 +924,14 @@ func (s *Socket) writeNow(ctx context.Context, m Message) {
 			return
 		}
 		if deadline.IsZero() {
-			deadline = time.Now().Add(s.opts.SendTimeout)
+			wait := s.opts.SendTimeout
+			if isUnreachable(err) && s.mon != nil && s.handshakes.Load() == 0 {
+				// No connection of this socket has completed its handshake
+				// yet: the peer is still connecting (a loaded machine at
+				// start-up can take longer than SendTimeout), not gone.
+				wait = max(wait, firstPeerWait)
+			}
+			deadline = time.Now().Add(wait)
 		}
 		left := time.Until(deadline)
 		if left <= 0 || ctx.Err() != nil {

@@ -297,6 +297,29 @@ func TestRouterPeerGone(t *testing.T) {
 	}
 }
 
+// TestRouterFirstPeerWait: a monitored ROUTER_MANDATORY socket none of
+// whose connections has completed a handshake waits longer than
+// SendTimeout for its peer (a loaded machine at start-up), instead of
+// dropping the first follow-ups of a session as if the peer were gone.
+func TestRouterFirstPeerWait(t *testing.T) {
+	c := newContext(t)
+	onDrop, drops := dropSink(8)
+	const timeout = 100 * time.Millisecond
+	ep := ipc(ipcDir(t), "first")
+	a := start(t, open(t, c, Options{Name: "a", Type: zmq.ROUTER, Direction: SendOnly, Identity: "a-1",
+		RouterMandatory: true, Bind: []string{ep}, SendTimeout: timeout, OnDrop: onDrop,
+		OnDisconnect: func() {}}))
+	sendWithin(t, a.s.Send(), msg("late-1", "", "early"), waitFor)
+	time.Sleep(5 * timeout)
+	b := routerB(t, c, "late-1", ep)
+	if got := recvWithin(t, b.s.Recv(), waitFor); !equalMsg(got, msg("a-1", "", "early")) {
+		t.Fatalf("late peer received %q", got)
+	}
+	if len(drops) != 0 {
+		t.Fatalf("dropped while the first peer was connecting: %v", (<-drops).err)
+	}
+}
+
 // echoServer runs a two-way ROUTER that answers every [id, "", payload]
 // with the same envelope, blocking on Send() when it is full.
 func echoServer(t testing.TB, c *Context, ep string, queue int) *running {
