@@ -108,12 +108,14 @@
 // detach and keep-alive-setup items act on the connection; the client
 // keep-alive timer runs here and asks the handler for the message
 // (need-keep-alive), as in Pushpin 1.36. WebSocket-over-HTTP (over_http
-// targets) is in wsoverhttp.go. Not yet: zhttp route targets for WebSockets.
+// targets) is in wsoverhttp.go. A WebSocket routed to a zhttp/ target runs
+// in zhttp WebSocket mode on that target's sockets, as with pushpin-proxy
+// (a zhttpreq/ target refuses it with 502, as 1.36 does).
 //
 // Route targets zhttp/<base> and zhttpreq/<spec> (zbackend.go, ztarget.go)
 // bind the client side of zhttp for a ZeroMQ backend: PUSH/ROUTER/SUB at
 // <base>-out/-out-stream/-in (tcp: P, P+1, P+2), or one DEALER for
-// request/response backends (REP or ROUTER); HTTP only.
+// request/response backends (REP or ROUTER).
 //
 // Not yet: sessions (inspect's sid).
 package proxy

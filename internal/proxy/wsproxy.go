@@ -199,7 +199,20 @@ func (e *engine) wsRejectWith(s *session, code int64, reason string, headers []z
 func (e *engine) wsNextTarget(s *session, now time.Time) {
 	for s.ti < len(s.targets) {
 		t := &s.targets[s.ti]
+		s.link = nil
 		switch {
+		case t.Kind == routes.TargetZHTTP:
+			// A zhttp/ backend gets the session in zhttp WebSocket mode on
+			// its own sockets, as pushpin-proxy does.
+			l, err := e.zb.get(t)
+			if err != nil {
+				e.log.Warn().Err(err).Str(logging.FieldRID, string(s.in.ID)).Str("target", targetName(t)).Msg("cannot bind zhttp target")
+				e.wsReject(s, 502, "Bad Gateway", textProxyError, "", now)
+				return
+			}
+			s.link = l
+			e.wsStartHost(s, t, now)
+			return
 		case t.Kind == routes.TargetZHTTPReq:
 			e.wsReject(s, 502, "Bad Gateway", textProxyError, "WebSockets cannot be used with zhttpreq target", now)
 			return
@@ -239,14 +252,17 @@ func (e *engine) wsStartHost(s *session, t *routes.Target, now time.Time) {
 		uri = "ws:" + rest
 	}
 	p := zhttp.New()
-	p.Method = "GET"
 	p.URI = uri
 	p.Headers = hs
 	p.Credits = wsWindow
 	setConnect(p, t)
+	first := e.toClient
+	if s.link != nil { // a zhttp/ backend gets the URI only
+		p.ConnectHost, p.ConnectPort, first = "", -1, s.link.first
+	}
 	s.out.Stamp(p, e.id, true, now)
 	select {
-	case e.toClient <- zsock.Message{p.Encode()}:
+	case first <- zsock.Message{p.Encode()}:
 	default:
 		e.log.Warn().Str(logging.FieldRID, string(s.in.ID)).Msg("zhttp client queue full")
 		e.dropOut(s)

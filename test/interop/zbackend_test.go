@@ -108,17 +108,19 @@ func TestInteropZhttpreqBackend(t *testing.T) {
 	}
 }
 
-// zstreamRun starts a deployment whose only route is `* zhttp/<base>`
-// answered by a zhttp server backend (PULL, ROUTER, XPUB connected to the
-// proxy's three binds) and returns the keys of the first packet of a GET.
-func zstreamRun(t *testing.T, pushpin bool) []string {
+// zbackendDeploy starts a deployment (Pushpin's or tack's) whose routes
+// are /ready/ to the test handler and everything else to `zhttp/<base>`,
+// answered by a zhttp server backend with identity from: its PULL, ROUTER
+// and XPUB connected to the proxy's three binds, returned once the proxy
+// subscribed and the deployment is ready.
+func zbackendDeploy(t *testing.T, pushpin bool, from string) (*deployment, *zsock.Socket, *zsock.Socket, *zsock.Socket) {
+	t.Helper()
 	base := "ipc://" + filepath.Join(testutil.ShortTempDir(t), "zs")
-	const from = "interop-backend"
 	socks := testutil.Sockets(t,
 		zsock.Options{Name: "pull", Type: zmq.PULL, Direction: zsock.RecvOnly, Connect: []string{base + "-out"}},
 		zsock.Options{Name: "router", Type: zmq.ROUTER, Direction: zsock.RecvOnly, Connect: []string{base + "-out-stream"}, Identity: from},
 		zsock.Options{Name: "pub", Type: zmq.XPUB, Direction: zsock.TwoWay, Connect: []string{base + "-in"}})
-	pull, pub := socks[0], socks[2]
+	pub := socks[2]
 	d := newDeployment(t)
 	conf := debianConfig(t, d.dir, d.httpPort, d.portOffset, nil)
 	writeRoutes(t, d.dir, "*,path_beg=/ready/ test\n* zhttp/"+base+"\n")
@@ -137,6 +139,14 @@ func zstreamRun(t *testing.T, pushpin bool) []string {
 		t.Fatal("the proxy never subscribed")
 	}
 	d.waitReady(t, "/ready/")
+	return d, socks[0], socks[1], pub
+}
+
+// zstreamRun runs a GET through zbackendDeploy's deployment and returns
+// the keys of the first packet the backend got.
+func zstreamRun(t *testing.T, pushpin bool) []string {
+	const from = "interop-backend"
+	d, pull, _, pub := zbackendDeploy(t, pushpin, from)
 	// The proxy's PUSH may not have its connection to our PULL yet (the
 	// subscription above came over another socket): pushpin-proxy then
 	// answers 502 at once. Ask again until a request reaches the backend.
