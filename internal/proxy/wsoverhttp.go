@@ -272,7 +272,8 @@ func (e *engine) wohInPacket(s *session, p *zhttp.Packet, now time.Time) {
 		}
 		if p.More {
 			if len(w.partial) >= wohPendingMax {
-				e.wohFail(s, "client message does not fit the 200000-byte buffer", now)
+				// RFC 6455 §7.4.1: 1009, a message too big to process.
+				e.wohFailCode(s, wsCloseTooBig, "client message does not fit the 200000-byte buffer", now)
 				return
 			}
 			e.wohGrant(s, now)
@@ -524,12 +525,17 @@ func (e *engine) wohBadResponse(s *session, why string, now time.Time) {
 
 // wohFail closes the client with 1011 after bad input.
 func (e *engine) wohFail(s *session, why string, now time.Time) {
+	e.wohFailCode(s, wsCloseInternalError, why, now)
+}
+
+// wohFailCode closes the client with code after bad input.
+func (e *engine) wohFailCode(s *session, code int64, why string, now time.Time) {
 	w := s.ws.woh
 	w.closeSent = true
 	w.pending, w.pendLen, w.partial = nil, 0, nil
-	e.log.Warn().Str(logging.FieldRID, string(s.in.ID)).Str("cid", s.ws.cid).Msg("websocket-over-http: " + why + ", closing with 1011")
+	e.log.Warn().Str(logging.FieldRID, string(s.in.ID)).Str("cid", s.ws.cid).Int64("code", code).Msg("websocket-over-http: " + why + ", closing")
 	e.cancelClient(s, now)
-	e.wsCloseClient(s, wsCloseInternalError, "", now)
+	e.wsCloseClient(s, code, "", now)
 }
 
 // wohFailed handles a request that got no answer: connection errors are

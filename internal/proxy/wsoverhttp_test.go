@@ -355,8 +355,9 @@ func TestWOHLargeClientMessage(t *testing.T) {
 		t.Fatalf("body of %d bytes, want %d", len(body), len(want))
 	}
 	c.answer(r.ID, 200, nil, "")
-	// A message that cannot complete in the buffer closes with 1011.
+	// A message that cannot complete in the buffer closes with 1009
+	// (message too big).
 	c.fromClient(zhttp.TypeData, "text", strings.Repeat("c", wsWindow), -1, true)
 	c.fromClient(zhttp.TypeData, "text", strings.Repeat("d", wohPendingMax-wsWindow), -1, true)
-	expectFrame(t, c.toClient(), zhttp.TypeClose, "", "", 1011)
+	expectFrame(t, c.toClient(), zhttp.TypeClose, "", "", 1009)
 }

@@ -44,6 +44,7 @@ const (
 
 // Close codes (RFC 6455 §7.4.1).
 const (
+	wsCloseTooBig        = 1009
 	wsCloseInternalError = 1011
 )
 
