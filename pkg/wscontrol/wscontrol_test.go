@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"errors"
 	"testing"
+
+	"tack/pkg/tnetstring"
 )
 
 // Captured from Pushpin 1.36 (proxy → handler and handler → proxy).
@@ -114,10 +116,34 @@ func FuzzParse(f *testing.F) {
 		if err != nil {
 			return
 		}
-		if _, err := Parse(p.Encode()); err != nil {
+		enc := p.Encode()
+		if want := tnetstring.MustEncode(p.Dict()); !bytes.Equal(enc, want) {
+			t.Fatalf("Append and Dict encodings differ:\n got %q\nwant %q", enc, want)
+		}
+		if _, err := Parse(enc); err != nil {
 			t.Fatalf("re-encoded packet does not parse: %v", err)
 		}
 	})
+}
+
+// TestAppendMatchesDict: the field-by-field encoder writes exactly the
+// bytes of the Dict form, every field set or none.
+func TestAppendMatchesDict(t *testing.T) {
+	full := Item{CID: []byte("c"), Type: TypeSend, ReqID: []byte("3"), URI: "ws://h/", ContentType: "binary",
+		Message: []byte("m"), HasMessage: true, Queue: true, Code: 1000, Reason: "r", Debug: true, Route: "x",
+		SeparateStats: true, ChannelPrefix: "p", LogLevel: 2, Trusted: true, Channel: "ch", TTL: 60,
+		Timeout: 5, KeepAliveMode: "idle"}
+	empty := NewItem(nil, "")
+	empty.HasMessage = true
+	for _, p := range []Packet{
+		{Items: []Item{full, NewItem([]byte("d"), TypeAck)}},
+		{From: []byte("proxy_1"), Items: []Item{empty}},
+		{},
+	} {
+		if got, want := p.Encode(), tnetstring.MustEncode(p.Dict()); !bytes.Equal(got, want) {
+			t.Errorf("got  %q\nwant %q", got, want)
+		}
+	}
 }
 
 func itemEqual(a, b Item) bool {

@@ -5,11 +5,14 @@ import (
 	"errors"
 	"reflect"
 	"testing"
+
+	"tack/pkg/tnetstring"
 )
 
 // FuzzParse checks that Parse never panics, that it fails only with
 // ErrFormat, and that an accepted packet re-encodes to bytes that parse to an
-// equal Packet (and re-encode identically), also through a PUB frame. Seeds:
+// equal Packet (and re-encode identically), also through a PUB frame, and
+// that Append writes exactly the bytes of the Dict form. Seeds:
 // every zhttp capture of zmq-wire.md §A, cut ones included.
 func FuzzParse(f *testing.F) {
 	for _, c := range loadCaptures(f) {
@@ -34,6 +37,9 @@ func FuzzParse(f *testing.F) {
 			return
 		}
 		enc := p.Encode()
+		if viaDict := append([]byte("T"), tnetstring.MustEncode(p.Dict())...); !bytes.Equal(enc, viaDict) {
+			t.Fatalf("Append and Dict encodings of %q differ:\n got %q\nwant %q", data, enc, viaDict)
+		}
 		p2, err := Parse(enc)
 		if err != nil {
 			t.Fatalf("Parse(%q) (re-encoding of %q): %v", enc, data, err)
