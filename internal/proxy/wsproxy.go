@@ -107,6 +107,8 @@ type wsSession struct {
 	drops     int64
 	lastDrop  time.Time
 	dropsLogd int64
+
+	batch int64 // the held batch packet it is in (wsbatch.go)
 }
 
 // isWebSocket reports whether a first packet opens a WebSocket.
@@ -520,7 +522,7 @@ func (e *engine) wsQueue(d *wsDir, f wsFrame) {
 
 // wsFlushClient sends what the client's credits allow.
 func (e *engine) wsFlushClient(s *session, now time.Time) {
-	e.wsFlush(s, &s.ws.toClient, &s.in, func(p *zhttp.Packet) { e.sendIn(s, p, now) }, now)
+	e.wsFlush(s, &s.ws.toClient, &s.in, func(p *zhttp.Packet) { e.sendInWS(s, p, now) }, now)
 	e.wsGrantOut(s, now)
 	if s.ws.toClient.closeSent {
 		e.wsMaybeDone(s, now)
