@@ -448,3 +448,25 @@ func Next(b []byte) (payload []byte, tag byte, rest []byte, err error) { return 
 
 // ParseInt parses the payload of an integer ('#') value.
 func ParseInt(payload []byte) (int64, error) { return parseInt(payload) }
+
+// ParseBool parses the payload of a boolean ('!') value.
+func ParseBool(payload []byte) (bool, error) {
+	switch string(payload) {
+	case "true":
+		return true, nil
+	case "false":
+		return false, nil
+	}
+	return false, fmt.Errorf("%w: bad boolean %q", ErrSyntax, payload)
+}
+
+// Intern returns b as a string, as the element of known equal to it if
+// there is one (without allocating), else as a new string.
+func Intern(b []byte, known ...string) string {
+	for _, k := range known {
+		if string(b) == k {
+			return k
+		}
+	}
+	return string(b)
+}

@@ -74,6 +74,15 @@ type Packet struct {
 // compatibility, as Pushpin does); a wrong type for a known key, a missing
 // cid or type, or an item that is not a dict is an error.
 func Parse(b []byte) (*Packet, error) {
+	if p := parseFast(b); p != nil {
+		return p, nil
+	}
+	return parseDict(b)
+}
+
+// parseDict is Parse through a decoded Dict: the reference for parseFast,
+// and the path of every packet parseFast leaves to it (and of every error).
+func parseDict(b []byte) (*Packet, error) {
 	d, err := tnetstring.DecodeDict(b)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrFormat, err)

@@ -3,6 +3,7 @@ package wscontrol
 import (
 	"bytes"
 	"errors"
+	"reflect"
 	"testing"
 
 	"tack/pkg/tnetstring"
@@ -113,6 +114,10 @@ func FuzzParse(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
 		p, err := Parse(b)
+		ref, refErr := parseDict(b)
+		if (err == nil) != (refErr == nil) || (err == nil && !reflect.DeepEqual(p, ref)) {
+			t.Fatalf("Parse(%q) = %+v, %v; the Dict path gives %+v, %v", b, p, err, ref, refErr)
+		}
 		if err != nil {
 			return
 		}

@@ -160,6 +160,15 @@ func Parse(b []byte) (*Packet, error) {
 	if len(b) == 0 || b[0] != 'T' {
 		return nil, fmt.Errorf("%w: missing T prefix", ErrFormat)
 	}
+	if p := parseFast(b[1:]); p != nil {
+		return p, nil
+	}
+	return parseDict(b)
+}
+
+// parseDict is Parse through a decoded Dict: the reference for parseFast,
+// and the path of every packet parseFast leaves to it (and of every error).
+func parseDict(b []byte) (*Packet, error) {
 	d, err := tnetstring.DecodeDict(b[1:])
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrFormat, err)
@@ -255,14 +264,23 @@ func FromDict(d tnetstring.Dict) (*Packet, error) {
 			return nil, err
 		}
 	}
+	if err := p.finish(topSeq); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// finish checks a decoded packet's type and id and places the top-level
+// seq.
+func (p *Packet) finish(topSeq int64) error {
 	switch p.Type {
 	case TypeData, TypeError, TypeCredit, TypeKeepAlive, TypeCancel, TypeHandoffStart,
 		TypeHandoffProceed, TypeClose, TypePing, TypePong:
 	default:
-		return nil, fmt.Errorf("%w: unknown type %q", ErrFormat, p.Type)
+		return fmt.Errorf("%w: unknown type %q", ErrFormat, p.Type)
 	}
 	if p.ID == nil && p.IDs == nil {
-		return nil, fmt.Errorf("%w: missing id", ErrFormat)
+		return fmt.Errorf("%w: missing id", ErrFormat)
 	}
 	if p.IDs != nil {
 		// Like the C++ decoder, a top-level seq beside a list-form id
@@ -279,7 +297,7 @@ func FromDict(d tnetstring.Dict) (*Packet, error) {
 		// decode/encode/decode round trip would not be stable.
 		p.HasHeaders = true
 	}
-	return p, nil
+	return nil
 }
 
 func typeErr(f tnetstring.Field, want string) error {
