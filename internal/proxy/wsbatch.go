@@ -26,11 +26,37 @@ import (
 // held packets are sent.
 const wsBatchDrain = 16
 
+// wsFreeMax bounds the free list of WebSocket packets.
+const wsFreeMax = 256
+
 // pubHold holds connmgr-bound packets while on.
 type pubHold struct {
 	on     bool
 	dests  []heldDest
 	serial int64 // numbers the batch packets (wsSession.batch)
+	// free holds WebSocket packets for reuse (wsPacket): one is built
+	// per message relayed, and most of a batch's are dropped at once.
+	free []*zhttp.Packet
+}
+
+// wsPacket returns a fresh packet (zhttp.New) for wsFlush.
+func (e *engine) wsPacket() *zhttp.Packet {
+	if n := len(e.hold.free); n > 0 {
+		p := e.hold.free[n-1]
+		e.hold.free[n-1] = nil
+		e.hold.free = e.hold.free[:n-1]
+		return p
+	}
+	return zhttp.New()
+}
+
+// wsPacketDone takes back a packet of wsPacket once it has been encoded.
+func (e *engine) wsPacketDone(p *zhttp.Packet) {
+	if len(e.hold.free) < wsFreeMax {
+		p.Reset()
+		p.IDs, p.Headers = nil, nil
+		e.hold.free = append(e.hold.free, p)
+	}
 }
 
 // heldDest is one connmgr's held packets, in order.
@@ -66,13 +92,14 @@ func (e *engine) holdFrame(dest []byte, p *zhttp.Packet) {
 	d.entries = append(d.entries, heldEntry{frame: zhttp.PubFrame(dest, p)})
 }
 
-// sendInWS sends a packet p of a WebSocket's queue (built for this send
-// only: a batch keeps it) to the session's connmgr; messages are batched
-// while holding, anything else is held as it is.
+// sendInWS sends a packet p of a WebSocket's queue (from e.wsPacket; a
+// batch keeps it, else it is taken back) to the session's connmgr;
+// messages are batched while holding, anything else is held as it is.
 func (e *engine) sendInWS(s *session, p *zhttp.Packet, now time.Time) {
 	message := (p.Type == zhttp.TypeData || p.Type == zhttp.TypePing || p.Type == zhttp.TypePong) && p.Code < 0 && p.Credits < 0
 	if !message || !e.hold.on || s.side != sideConnmgr || s.ghost || !s.in.PeerMulti || s.in.UserData != nil {
 		e.sendIn(s, p, now)
+		e.wsPacketDone(p)
 		return
 	}
 	s.in.Stamp(p, e.id, true, now)
@@ -83,6 +110,7 @@ func (e *engine) sendInWS(s *session, p *zhttp.Packet, now time.Time) {
 			b.Type == p.Type && b.ContentType == p.ContentType && b.More == p.More && bytes.Equal(b.Body, p.Body) {
 			b.IDs = append(b.IDs, zhttp.IDSeq{ID: p.ID, Seq: p.Seq})
 			s.ws.batch = last.serial
+			e.wsPacketDone(p)
 			return
 		}
 	}
@@ -107,6 +135,7 @@ func (e *engine) flushPubs() {
 					p.ID, p.Seq, p.IDs = p.IDs[0].ID, p.IDs[0].Seq, nil
 				}
 				frame = zhttp.PubFrame(d.dest, p)
+				e.wsPacketDone(p)
 			}
 			*en = heldEntry{}
 			select {

@@ -538,7 +538,7 @@ func (e *engine) wsFlushBackend(s *session, now time.Time) {
 	if !s.ws.connected || !s.outActive || !s.outAcked {
 		return
 	}
-	e.wsFlush(s, &s.ws.toBackend, &s.out, func(p *zhttp.Packet) { e.sendClient(s, p, now) }, now)
+	e.wsFlush(s, &s.ws.toBackend, &s.out, func(p *zhttp.Packet) { e.sendClient(s, p, now); e.wsPacketDone(p) }, now)
 	e.wsGrantIn(s, now)
 	if s.ws.toBackend.closeSent && s.ws.toBackend.closeRecv {
 		e.wsOutOver(s, now)
@@ -547,7 +547,8 @@ func (e *engine) wsFlushBackend(s *session, now time.Time) {
 
 // wsFlush writes queued frames of d within the receiver's credits (zs),
 // splitting a data frame into continuation packets when the window is
-// smaller, then the queued close once the queue is empty.
+// smaller, then the queued close once the queue is empty. Its packets
+// come from e.wsPacket; send owns them.
 func (e *engine) wsFlush(s *session, d *wsDir, zs *zhttpsession.Session, send func(*zhttp.Packet), now time.Time) {
 	for len(d.q) > 0 {
 		f := &d.q[0]
@@ -563,7 +564,7 @@ func (e *engine) wsFlush(s *session, d *wsDir, zs *zhttpsession.Session, send fu
 			}
 			n = zs.Spend(len(f.body))
 		}
-		p := zhttp.New()
+		p := e.wsPacket()
 		p.Type = f.typ
 		p.Body = f.body[:n:n]
 		if f.typ == zhttp.TypeData {
@@ -594,7 +595,7 @@ func (e *engine) wsFlush(s *session, d *wsDir, zs *zhttpsession.Session, send fu
 	if len(d.q) == 0 {
 		d.q = nil
 		if d.closeQueued && !d.closeSent {
-			p := zhttp.New()
+			p := e.wsPacket()
 			p.Type = zhttp.TypeClose
 			if d.closeCode >= 0 {
 				p.Code = d.closeCode

@@ -29,10 +29,16 @@ func parseFast(b []byte) *Packet {
 			if tag != ']' {
 				return nil
 			}
-			p.Items = make([]Item, 0, 16)
+			n := 0
+			for l := v; len(l) > 0; n++ {
+				if _, _, l, err = tnetstring.Next(l); err != nil || n == MaxItems {
+					return nil
+				}
+			}
+			p.Items = make([]Item, 0, n)
 			for len(v) > 0 {
 				iv, itag, r, err := tnetstring.Next(v)
-				if err != nil || itag != '}' || len(p.Items) == MaxItems {
+				if err != nil || itag != '}' {
 					return nil
 				}
 				v = r
