@@ -166,6 +166,7 @@ type engine struct {
 	wsDrops        int64            // messages to clients dropped
 	wsControlDrops int64            // ws-control packets dropped
 	hold           pubHold          // connmgr packets held while ws-control is drained (wsbatch.go)
+	wsIn           wscontrol.Packet // the ws-control packet being handled (its Items' room is reused)
 
 	zb *zbackends // zhttp/ and zhttpreq/ targets (zbackend.go)
 

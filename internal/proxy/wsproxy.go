@@ -38,6 +38,8 @@ const (
 	wsCloseWait = 10 * time.Second
 	// wsDropLogEvery rate-limits the drop warnings of one connection.
 	wsDropLogEvery = 10 * time.Second
+	// wsQueueKeep: an emptied queue of at most this room keeps it.
+	wsQueueKeep = 4
 	// wsGripPrefix is the default message prefix of a GRIP WebSocket.
 	wsGripPrefix = "m:"
 )
@@ -550,6 +552,7 @@ func (e *engine) wsFlushBackend(s *session, now time.Time) {
 // smaller, then the queued close once the queue is empty. Its packets
 // come from e.wsPacket; send owns them.
 func (e *engine) wsFlush(s *session, d *wsDir, zs *zhttpsession.Session, send func(*zhttp.Packet), now time.Time) {
+	base := d.q[:0]
 	for len(d.q) > 0 {
 		f := &d.q[0]
 		var n int
@@ -593,7 +596,12 @@ func (e *engine) wsFlush(s *session, d *wsDir, zs *zhttpsession.Session, send fu
 		}
 	}
 	if len(d.q) == 0 {
+		// A small queue's room is kept for the next message (sent
+		// entries were cleared); a grown one is let go.
 		d.q = nil
+		if cap(base) <= wsQueueKeep {
+			d.q = base
+		}
 		if d.closeQueued && !d.closeSent {
 			p := e.wsPacket()
 			p.Type = zhttp.TypeClose

@@ -8,51 +8,64 @@ import "tack/pkg/tnetstring"
 // which parseDict then decodes or rejects, so both paths give the same
 // Packet or the same error (FuzzParse checks it).
 func parseFast(b []byte) *Packet {
-	d, tag, rest, err := tnetstring.Next(b)
-	if err != nil || tag != '}' || len(rest) != 0 {
+	p := &Packet{}
+	if !p.parseFast(b) {
 		return nil
 	}
-	p := &Packet{}
+	return p
+}
+
+// parseFast is parseFast into p, whose Items' room is reused.
+func (p *Packet) parseFast(b []byte) bool {
+	d, tag, rest, err := tnetstring.Next(b)
+	if err != nil || tag != '}' || len(rest) != 0 {
+		return false
+	}
+	items := p.Items[:0]
+	*p = Packet{}
 	for len(d) > 0 {
 		k, v, tag, r, ok := field(d)
 		if !ok {
-			return nil
+			return false
 		}
 		d = r
 		switch string(k) {
 		case "from":
 			if tag != ',' {
-				return nil
+				return false
 			}
 			p.From = v
 		case "items":
 			if tag != ']' {
-				return nil
+				return false
 			}
 			n := 0
 			for l := v; len(l) > 0; n++ {
 				if _, _, l, err = tnetstring.Next(l); err != nil || n == MaxItems {
-					return nil
+					return false
 				}
 			}
-			p.Items = make([]Item, 0, n)
+			if items == nil || cap(items) < n {
+				items = make([]Item, 0, n)
+			}
+			p.Items = items[:0]
 			for len(v) > 0 {
 				iv, itag, r, err := tnetstring.Next(v)
 				if err != nil || itag != '}' {
-					return nil
+					return false
 				}
 				v = r
 				it, ok := parseItemFast(iv)
 				if !ok {
-					return nil
+					return false
 				}
 				p.Items = append(p.Items, it)
 			}
 		default:
-			return nil
+			return false
 		}
 	}
-	return p
+	return true
 }
 
 // field splits the next key and value of a dict payload.

@@ -80,6 +80,21 @@ func Parse(b []byte) (*Packet, error) {
 	return parseDict(b)
 }
 
+// ParseTo is Parse into p, reusing the room of p.Items (a reader of many
+// packets keeps one Packet; the items alias b, as Parse's do).
+func ParseTo(p *Packet, b []byte) error {
+	if p.parseFast(b) {
+		return nil
+	}
+	q, err := parseDict(b)
+	if err != nil {
+		*p = Packet{Items: p.Items[:0]}
+		return err
+	}
+	*p = *q
+	return nil
+}
+
 // parseDict is Parse through a decoded Dict: the reference for parseFast,
 // and the path of every packet parseFast leaves to it (and of every error).
 func parseDict(b []byte) (*Packet, error) {

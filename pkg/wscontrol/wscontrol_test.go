@@ -118,6 +118,10 @@ func FuzzParse(f *testing.F) {
 		if (err == nil) != (refErr == nil) || (err == nil && !reflect.DeepEqual(p, ref)) {
 			t.Fatalf("Parse(%q) = %+v, %v; the Dict path gives %+v, %v", b, p, err, ref, refErr)
 		}
+		reuse := Packet{From: []byte("old"), Items: make([]Item, 2, 300)}
+		if err2 := ParseTo(&reuse, b); (err2 == nil) != (err == nil) || (err == nil && !reflect.DeepEqual(reuse, *p)) {
+			t.Fatalf("ParseTo(%q) = %+v, %v; Parse gives %+v, %v", b, reuse, err2, p, err)
+		}
 		if err != nil {
 			return
 		}
