@@ -85,6 +85,18 @@ func Main(cmd *cobra.Command) int {
 			}
 		}
 	}
+	// TACK_ALLOCPROFILE=<dir> writes <dir>/<binary>.<pid>.allocs.pprof
+	// (allocations over the process's life) when it ends: the same kind of
+	// aid.
+	if dir := os.Getenv("TACK_ALLOCPROFILE"); dir != "" {
+		defer func() {
+			path := filepath.Join(dir, fmt.Sprintf("%s.%d.allocs.pprof", filepath.Base(os.Args[0]), os.Getpid()))
+			if f, err := os.Create(path); err == nil {
+				pprof.Lookup("allocs").WriteTo(f, 0)
+				f.Close()
+			}
+		}()
+	}
 	err := cmd.ExecuteContext(ctx)
 	if err == nil {
 		return 0

@@ -129,7 +129,15 @@ func (e *engine) wsCongested() bool {
 }
 
 // wsQueue adds an item for the proxy; it leaves with the step's others.
-func (e *engine) wsQueue(it wscontrol.Item) { e.ws.pending = append(e.ws.pending, it) }
+//
+// A full packet's worth goes out at once: the proxy starts on it while a
+// large publish is still being delivered here, and pending stays small.
+func (e *engine) wsQueue(it wscontrol.Item) {
+	e.ws.pending = append(e.ws.pending, it)
+	if len(e.ws.pending) >= wsPacketItems {
+		e.wsFlush()
+	}
+}
 
 // wsFlush sends the items queued during this engine step, batched. A
 // `refresh` goes in a packet of its own: a 1.36 proxy does not know the

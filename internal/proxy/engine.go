@@ -165,6 +165,8 @@ type engine struct {
 	wsKA           []wscontrol.Item // keep-alive items of the current tick
 	wsDrops        int64            // messages to clients dropped
 	wsControlDrops int64            // ws-control packets dropped
+	hold           pubHold          // connmgr packets held while ws-control is drained (wsbatch.go)
+	wsIn           wscontrol.Packet // the ws-control packet being handled (its Items' room is reused)
 
 	zb *zbackends // zhttp/ and zhttpreq/ targets (zbackend.go)
 
@@ -211,6 +213,9 @@ func (e *engine) pub(sd clientSide, dest []byte, p *zhttp.Packet) {
 	out, name := e.toConnmgr, "condure-in"
 	if sd == sideIntreq {
 		out, name = e.toIntreq, "intreq-out"
+	} else if e.hold.on {
+		e.holdFrame(dest, p)
+		return
 	}
 	frame := zhttp.PubFrame(dest, p)
 	select {

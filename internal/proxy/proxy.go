@@ -506,14 +506,24 @@ func (s *Service) loop(ctx context.Context, e *engine, ss *sockets, drops, accep
 			}
 			e.handleAcceptReply(m, s.cfg.Now())
 		case m, ok := <-recvOf(ss.wsControlIn):
+			// The packets already queued are handled as one batch
+			// (wsbatch.go); a closed socket ends the loop after it.
+			e.holdPubs()
+			for n := 1; ok; n++ {
+				if len(m) != 1 {
+					s.log.Warn().Int("parts", len(m)).Str("socket", "ws-control-in").Msg("dropping message with parts != 1")
+				} else {
+					e.handleWSControl(m[0], s.cfg.Now())
+				}
+				if n >= wsBatchDrain || len(ss.wsControlIn.Recv()) == 0 {
+					break
+				}
+				m, ok = <-ss.wsControlIn.Recv()
+			}
+			e.flushPubs()
 			if !ok {
 				return fmt.Errorf("ws-control-in socket closed")
 			}
-			if len(m) != 1 {
-				s.log.Warn().Int("parts", len(m)).Str("socket", "ws-control-in").Msg("dropping message with parts != 1")
-				continue
-			}
-			e.handleWSControl(m[0], s.cfg.Now())
 		case m, ok := <-recvOf(ss.inspect):
 			if !ok {
 				return fmt.Errorf("inspect socket closed")

@@ -120,7 +120,10 @@ func (e *engine) wsGripMessage(s *session, msg []byte, now time.Time) {
 
 // handleWSControl handles a packet from the handler (ws-control-in).
 func (e *engine) handleWSControl(frame []byte, now time.Time) {
-	pkt, err := wscontrol.Parse(frame)
+	pkt := &e.wsIn
+	err := wscontrol.ParseTo(pkt, frame)
+	// The items alias frame: let go of them once handled.
+	defer clear(pkt.Items)
 	if err != nil {
 		e.log.Warn().Err(err).Str(logging.FieldSocket, "ws-control-in").Msg("dropping undecodable ws-control packet")
 		return

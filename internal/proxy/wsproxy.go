@@ -38,6 +38,8 @@ const (
 	wsCloseWait = 10 * time.Second
 	// wsDropLogEvery rate-limits the drop warnings of one connection.
 	wsDropLogEvery = 10 * time.Second
+	// wsQueueKeep: an emptied queue of at most this room keeps it.
+	wsQueueKeep = 4
 	// wsGripPrefix is the default message prefix of a GRIP WebSocket.
 	wsGripPrefix = "m:"
 )
@@ -108,6 +110,8 @@ type wsSession struct {
 	drops     int64
 	lastDrop  time.Time
 	dropsLogd int64
+
+	batch int64 // the held batch packet it is in (wsbatch.go)
 }
 
 // isWebSocket reports whether a first packet opens a WebSocket.
@@ -537,7 +541,7 @@ func (e *engine) wsQueue(d *wsDir, f wsFrame) {
 
 // wsFlushClient sends what the client's credits allow.
 func (e *engine) wsFlushClient(s *session, now time.Time) {
-	e.wsFlush(s, &s.ws.toClient, &s.in, func(p *zhttp.Packet) { e.sendIn(s, p, now) }, now)
+	e.wsFlush(s, &s.ws.toClient, &s.in, func(p *zhttp.Packet) { e.sendInWS(s, p, now) }, now)
 	e.wsGrantOut(s, now)
 	if s.ws.toClient.closeSent {
 		e.wsMaybeDone(s, now)
@@ -553,7 +557,7 @@ func (e *engine) wsFlushBackend(s *session, now time.Time) {
 	if !s.ws.connected || !s.outActive || !s.outAcked {
 		return
 	}
-	e.wsFlush(s, &s.ws.toBackend, &s.out, func(p *zhttp.Packet) { e.sendClient(s, p, now) }, now)
+	e.wsFlush(s, &s.ws.toBackend, &s.out, func(p *zhttp.Packet) { e.sendClient(s, p, now); e.wsPacketDone(p) }, now)
 	e.wsGrantIn(s, now)
 	if s.ws.toBackend.closeSent && s.ws.toBackend.closeRecv {
 		e.wsOutOver(s, now)
@@ -562,8 +566,10 @@ func (e *engine) wsFlushBackend(s *session, now time.Time) {
 
 // wsFlush writes queued frames of d within the receiver's credits (zs),
 // splitting a data frame into continuation packets when the window is
-// smaller, then the queued close once the queue is empty.
+// smaller, then the queued close once the queue is empty. Its packets
+// come from e.wsPacket; send owns them.
 func (e *engine) wsFlush(s *session, d *wsDir, zs *zhttpsession.Session, send func(*zhttp.Packet), now time.Time) {
+	base := d.q[:0]
 	for len(d.q) > 0 {
 		f := &d.q[0]
 		var n int
@@ -578,7 +584,7 @@ func (e *engine) wsFlush(s *session, d *wsDir, zs *zhttpsession.Session, send fu
 			}
 			n = zs.Spend(len(f.body))
 		}
-		p := zhttp.New()
+		p := e.wsPacket()
 		p.Type = f.typ
 		p.Body = f.body[:n:n]
 		if f.typ == zhttp.TypeData {
@@ -607,9 +613,14 @@ func (e *engine) wsFlush(s *session, d *wsDir, zs *zhttpsession.Session, send fu
 		}
 	}
 	if len(d.q) == 0 {
+		// A small queue's room is kept for the next message (sent
+		// entries were cleared); a grown one is let go.
 		d.q = nil
+		if cap(base) <= wsQueueKeep {
+			d.q = base
+		}
 		if d.closeQueued && !d.closeSent {
-			p := zhttp.New()
+			p := e.wsPacket()
 			p.Type = zhttp.TypeClose
 			if d.closeCode >= 0 {
 				p.Code = d.closeCode

@@ -405,3 +405,68 @@ func appendString(dst []byte, s string) []byte {
 	dst = append(dst, s...)
 	return append(dst, ',')
 }
+
+// Append-style encoding for callers that write a known structure field by
+// field (the zhttp and ws-control packet encoders), without building a Dict
+// of boxed values. A container is written as BeginContainer, its children,
+// then EndDict or EndList.
+
+// AppendBytes appends b as a byte string.
+func AppendBytes(dst, b []byte) []byte { return appendBytes(dst, b, ',') }
+
+// AppendString appends s as a byte string.
+func AppendString(dst []byte, s string) []byte { return appendString(dst, s) }
+
+// AppendInt appends n as an integer.
+func AppendInt(dst []byte, n int64) []byte { return appendInt(dst, n) }
+
+// AppendBool appends v as a boolean.
+func AppendBool(dst []byte, v bool) []byte {
+	if v {
+		return append(dst, "4:true!"...)
+	}
+	return append(dst, "5:false!"...)
+}
+
+// BeginContainer reserves room for a container's size prefix and returns
+// the offset to pass to EndDict or EndList.
+func BeginContainer(dst []byte) (start int, out []byte) { return beginContainer(dst) }
+
+// EndDict closes a dictionary begun at start. Like Encode, it fails only
+// on a container larger than the decoder accepts.
+func EndDict(out []byte, start int) ([]byte, error) { return endContainer(out, start, '}') }
+
+// EndList closes a list begun at start.
+func EndList(out []byte, start int) ([]byte, error) { return endContainer(out, start, ']') }
+
+// Next splits the value at the start of b into its payload, its type tag
+// (',' '#' '^' '!' '~' ']' '}') and the rest of b, checking only the size
+// prefix; a reader walking a dictionary's payload uses it for keys and
+// values and decodes each payload as its tag says (ParseInt for '#',
+// DecodePrefix of the whole value for containers it does not walk itself).
+func Next(b []byte) (payload []byte, tag byte, rest []byte, err error) { return split(b) }
+
+// ParseInt parses the payload of an integer ('#') value.
+func ParseInt(payload []byte) (int64, error) { return parseInt(payload) }
+
+// ParseBool parses the payload of a boolean ('!') value.
+func ParseBool(payload []byte) (bool, error) {
+	switch string(payload) {
+	case "true":
+		return true, nil
+	case "false":
+		return false, nil
+	}
+	return false, fmt.Errorf("%w: bad boolean %q", ErrSyntax, payload)
+}
+
+// Intern returns b as a string, as the element of known equal to it if
+// there is one (without allocating), else as a new string.
+func Intern(b []byte, known ...string) string {
+	for _, k := range known {
+		if string(b) == k {
+			return k
+		}
+	}
+	return string(b)
+}

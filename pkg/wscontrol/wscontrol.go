@@ -74,6 +74,30 @@ type Packet struct {
 // compatibility, as Pushpin does); a wrong type for a known key, a missing
 // cid or type, or an item that is not a dict is an error.
 func Parse(b []byte) (*Packet, error) {
+	if p := parseFast(b); p != nil {
+		return p, nil
+	}
+	return parseDict(b)
+}
+
+// ParseTo is Parse into p, reusing the room of p.Items (a reader of many
+// packets keeps one Packet; the items alias b, as Parse's do).
+func ParseTo(p *Packet, b []byte) error {
+	if p.parseFast(b) {
+		return nil
+	}
+	q, err := parseDict(b)
+	if err != nil {
+		*p = Packet{Items: p.Items[:0]}
+		return err
+	}
+	*p = *q
+	return nil
+}
+
+// parseDict is Parse through a decoded Dict: the reference for parseFast,
+// and the path of every packet parseFast leaves to it (and of every error).
+func parseDict(b []byte) (*Packet, error) {
 	d, err := tnetstring.DecodeDict(b)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrFormat, err)
@@ -194,7 +218,94 @@ func (p *Packet) Dict() tnetstring.Dict {
 }
 
 // Encode returns the packet's wire bytes.
-func (p *Packet) Encode() []byte { return tnetstring.MustEncode(p.Dict()) }
+func (p *Packet) Encode() []byte { return p.Append(nil) }
+
+// Append appends the packet's wire bytes to dst: the bytes of
+// tnetstring.Encode(p.Dict()), written field by field without building the
+// Dict (a handler writes one item per delivery).
+func (p *Packet) Append(dst []byte) []byte {
+	n := 16
+	for i := range p.Items {
+		n += 64 + len(p.Items[i].CID) + len(p.Items[i].Message)
+	}
+	if dst == nil {
+		dst = make([]byte, 0, n)
+	}
+	start, d := tnetstring.BeginContainer(dst)
+	if p.From != nil {
+		d = tnetstring.AppendString(d, "from")
+		d = tnetstring.AppendBytes(d, p.From)
+	}
+	d = tnetstring.AppendString(d, "items")
+	ls, d := tnetstring.BeginContainer(d)
+	for i := range p.Items {
+		d = p.Items[i].appendTo(d)
+	}
+	return mustEnd(tnetstring.EndDict(mustEnd(tnetstring.EndList(d, ls)), start))
+}
+
+// appendTo appends the item as Dict would encode it.
+func (it *Item) appendTo(dst []byte) []byte {
+	start, d := tnetstring.BeginContainer(dst)
+	bytesField := func(k string, v []byte) {
+		d = tnetstring.AppendString(d, k)
+		d = tnetstring.AppendBytes(d, v)
+	}
+	str := func(k, v string) {
+		if v != "" {
+			d = tnetstring.AppendString(d, k)
+			d = tnetstring.AppendString(d, v)
+		}
+	}
+	num := func(k string, v int64) {
+		if v >= 0 {
+			d = tnetstring.AppendString(d, k)
+			d = tnetstring.AppendInt(d, v)
+		}
+	}
+	flag := func(k string, v bool) {
+		if v {
+			d = tnetstring.AppendString(d, k)
+			d = tnetstring.AppendBool(d, true)
+		}
+	}
+	bytesField("cid", it.CID)
+	str("type", it.Type)
+	if it.Type == "" {
+		bytesField("type", nil)
+	}
+	if it.ReqID != nil {
+		bytesField("req-id", it.ReqID)
+	}
+	str("uri", it.URI)
+	str("content-type", it.ContentType)
+	if it.HasMessage || it.Message != nil {
+		bytesField("message", it.Message)
+	}
+	flag("queue", it.Queue)
+	num("code", it.Code)
+	str("reason", it.Reason)
+	flag("debug", it.Debug)
+	str("route", it.Route)
+	flag("separate-stats", it.SeparateStats)
+	str("channel-prefix", it.ChannelPrefix)
+	num("log-level", it.LogLevel)
+	flag("trusted", it.Trusted)
+	str("channel", it.Channel)
+	num("ttl", it.TTL)
+	num("timeout", it.Timeout)
+	str("keep-alive-mode", it.KeepAliveMode)
+	return mustEnd(tnetstring.EndDict(d, start))
+}
+
+// mustEnd panics on a container beyond the decoder's size limit (about
+// 1 GB), which no packet of a bounded queue reaches.
+func mustEnd(b []byte, err error) []byte {
+	if err != nil {
+		panic(fmt.Sprintf("wscontrol: encode: %v", err))
+	}
+	return b
+}
 
 // Dict returns the item as a tnetstring dict; absent fields are left out.
 func (it *Item) Dict() tnetstring.Dict {

@@ -3,7 +3,10 @@ package wscontrol
 import (
 	"bytes"
 	"errors"
+	"reflect"
 	"testing"
+
+	"tack/pkg/tnetstring"
 )
 
 // Captured from Pushpin 1.36 (proxy → handler and handler → proxy).
@@ -111,13 +114,45 @@ func FuzzParse(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
 		p, err := Parse(b)
+		ref, refErr := parseDict(b)
+		if (err == nil) != (refErr == nil) || (err == nil && !reflect.DeepEqual(p, ref)) {
+			t.Fatalf("Parse(%q) = %+v, %v; the Dict path gives %+v, %v", b, p, err, ref, refErr)
+		}
+		reuse := Packet{From: []byte("old"), Items: make([]Item, 2, 300)}
+		if err2 := ParseTo(&reuse, b); (err2 == nil) != (err == nil) || (err == nil && !reflect.DeepEqual(reuse, *p)) {
+			t.Fatalf("ParseTo(%q) = %+v, %v; Parse gives %+v, %v", b, reuse, err2, p, err)
+		}
 		if err != nil {
 			return
 		}
-		if _, err := Parse(p.Encode()); err != nil {
+		enc := p.Encode()
+		if want := tnetstring.MustEncode(p.Dict()); !bytes.Equal(enc, want) {
+			t.Fatalf("Append and Dict encodings differ:\n got %q\nwant %q", enc, want)
+		}
+		if _, err := Parse(enc); err != nil {
 			t.Fatalf("re-encoded packet does not parse: %v", err)
 		}
 	})
+}
+
+// TestAppendMatchesDict: the field-by-field encoder writes exactly the
+// bytes of the Dict form, every field set or none.
+func TestAppendMatchesDict(t *testing.T) {
+	full := Item{CID: []byte("c"), Type: TypeSend, ReqID: []byte("3"), URI: "ws://h/", ContentType: "binary",
+		Message: []byte("m"), HasMessage: true, Queue: true, Code: 1000, Reason: "r", Debug: true, Route: "x",
+		SeparateStats: true, ChannelPrefix: "p", LogLevel: 2, Trusted: true, Channel: "ch", TTL: 60,
+		Timeout: 5, KeepAliveMode: "idle"}
+	empty := NewItem(nil, "")
+	empty.HasMessage = true
+	for _, p := range []Packet{
+		{Items: []Item{full, NewItem([]byte("d"), TypeAck)}},
+		{From: []byte("proxy_1"), Items: []Item{empty}},
+		{},
+	} {
+		if got, want := p.Encode(), tnetstring.MustEncode(p.Dict()); !bytes.Equal(got, want) {
+			t.Errorf("got  %q\nwant %q", got, want)
+		}
+	}
 }
 
 func itemEqual(a, b Item) bool {

@@ -5,11 +5,15 @@ import (
 	"errors"
 	"reflect"
 	"testing"
+
+	"tack/pkg/tnetstring"
 )
 
 // FuzzParse checks that Parse never panics, that it fails only with
 // ErrFormat, and that an accepted packet re-encodes to bytes that parse to an
-// equal Packet (and re-encode identically), also through a PUB frame. Seeds:
+// equal Packet (and re-encode identically), also through a PUB frame, and
+// that Append writes exactly the bytes of the Dict form; Parse's fast path
+// gives what the Dict path gives. Seeds:
 // every zhttp capture of zmq-wire.md §A, cut ones included.
 func FuzzParse(f *testing.F) {
 	for _, c := range loadCaptures(f) {
@@ -27,6 +31,12 @@ func FuzzParse(f *testing.F) {
 	f.Add([]byte(`J{"id":"x"}`))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		p, err := Parse(data)
+		if len(data) > 0 && data[0] == 'T' {
+			ref, refErr := parseDict(data)
+			if (err == nil) != (refErr == nil) || (err == nil && !reflect.DeepEqual(p, ref)) {
+				t.Fatalf("Parse(%q) = %+v, %v; the Dict path gives %+v, %v", data, p, err, ref, refErr)
+			}
+		}
 		if err != nil {
 			if !errors.Is(err, ErrFormat) {
 				t.Fatalf("Parse(%q): error %v does not wrap ErrFormat", data, err)
@@ -34,6 +44,9 @@ func FuzzParse(f *testing.F) {
 			return
 		}
 		enc := p.Encode()
+		if viaDict := append([]byte("T"), tnetstring.MustEncode(p.Dict())...); !bytes.Equal(enc, viaDict) {
+			t.Fatalf("Append and Dict encodings of %q differ:\n got %q\nwant %q", data, enc, viaDict)
+		}
 		p2, err := Parse(enc)
 		if err != nil {
 			t.Fatalf("Parse(%q) (re-encoding of %q): %v", enc, data, err)

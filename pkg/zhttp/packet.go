@@ -160,6 +160,15 @@ func Parse(b []byte) (*Packet, error) {
 	if len(b) == 0 || b[0] != 'T' {
 		return nil, fmt.Errorf("%w: missing T prefix", ErrFormat)
 	}
+	if p := parseFast(b[1:]); p != nil {
+		return p, nil
+	}
+	return parseDict(b)
+}
+
+// parseDict is Parse through a decoded Dict: the reference for parseFast,
+// and the path of every packet parseFast leaves to it (and of every error).
+func parseDict(b []byte) (*Packet, error) {
 	d, err := tnetstring.DecodeDict(b[1:])
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrFormat, err)
@@ -255,14 +264,23 @@ func FromDict(d tnetstring.Dict) (*Packet, error) {
 			return nil, err
 		}
 	}
+	if err := p.finish(topSeq); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// finish checks a decoded packet's type and id and places the top-level
+// seq.
+func (p *Packet) finish(topSeq int64) error {
 	switch p.Type {
 	case TypeData, TypeError, TypeCredit, TypeKeepAlive, TypeCancel, TypeHandoffStart,
 		TypeHandoffProceed, TypeClose, TypePing, TypePong:
 	default:
-		return nil, fmt.Errorf("%w: unknown type %q", ErrFormat, p.Type)
+		return fmt.Errorf("%w: unknown type %q", ErrFormat, p.Type)
 	}
 	if p.ID == nil && p.IDs == nil {
-		return nil, fmt.Errorf("%w: missing id", ErrFormat)
+		return fmt.Errorf("%w: missing id", ErrFormat)
 	}
 	if p.IDs != nil {
 		// Like the C++ decoder, a top-level seq beside a list-form id
@@ -279,7 +297,7 @@ func FromDict(d tnetstring.Dict) (*Packet, error) {
 		// decode/encode/decode round trip would not be stable.
 		p.HasHeaders = true
 	}
-	return p, nil
+	return nil
 }
 
 func typeErr(f tnetstring.Field, want string) error {
@@ -503,16 +521,167 @@ func (p *Packet) Dict() tnetstring.Dict {
 	return d
 }
 
-// Append appends the `T`-prefixed encoding of p to dst.
+// Append appends the `T`-prefixed encoding of p to dst: the bytes of
+// tnetstring.Encode(p.Dict()), written field by field without building the
+// Dict (no boxed values; this runs for every packet a process sends).
 func (p *Packet) Append(dst []byte) []byte {
 	dst = append(dst, 'T')
-	out, err := tnetstring.Encode(dst, p.Dict())
-	if err != nil {
-		// Only UserData and Passthrough hold caller-supplied values; they
-		// come from decoded packets, whose types always encode.
+	start, d := tnetstring.BeginContainer(dst)
+	var err error
+	key := tnetstring.AppendString
+	str := func(k, v string) {
+		d = key(d, k)
+		d = tnetstring.AppendString(d, v)
+	}
+	num := func(k string, v int64) {
+		d = key(d, k)
+		d = tnetstring.AppendInt(d, v)
+	}
+	flag := func(k string) {
+		d = key(d, k)
+		d = tnetstring.AppendBool(d, true)
+	}
+	if p.From != nil {
+		d = key(d, "from")
+		d = tnetstring.AppendBytes(d, p.From)
+	}
+	d = key(d, "id")
+	if p.IDs != nil {
+		ls, l := tnetstring.BeginContainer(d)
+		for _, e := range p.IDs {
+			es, ed := tnetstring.BeginContainer(l)
+			ed = key(ed, "id")
+			ed = tnetstring.AppendBytes(ed, e.ID)
+			if e.Seq >= 0 {
+				ed = key(ed, "seq")
+				ed = tnetstring.AppendInt(ed, e.Seq)
+			}
+			l = mustEnd(tnetstring.EndDict(ed, es))
+		}
+		d = mustEnd(tnetstring.EndList(l, ls))
+	} else {
+		d = tnetstring.AppendBytes(d, p.ID)
+	}
+	if p.Seq >= 0 && p.IDs == nil {
+		num("seq", p.Seq)
+	}
+	if p.Multi || p.ExtQuiet {
+		d = key(d, "ext")
+		es, ed := tnetstring.BeginContainer(d)
+		if p.Multi {
+			ed = key(ed, "multi")
+			ed = tnetstring.AppendBool(ed, true)
+		}
+		if p.ExtQuiet {
+			ed = key(ed, "quiet")
+			ed = tnetstring.AppendBool(ed, true)
+		}
+		d = mustEnd(tnetstring.EndDict(ed, es))
+	}
+	if p.Type != "" {
+		str("type", p.Type)
+	}
+	if p.Condition != "" {
+		str("condition", p.Condition)
+	}
+	if p.Method != "" {
+		str("method", p.Method)
+	}
+	if p.URI != "" {
+		str("uri", p.URI)
+	}
+	if p.Code >= 0 {
+		num("code", p.Code)
+	}
+	if p.Reason != "" || (p.Code >= 0 && p.Type == TypeData) {
+		str("reason", p.Reason)
+	}
+	if len(p.Headers) > 0 || p.HasHeaders || (p.Code >= 0 && p.Type == TypeData) {
+		d = key(d, "headers")
+		ls, l := tnetstring.BeginContainer(d)
+		for _, h := range p.Headers {
+			hs, hd := tnetstring.BeginContainer(l)
+			hd = tnetstring.AppendString(hd, h.Name)
+			hd = tnetstring.AppendString(hd, h.Value)
+			l = mustEnd(tnetstring.EndList(hd, hs))
+		}
+		d = mustEnd(tnetstring.EndList(l, ls))
+	}
+	if p.ContentType != "" {
+		str("content-type", p.ContentType)
+	}
+	if p.Body != nil {
+		d = key(d, "body")
+		d = tnetstring.AppendBytes(d, p.Body)
+	}
+	if p.Credits >= 0 {
+		num("credits", p.Credits)
+	}
+	if p.More {
+		flag("more")
+	}
+	if p.Stream {
+		flag("stream")
+	}
+	if p.RouterResp {
+		flag("router-resp")
+	}
+	if p.MaxSize >= 0 {
+		num("max-size", p.MaxSize)
+	}
+	if p.Timeout >= 0 {
+		num("timeout", p.Timeout)
+	}
+	if p.PeerAddress != "" {
+		str("peer-address", p.PeerAddress)
+	}
+	if p.PeerPort >= 0 {
+		// Written as an integer, as connmgr does; the C++ encoder's byte
+		// string form is accepted on decode (§1.1).
+		num("peer-port", p.PeerPort)
+	}
+	if p.ConnectHost != "" {
+		str("connect-host", p.ConnectHost)
+	}
+	if p.ConnectPort >= 0 {
+		num("connect-port", p.ConnectPort)
+	}
+	if p.IgnorePolicies {
+		flag("ignore-policies")
+	}
+	if p.TrustConnectHost {
+		flag("trust-connect-host")
+	}
+	if p.IgnoreTLSErrors {
+		flag("ignore-tls-errors")
+	}
+	if p.FollowRedirects {
+		flag("follow-redirects")
+	}
+	// Only UserData and Passthrough hold caller-supplied values; they come
+	// from decoded packets, whose types always encode.
+	if p.Passthrough != nil {
+		d = key(d, "passthrough")
+		d = mustEnd(tnetstring.Encode(d, p.Passthrough))
+	}
+	if p.UserData != nil {
+		d = key(d, "user-data")
+		d = mustEnd(tnetstring.Encode(d, p.UserData))
+	}
+	if d, err = tnetstring.EndDict(d, start); err != nil {
 		panic(fmt.Sprintf("zhttp: encode: %v", err))
 	}
-	return out
+	return d
+}
+
+// mustEnd panics on an encoding error, which only a value of a type the
+// decoder never produces (or a container beyond the decoder's size limit)
+// can cause.
+func mustEnd(b []byte, err error) []byte {
+	if err != nil {
+		panic(fmt.Sprintf("zhttp: encode: %v", err))
+	}
+	return b
 }
 
 // Encode returns the `T`-prefixed encoding of p.

@@ -341,6 +341,35 @@ func TestInteropProxyWebSocketsWithPushpin(t *testing.T) {
 		}
 	})
 
+	t.Run("grip fan-out", func(t *testing.T) {
+		// One publish of three messages to six connections: the real
+		// handler sends them in one ws-control packet, which tack-proxy
+		// passes to the real condure as list-form (multi-id) packets.
+		var all []<-chan string
+		for range 6 {
+			c, msgs := openGripClient(t, d, base+"/grip?channel=x")
+			defer c.Close()
+			all = append(all, msgs)
+		}
+		time.Sleep(300 * time.Millisecond)
+		for _, msgs := range all {
+			for len(msgs) > 0 {
+				if m := <-msgs; m != "first" {
+					t.Fatalf("got %q before the fan-out publish", m)
+				}
+			}
+		}
+		d.publish(t, `{"items":[{"channel":"x","formats":{"ws-message":{"content":"m1"}}},`+
+			`{"channel":"x","formats":{"ws-message":{"content":"m2"}}},{"channel":"x","formats":{"ws-message":{"content":"m3"}}}]}`)
+		for i, msgs := range all {
+			for _, want := range []string{"m1", "m2", "m3"} {
+				if m := nextMsg(t, msgs); m != want {
+					t.Fatalf("connection %d: got %q, want %q", i, m, want)
+				}
+			}
+		}
+	})
+
 	t.Run("grip keep-alive", func(t *testing.T) {
 		// The proxy runs the timer and asks the handler (need-keep-alive),
 		// whose keep-alive message then reaches the client.
