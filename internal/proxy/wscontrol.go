@@ -50,8 +50,10 @@ func (e *engine) wsControlWrite(items ...wscontrol.Item) {
 	case e.toWSControl <- zsock.Message{pkt.Encode()}:
 	default:
 		e.wsControlDrops++
-		e.log.Warn().Str(logging.FieldSocket, "ws-control-out").Str("cid", string(items[0].CID)).
-			Int64("dropped", e.wsControlDrops).Msg("queue full, ws-control packet dropped")
+		if e.wsControlDrops&(e.wsControlDrops-1) == 0 { // 1, 2, 4, ...: a full queue does not flood the log
+			e.log.Warn().Str(logging.FieldSocket, "ws-control-out").Str("cid", string(items[0].CID)).
+				Int64("dropped", e.wsControlDrops).Msg("queue full, ws-control packet dropped")
+		}
 	}
 }
 
@@ -244,6 +246,7 @@ func (e *engine) wsDrop(s *session, why string, now time.Time) {
 	ws := s.ws
 	ws.drops++
 	e.wsDrops++
+	e.statsWSDropped(s)
 	if now.Sub(ws.lastDrop) >= wsDropLogEvery {
 		e.log.Warn().Str("cid", ws.cid).Str(logging.FieldRID, string(s.in.ID)).Int64("dropped", ws.drops-ws.dropsLogd).
 			Int64("dropped_total", e.wsDrops).Msg("websocket: message to the client dropped: " + why)
