@@ -66,6 +66,10 @@ type Service struct {
 	readersOut atomic.Int64
 	chunksOut  atomic.Int64
 
+	// overflows counts the WebSockets closed for a full outbound queue
+	// (overflow.go).
+	overflows *wsOverflows
+
 	connNo atomic.Uint64 // numbers connections for request ids
 	// connsMu guards conns and stopping; never held with a conn.mu.
 	connsMu  sync.Mutex
@@ -93,6 +97,7 @@ func New(cfg Config, log zerolog.Logger) (_ *Service, err error) {
 	// Ids restart from a random point so that a restarted process does not
 	// reuse ids a server still holds sessions for.
 	s.connNo.Store(uint64(binary.BigEndian.Uint32(start[:]) >> 4))
+	s.overflows = newWSOverflows(log, time.Now())
 	s.eng = newEngine(s)
 
 	defer func() {

@@ -149,7 +149,10 @@
 // their payload counts against the credits we granted (ping and pong
 // included, as condure) and is granted back once written. A mailbox holds
 // at most maxQueuedFrames frames (their bytes are bounded by credits); more
-// closes the client with 1011 and a warning. The close handshake: either
+// closes the client with 1011, counted per process and warned with its
+// connection id (at most once a second, the rest counted as suppressed)
+// plus a summary warning each minute that had any (overflow.go: connmgr
+// has no stats socket, as condure has none). The close handshake: either
 // side's close is relayed and the other side's answer ends the
 // connection (we wait wsCloseWait for a client's answer); keep-alives,
 // expiry, cancel and handoff work as for HTTP sessions.

@@ -709,6 +709,7 @@ func (e *engine) serverGone(s *session) {
 // could not be queued earlier.
 func (e *engine) tick() {
 	now := e.now()
+	e.s.overflows.summary(time.Now()) // wall time: it paces the log
 	ackTimeout := e.cfg.ackTimeout()
 	// After a peer disconnected, every active session gets a keep-alive
 	// now: those of a server that is gone come back as drops (the ROUTER

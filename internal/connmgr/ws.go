@@ -361,8 +361,7 @@ func (c *conn) wsAccept(x *exchange, p *zhttp.Packet) bool {
 func (c *conn) wsWrite(x *exchange, mb *mailbox) bool {
 	w := x.ws
 	if mb.overflow {
-		c.s.log.Warn().Str(logging.FieldConn, x.id).Int("frames", maxQueuedFrames).
-			Msg("WebSocket outbound queue full, closing")
+		c.s.overflows.closed(x.id, time.Now())
 		c.wsFail(x, closeInternal, "outbound queue full")
 		return false
 	}

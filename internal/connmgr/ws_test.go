@@ -622,6 +622,9 @@ func TestWSOutboundQueueBound(t *testing.T) {
 	if err := <-closed; err != nil {
 		t.Fatal(err)
 	}
+	if n := h.svc.overflows.total.Load(); n != 1 {
+		t.Fatalf("overflow closes counted: %d, want 1", n)
+	}
 }
 
 // TestWSCloseUnanswered: a client's close the server never answers ends

@@ -85,6 +85,17 @@
 // which asks for the content with need-keep-alive. A stop closes every
 // WebSocket with 1012 so that clients reconnect at once.
 //
+// The handler keeps no per-connection outbound queue for WebSockets: the
+// items of an engine step (including those a timer or a rate-limiter
+// batch queued) go straight to the ws-control-in queue, which holds
+// publishing back when over half full; items it or the socket drop are
+// logged (warning with the first item's connection id, at most once a
+// second) and counted in message_dropped. The per-connection queues are
+// the proxy's: the messages it drops for a client that cannot take them
+// come in its reports' client-messages-dropped, added into our report and
+// into Prometheus ws_message_dropped (and message_dropped;
+// internal/metrics).
+//
 // # Rate limiting
 //
 // With [handler] message_rate set, deliveries queue per stats route and

@@ -14,6 +14,7 @@ import (
 	"tack/internal/cli"
 	"tack/internal/logging"
 	"tack/internal/zsock"
+	"tack/pkg/wscontrol"
 )
 
 // Socket bounds (zmq-wire.md §3.6: Pushpin's zhttp server ROUTER/PUB use
@@ -157,8 +158,12 @@ func (s *Service) openSockets(zctx *zsock.Context) (*sockets, error) {
 		if ss.wsOut, err = open(zsock.Options{Name: "ws-control-in", Type: zmq.PUSH, Direction: zsock.SendOnly,
 			Connect: c.WSControlOutSpecs, SndHWM: hwmWSControl, Linger: lingerStream, QueueLen: wsOutQLen,
 			OnDrop: func(m zsock.Message, err error) {
+				// Counted as the queue-full drops are (engine.wsWrite).
+				n, cid := wsPacketCount(m)
 				s.st.dropped()
-				wsDrops.Warn(time.Now()).Err(err).Str(logging.FieldSocket, "ws-control-in").Msg("ws-control packet dropped")
+				s.st.inputDropped(uint64(n))
+				wsDrops.Warn(time.Now()).Err(err).Str(logging.FieldSocket, "ws-control-in").Int("items", n).
+					Str(logging.FieldConn, cid).Msg("ws-control packet dropped")
 			}}); err != nil {
 			return fail(err)
 		}
@@ -272,4 +277,17 @@ func (s *Service) Run(ctx context.Context) error {
 	}
 	s.log.Info().Msg("stopped")
 	return err
+}
+
+// wsPacketCount returns the number of items of a ws-control packet and the
+// connection id of its first (0 and "" when it does not parse).
+func wsPacketCount(m zsock.Message) (int, string) {
+	if len(m) != 1 {
+		return 0, ""
+	}
+	p, err := wscontrol.Parse(m[0])
+	if err != nil || len(p.Items) == 0 {
+		return 0, ""
+	}
+	return len(p.Items), string(p.Items[0].CID)
 }

@@ -25,6 +25,7 @@ func (st *statsCollector) metricValues() metrics.Values {
 		ConnectionMinutes:    t.minutes,
 		MessagesReceived:     t.received,
 		MessagesSent:         t.sent,
-		MessagesDropped:      t.deliveryDropped,
+		MessagesDropped:      t.deliveryDropped + t.wsDropped,
+		WSMessagesDropped:    t.wsDropped,
 	}
 }

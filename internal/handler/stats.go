@@ -69,6 +69,9 @@ type statsTotals struct {
 	// deliveryDropped counts deliveries dropped: beyond message_hwm, or
 	// for a client that stopped reading (ours; Pushpin does not count).
 	deliveryDropped int64
+	// wsDropped counts the messages to WebSocket clients the proxies
+	// dropped (their reports' metrics.ReportDroppedKey).
+	wsDropped int64
 }
 
 // statsCollector produces the handler's stats socket output (zmq-wire.md
@@ -450,6 +453,9 @@ func (st *statsCollector) external(typ string, d tnetstring.Dict) {
 		for _, f := range d {
 			if n, ok := f.Value.(int64); ok && n > 0 && counterKeys[f.Key] {
 				r.counters[f.Key] += n
+				if f.Key == metrics.ReportDroppedKey {
+					st.totals.wsDropped += n
+				}
 			}
 		}
 	}
@@ -463,6 +469,7 @@ var counterKeys = map[string]bool{
 	"server-header-bytes-received": true, "server-header-bytes-sent": true,
 	"server-content-bytes-received": true, "server-content-bytes-sent": true,
 	"server-messages-received": true, "server-messages-sent": true,
+	metrics.ReportDroppedKey: true, // tack-proxy's; a 1.36 proxy never sends it
 }
 
 // serveProxyStats reads the proxy's stats SUB ("<type> T<tnetstring>").
@@ -577,6 +584,7 @@ func (st *statsCollector) reportLocked(now time.Time) {
 		for _, k := range metrics.ReportCounterKeys {
 			d = append(d, tnetstring.Field{Key: k, Value: r.counters[k]})
 		}
+		d = metrics.WithDropped(d, r.counters[metrics.ReportDroppedKey])
 		st.write("report", withRoute(d, route))
 		empty := r.minutes == 0 && r.received == 0 && r.sent == 0 && st.connCount(route) == 0
 		// The maximum stays (stale) until the next update, as it is also

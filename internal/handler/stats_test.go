@@ -159,6 +159,25 @@ func TestStatsPackets(t *testing.T) {
 		t.Fatalf("report %v", d)
 	}
 
+	// A 1.36 proxy's report (no drop field) and two of tack-proxy's, with
+	// WebSocket messages dropped: the drops are added up into our report
+	// and into Prometheus.
+	report := func(fields ...tnetstring.Field) string {
+		d := tnetstring.Dict{{Key: "from", Value: "proxy_1"}, {Key: "connections", Value: int64(0)}, {Key: "minutes", Value: int64(0)},
+			{Key: "duration", Value: int64(1000)}, {Key: "client-messages-sent", Value: int64(7)}}
+		return "report T" + string(tnetstring.MustEncode(append(d, fields...)))
+	}
+	proxyStats.SendMessage(report())
+	proxyStats.SendMessage(report(tnetstring.Field{Key: "client-messages-dropped", Value: int64(3)}))
+	proxyStats.SendMessage(report(tnetstring.Field{Key: "client-messages-dropped", Value: int64(2)}))
+	d = expectStats(t, sub, "report", func(d tnetstring.Dict) bool { n, _ := d.Int("client-messages-sent"); return n > 0 })
+	if n, _ := d.Int("client-messages-dropped"); n != 5 {
+		t.Fatalf("report %v: client-messages-dropped %d, want 5", d, n)
+	}
+	if n, _ := d.Int("client-messages-sent"); n != 21 {
+		t.Fatalf("report %v: client-messages-sent %d, want 21", d, n)
+	}
+
 	c := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
 		return net.Dial("unix", filepath.Join(h.dir, "prom"))
 	}}}
@@ -172,6 +191,8 @@ func TestStatsPackets(t *testing.T) {
 		"# HELP pushpin_message_sent Number of messages sent to clients\n# TYPE pushpin_message_sent counter\npushpin_message_sent 1\n",
 		"pushpin_message_received 1\n",
 		"# TYPE pushpin_connection_connected gauge\n",
+		"pushpin_message_dropped 5\n",
+		"# TYPE pushpin_ws_message_dropped counter\npushpin_ws_message_dropped 5\n",
 	} {
 		if !strings.Contains(string(body), want) {
 			t.Fatalf("metrics lack %q:\n%s", want, body)

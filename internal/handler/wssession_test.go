@@ -547,12 +547,22 @@ func TestWSSequencing(t *testing.T) {
 	wantItem(t, got[1], "c1", "send", "message", "3")
 }
 
+// TestWSRateLimited: with message_rate, ws-message deliveries leave in
+// the limiter's batches as soon as a batch runs (here at once: the
+// limiter is idle each time), not when the engine's next event comes
+// (they waited up to 1 s in the shipped configuration).
 func TestWSRateLimited(t *testing.T) {
 	h := startWSHarness(t, func(c *Config) { c.MessageRate = 1000 })
 	h.wsConnect("c1", "a")
-	h.publish(pubWS("a", "limited"))
-	h.advance(time.Second)
+	// No h.sync: the engine gets no other event after the publish.
+	if err := h.svc.eng.Publish([]grip.Item{pubWS("a", "limited")}); err != nil {
+		t.Fatal(err)
+	}
 	wantItem(t, h.wsExpect(1)[0], "c1", "send", "message", "limited")
+	if err := h.svc.eng.Publish([]grip.Item{pubWS("a", "next")}); err != nil {
+		t.Fatal(err)
+	}
+	wantItem(t, h.wsExpect(1)[0], "c1", "send", "message", "next")
 }
 
 // TestWSRefreshCommand: command refresh by cid and by channel.

@@ -28,6 +28,10 @@ type Values struct {
 	MessagesReceived     int64
 	MessagesSent         int64
 	MessagesDropped      int64 // ours: Pushpin drops without counting
+	// WSMessagesDropped counts messages to WebSocket clients dropped
+	// because the connection's outbound queue was full (ours; part of
+	// MessagesDropped too).
+	WSMessagesDropped int64
 }
 
 // Source returns the current values; it is called from the HTTP server's
@@ -48,6 +52,7 @@ var metricList = []metric{
 	{"message_sent", "counter", "Number of messages sent to clients", func(v *Values) int64 { return v.MessagesSent }},
 	// Ours: Pushpin drops without counting.
 	{"message_dropped", "counter", "Number of deliveries dropped (message_hwm exceeded or client not reading)", func(v *Values) int64 { return v.MessagesDropped }},
+	{"ws_message_dropped", "counter", "Number of messages to WebSocket clients dropped (connection outbound queue full)", func(v *Values) int64 { return v.WSMessagesDropped }},
 }
 
 // Format renders v as the endpoint's body, each name preceded by prefix.

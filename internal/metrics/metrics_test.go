@@ -17,8 +17,9 @@ func TestFormatPushpinText(t *testing.T) {
 		"# HELP pp_connection_minute Number of minutes clients have been connected\n# TYPE pp_connection_minute counter\npp_connection_minute 5\n" +
 		"# HELP pp_message_received Number of messages received by the publish API\n# TYPE pp_message_received counter\npp_message_received 0\n" +
 		"# HELP pp_message_sent Number of messages sent to clients\n# TYPE pp_message_sent counter\npp_message_sent 0\n"
-	// Pushpin's five come first, exactly; tack's own drop counter follows.
-	want += "# HELP pp_message_dropped Number of deliveries dropped (message_hwm exceeded or client not reading)\n# TYPE pp_message_dropped counter\npp_message_dropped 0\n"
+	// Pushpin's five come first, exactly; tack's own drop counters follow.
+	want += "# HELP pp_message_dropped Number of deliveries dropped (message_hwm exceeded or client not reading)\n# TYPE pp_message_dropped counter\npp_message_dropped 0\n" +
+		"# HELP pp_ws_message_dropped Number of messages to WebSocket clients dropped (connection outbound queue full)\n# TYPE pp_ws_message_dropped counter\npp_ws_message_dropped 0\n"
 	if got != want {
 		t.Fatalf("got:\n%s\nwant:\n%s", got, want)
 	}

@@ -21,6 +21,21 @@ var ReportCounterKeys = []string{
 	"server-messages-received", "server-messages-sent",
 }
 
+// ReportDroppedKey is tack's report counter of messages to WebSocket
+// clients dropped because the connection's outbound queue was full
+// (Pushpin drops them without counting). It is written only when non-zero,
+// so a report without drops is 1.36's; pushpin-handler 1.36 ignores it
+// (TestInteropProxyReportDroppedField).
+const ReportDroppedKey = "client-messages-dropped"
+
+// WithDropped adds ReportDroppedKey when n is positive.
+func WithDropped(d tnetstring.Dict, n int64) tnetstring.Dict {
+	if n > 0 {
+		d = append(d, tnetstring.Field{Key: ReportDroppedKey, Value: n})
+	}
+	return d
+}
+
 // WithRoute adds `route` for a route with separate stats (non-empty id).
 func WithRoute(d tnetstring.Dict, route string) tnetstring.Dict {
 	if route != "" {

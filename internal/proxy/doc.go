@@ -39,8 +39,14 @@
 // activity and counts (requests-received) leave 100 ms after the first
 // unflushed event; a report per route (explicit id= only; "" otherwise)
 // every [proxy] stats_report_interval with the connection maximum,
-// minutes and the header/content byte counters. [proxy] prometheus_port
-// shows the same totals (internal/metrics). The proxy-command server
+// minutes and the header/content byte counters, plus, when non-zero, tack's
+// client-messages-dropped: messages to WebSocket clients dropped (a
+// published message the connection cannot take now, or a queued one
+// beyond its bound; each connection's drops are warned at most every
+// wsDropLogEvery with its cid), which tack-handler adds up and
+// pushpin-handler 1.36 ignores. [proxy] prometheus_port shows the same
+// totals, the drops as ws_message_dropped and message_dropped
+// (internal/metrics). The proxy-command server
 // answers conncheck from that connection table, refresh with
 // item-not-found (no WebSocket-over-HTTP yet) and report with
 // service-unavailable (no update checks), as Debian's 1.36 does.
@@ -50,8 +56,8 @@
 // its lines, 2 or more shows them whatever the process level.
 //
 //	ws-control-in        PULL    bind          handler_ws_control_in_spec   101000  libzmq holds
-//	ws-control-out       PUSH    bind          handler_ws_control_out_spec  101000  Go queue 65536; beyond, or no handler for 100 ms:
-//	                                                                                 packet dropped, logged, counted
+//	ws-control-out       PUSH    bind          handler_ws_control_out_spec  101000  Go queue 65536; beyond: packet dropped, counted, logged
+//	                                                                                 (1st, 2nd, 4th, … drop); no handler for 5 s: dropped, logged
 //
 // GRIP: a backend response with a Grip-* header or the grip-instruct
 // content type (route not no_grip) is collected (≤ 100000 bytes), the

@@ -158,6 +158,7 @@ type engine struct {
 	counter   uint64
 	sig       *signer
 	stats     *proxyStats // nil: neither stats_spec nor prometheus_port
+	wsDropLog wsDropGate  // spaces the WebSocket drop warnings (wscontrol.go)
 
 	// WebSockets (wsproxy.go, wscontrol.go).
 	toWSControl    chan<- zsock.Message // PUSH to the handler (nil: not configured)

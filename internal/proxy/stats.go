@@ -109,8 +109,9 @@ type proxyStats struct {
 	drops      int64
 
 	// Prometheus (Pushpin's combined report): cumulative requests and
-	// minutes, and the sum of the routes' connection maxima.
-	promRequests, promMinutes, promConns atomic.Int64
+	// minutes, and the sum of the routes' connection maxima; and ours,
+	// the WebSocket messages dropped.
+	promRequests, promMinutes, promConns, promWSDrops atomic.Int64
 }
 
 func newProxyStats(cfg *Config, log zerolog.Logger, now time.Time) *proxyStats {
@@ -140,6 +141,8 @@ func (st *proxyStats) metricValues() metrics.Values {
 		RequestsReceived:     st.promRequests.Load(),
 		ConnectionsConnected: st.promConns.Load(),
 		ConnectionMinutes:    st.promMinutes.Load(),
+		MessagesDropped:      st.promWSDrops.Load(),
+		WSMessagesDropped:    st.promWSDrops.Load(),
 	}
 }
 
@@ -286,6 +289,14 @@ func (st *proxyStats) count(route, key string, n int) {
 	st.report(route, st.now()).counters[key] += int64(n)
 }
 
+// wsDropped counts a message to a WebSocket client dropped because the
+// connection's outbound queue was full: in Prometheus, and in the route's
+// next report (metrics.ReportDroppedKey), which tack-handler adds up.
+func (st *proxyStats) wsDropped(route string) {
+	st.promWSDrops.Add(1)
+	st.count(route, metrics.ReportDroppedKey, 1)
+}
+
 // activityPending reports activity or counts waiting for a flush.
 func (st *proxyStats) activityPending() bool { return len(st.acts) > 0 || st.requests > 0 }
 
@@ -341,6 +352,7 @@ func (st *proxyStats) sendReports(now time.Time) {
 		for _, k := range metrics.ReportCounterKeys {
 			d = append(d, tnetstring.Field{Key: k, Value: r.counters[k]})
 		}
+		d = metrics.WithDropped(d, r.counters[metrics.ReportDroppedKey])
 		st.write("report", metrics.WithRoute(d, route))
 		r.start, r.connsStale, r.minutes = now, true, 0
 		clear(r.counters)
@@ -433,6 +445,14 @@ func (e *engine) statsEnd(s *session, outcome string) {
 	}
 	s.statsRegistered = false
 	e.stats.removeConn(connID(s), outcome == outcomeAccept, e.cfg.Now())
+}
+
+// statsWSDropped counts a message to the session's WebSocket client that
+// was dropped (outbound queue full).
+func (e *engine) statsWSDropped(s *session) {
+	if e.stats != nil {
+		e.stats.wsDropped(statsRoute(s.route))
+	}
 }
 
 // statsCount adds n to a report counter of the session's route.

@@ -53,6 +53,21 @@ func (o statsOut) expect(t *testing.T, typ, want string) tnetstring.Dict {
 	return d
 }
 
+// reports reads n report packets (routes come in map order) by route.
+func (o statsOut) reports(t *testing.T, n int) map[string]tnetstring.Dict {
+	t.Helper()
+	out := map[string]tnetstring.Dict{}
+	for range n {
+		typ, d := o.next(t)
+		if typ != "report" {
+			t.Fatalf("got %s, want report", typ)
+		}
+		r, _ := d.Bytes("route")
+		out[string(r)] = d
+	}
+	return out
+}
+
 // fields is d's tnetstring without the length prefix and closing '}'.
 func fields(d tnetstring.Dict) string {
 	b := string(tnetstring.MustEncode(d))
@@ -117,13 +132,8 @@ func TestProxyStatsPackets(t *testing.T) {
 	*now = now.Add(10 * time.Second)
 	st.tick(*now)
 	reports := map[string]string{}
-	for range 2 {
-		typ, d := out.next(t)
-		if typ != "report" {
-			t.Fatalf("got %s, want report", typ)
-		}
-		r, _ := d.Bytes("route")
-		reports[string(r)] = fields(d)
+	for r, d := range out.reports(t, 2) {
+		reports[r] = fields(d)
 	}
 	counters := func(chr int) string {
 		return "28:client-header-bytes-received," + map[int]string{0: "1:0#", 59: "2:59#"}[chr] +
@@ -156,6 +166,53 @@ func TestProxyStatsPackets(t *testing.T) {
 	}
 	if v := st.metricValues(); v.ConnectionsConnected != 0 {
 		t.Fatalf("connections %d after linger", v.ConnectionsConnected)
+	}
+}
+
+// TestProxyStatsWSDrops: WebSocket messages dropped are counted in
+// Prometheus and in the route's next report (client-messages-dropped,
+// after 1.36's fields); a report without drops has no such field.
+func TestProxyStatsWSDrops(t *testing.T) {
+	st, out, now := newTestStats(t, 10*time.Second)
+	st.wsDropped("myroute")
+	st.wsDropped("myroute")
+	st.wsDropped("")
+	if v := st.metricValues(); v.WSMessagesDropped != 3 || v.MessagesDropped != 3 {
+		t.Fatalf("prometheus values %+v", v)
+	}
+	*now = now.Add(10 * time.Second)
+	st.tick(*now)
+	dropped := map[string]int64{}
+	for r, d := range out.reports(t, 2) {
+		n, ok := d.Int("client-messages-dropped")
+		if !ok {
+			t.Fatalf("report without client-messages-dropped: %s", fields(d))
+		}
+		if last := d[len(d)-1].Key; r == "" && last != "client-messages-dropped" || r != "" && d[len(d)-2].Key != "client-messages-dropped" {
+			t.Fatalf("client-messages-dropped not after 1.36's fields: %s", fields(d))
+		}
+		dropped[r] = n
+	}
+	if dropped[""] != 1 || dropped["myroute"] != 2 {
+		t.Fatalf("dropped per route %v", dropped)
+	}
+	// A period without drops has 1.36's report; the Prometheus counter
+	// keeps its total.
+	st.wsDropped("")
+	*now = now.Add(10 * time.Second)
+	st.tick(*now)
+	_, d := out.next(t)
+	if n, _ := d.Int("client-messages-dropped"); n != 1 {
+		t.Fatalf("report %s", fields(d))
+	}
+	st.count("", ctrClientHeaderRecv, 5)
+	*now = now.Add(10 * time.Second)
+	st.tick(*now)
+	if _, d := out.next(t); strings.Contains(fields(d), "dropped") {
+		t.Fatalf("report of a period without drops: %s", fields(d))
+	}
+	if v := st.metricValues(); v.WSMessagesDropped != 4 {
+		t.Fatalf("prometheus values %+v", v)
 	}
 }
 

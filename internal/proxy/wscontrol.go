@@ -50,8 +50,10 @@ func (e *engine) wsControlWrite(items ...wscontrol.Item) {
 	case e.toWSControl <- zsock.Message{pkt.Encode()}:
 	default:
 		e.wsControlDrops++
-		e.log.Warn().Str(logging.FieldSocket, "ws-control-out").Str("cid", string(items[0].CID)).
-			Int64("dropped", e.wsControlDrops).Msg("queue full, ws-control packet dropped")
+		if e.wsControlDrops&(e.wsControlDrops-1) == 0 { // 1, 2, 4, ...: a full queue does not flood the log
+			e.log.Warn().Str(logging.FieldSocket, "ws-control-out").Str("cid", string(items[0].CID)).
+				Int64("dropped", e.wsControlDrops).Msg("queue full, ws-control packet dropped")
+		}
 	}
 }
 
@@ -242,17 +244,50 @@ func (e *engine) wsSend(s *session, it *wscontrol.Item, now time.Time) {
 	e.wsFlushClient(s, now)
 }
 
-// wsDrop counts a dropped message and logs at most every wsDropLogEvery.
+// wsDrop counts a dropped message (stats and Prometheus) and warns at most
+// every wsDropLogEvery per connection and every wsDropLogAny in all, so
+// that a publish to many stalled clients does not flood the log; a
+// connection held back shows its drops in its next warning.
 func (e *engine) wsDrop(s *session, why string, now time.Time) {
 	ws := s.ws
 	ws.drops++
 	e.wsDrops++
-	if now.Sub(ws.lastDrop) >= wsDropLogEvery {
-		e.log.Warn().Str("cid", ws.cid).Str(logging.FieldRID, string(s.in.ID)).Int64("dropped", ws.drops-ws.dropsLogd).
-			Int64("dropped_total", e.wsDrops).Msg("websocket: message to the client dropped: " + why)
-		ws.lastDrop = now
-		ws.dropsLogd = ws.drops
+	e.statsWSDropped(s)
+	if now.Sub(ws.lastDrop) < wsDropLogEvery {
+		return
 	}
+	suppressed, ok := e.wsDropLog.allow(now)
+	if !ok {
+		return
+	}
+	ev := e.log.Warn().Str("cid", ws.cid).Str(logging.FieldRID, string(s.in.ID)).Int64("dropped", ws.drops-ws.dropsLogd).
+		Int64("dropped_total", e.wsDrops)
+	if suppressed > 0 {
+		ev = ev.Int64("suppressed", suppressed)
+	}
+	ev.Msg("websocket: message to the client dropped: " + why)
+	ws.lastDrop = now
+	ws.dropsLogd = ws.drops
+}
+
+// wsDropLogAny spaces the drop warnings of all connections together.
+const wsDropLogAny = time.Second
+
+// wsDropGate lets one drop warning through per wsDropLogAny and counts
+// the connections' warnings it holds back (the engine goroutine's).
+type wsDropGate struct {
+	last       time.Time
+	suppressed int64
+}
+
+func (g *wsDropGate) allow(now time.Time) (suppressed int64, ok bool) {
+	if !g.last.IsZero() && now.Sub(g.last) < wsDropLogAny {
+		g.suppressed++
+		return 0, false
+	}
+	n := g.suppressed
+	g.last, g.suppressed = now, 0
+	return n, true
 }
 
 // wsSendWritten acks a `send` item once written (or dropped).

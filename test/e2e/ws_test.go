@@ -167,6 +167,19 @@ func rawHandshake(t *testing.T, s *suite, path string) (int, string) {
 		t.Fatal(err)
 	}
 	defer conn.Close()
+	resp := sendWSHandshake(t, conn, path)
+	defer resp.Body.Close()
+	if resp.StatusCode == http.StatusSwitchingProtocols {
+		return resp.StatusCode, ""
+	}
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+// sendWSHandshake sends a WebSocket handshake for path on conn and reads
+// the response head (within 10 s).
+func sendWSHandshake(t *testing.T, conn net.Conn, path string) *http.Response {
+	t.Helper()
 	conn.SetDeadline(time.Now().Add(10 * time.Second))
 	fmt.Fprintf(conn, "GET %s HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"+
 		"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n", path)
@@ -174,12 +187,7 @@ func rawHandshake(t *testing.T, s *suite, path string) (int, string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer resp.Body.Close()
-	if resp.StatusCode == http.StatusSwitchingProtocols {
-		return resp.StatusCode, ""
-	}
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(b)
+	return resp
 }
 
 // TestE2EWebSocketTestHandler: the built-in `test` target answers /ws like
