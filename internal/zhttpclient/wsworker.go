@@ -2,6 +2,7 @@ package zhttpclient
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -46,50 +47,56 @@ func (e *wsProtoError) Error() string {
 // errBackendClosed: the backend sent its close frame.
 var errBackendClosed = errors.New("backend sent close")
 
-// runWS is the worker of a WebSocket session (zmq-wire.md §2.12): the
-// opening handshake, then this goroutine reads backend frames while a
-// writer goroutine writes the client's.
-func (w *worker) runWS() event {
+// wsOpen opens a WebSocket session (zmq-wire.md §2.12): it dials the
+// backend and performs the opening handshake, and on a 101 attaches the
+// writer and sends the accept to the client. It returns the connection,
+// or nil and the final event.
+func (w *worker) wsOpen() (*wsConn, event) {
 	ctx := w.ctx
 	c, rej, err := w.wsDial(ctx)
 	if err != nil {
 		if errors.Is(err, ErrRejectionTooLarge) {
-			return event{kind: evError, cond: "rejection-too-large"}
+			return nil, event{kind: evError, cond: "rejection-too-large"}
 		}
-		return w.fail(err)
+		return nil, w.fail(err)
 	}
 	if rej != nil {
 		if le := w.log.Debug(); le.Enabled() {
 			le.Str(logging.FieldRID, string(w.req.ID)).Int64("code", rej.head.code).Msg("websocket rejected by backend")
 		}
-		return event{kind: evError, cond: zhttp.CondRejected, head: rej.head, body: rej.body}
+		return nil, event{kind: evError, cond: zhttp.CondRejected, head: rej.head, body: rej.body}
 	}
-	stop := context.AfterFunc(ctx, func() { c.conn.Close() })
-	defer stop()
-	if !w.emit(event{kind: evWS, ws: wsMsg{typ: zhttp.TypeData, code: -1}, head: c.head, credits: int64(w.svc.cfg.BufferSize)}) {
-		c.conn.Close()
-		return w.fail(context.Cause(ctx))
+	// The request is not needed any more (its frame would stay in memory
+	// for the session's life); its id is kept for the logs.
+	w.req = &zhttp.Packet{ID: bytes.Clone(w.req.ID)}
+	head := c.head
+	c.head = nil
+	c.stop = context.AfterFunc(ctx, func() { c.conn.Close() })
+	w.wsq.attach(func(items []wsItem) (int64, bool, error) { return w.wsWrite(c, items) })
+	if !w.emit(event{kind: evWS, ws: wsMsg{typ: zhttp.TypeData, code: -1}, head: head, credits: int64(w.svc.cfg.BufferSize)}) {
+		w.wsEnd(c)
+		return nil, w.fail(context.Cause(ctx))
 	}
+	return c, event{}
+}
 
-	wctx, wcancel := context.WithCancel(ctx)
-	writerDone := make(chan struct{})
-	go func() {
-		defer close(writerDone)
-		if err := w.wsWriteLoop(wctx, c); err != nil && wctx.Err() == nil {
-			if le := w.log.Debug(); le.Enabled() {
-				le.Err(err).Str(logging.FieldRID, string(w.req.ID)).Msg("websocket write to backend failed")
-			}
-			c.conn.Close() // the reader sees the failure
-		}
-	}()
-	defer func() {
-		wcancel()
-		c.conn.Close()
-		<-writerDone
-	}()
+// wsEnd closes the backend connection and releases what the session holds.
+func (w *worker) wsEnd(c *wsConn) {
+	c.stop()
+	c.conn.Close()
+	w.wsq.detach()
+	c.in.release()
+}
+
+// wsSession relays an open WebSocket session: this goroutine reads backend
+// frames, a writer goroutine started by the queue writes the client's, and
+// it returns the final event.
+func (w *worker) wsSession(c *wsConn) event {
+	ctx := w.ctx
+	defer w.wsEnd(c)
 	waitWriter := func() {
 		select {
-		case <-writerDone:
+		case <-w.wsq.writerDone():
 		case <-time.After(CloseWait):
 		case <-ctx.Done():
 		}
@@ -102,7 +109,7 @@ func (w *worker) runWS() event {
 		}
 	}
 
-	rerr := w.wsReadLoop(c.br)
+	rerr := w.wsReadLoop(c.in)
 	var pe *wsProtoError
 	switch {
 	case errors.Is(rerr, errBackendClosed):
@@ -146,13 +153,17 @@ func (w *worker) runWS() event {
 // wsReadLoop reads backend frames and emits them to the client until the
 // backend's close frame (errBackendClosed), a protocol error
 // (*wsProtoError), a read error or cancellation.
-func (w *worker) wsReadLoop(br *bufio.Reader) error {
+func (w *worker) wsReadLoop(in *wsIn) error {
 	ctx := w.ctx
 	bufSize := int64(w.svc.cfg.BufferSize)
 	fragmented, binaryMsg := false, false
 	var u8 utf8Check
 	var ctl [ws.MaxControlFramePayloadSize]byte
 	for {
+		br, err := in.reader()
+		if err != nil {
+			return err
+		}
 		h, err := ws.ReadHeader(br)
 		if err != nil {
 			if errors.Is(err, ws.ErrHeaderLengthMSB) || errors.Is(err, ws.ErrHeaderLengthUnexpected) {
@@ -248,30 +259,26 @@ func (w *worker) wsControl(op ws.OpCode, p []byte) error {
 	return nil
 }
 
-// wsWriteLoop writes the client's frames, masked, until it has written a
-// close frame or the connection fails. The write buffer is borrowed from
-// the service's pool for each batch only: an idle websocket holds none.
-func (w *worker) wsWriteLoop(ctx context.Context, c *wsConn) error {
-	for {
-		items, err := w.wsq.take(ctx)
-		if err != nil {
-			return err
-		}
-		bw := w.svc.getWSWriter(c.conn)
-		credit, closed, err := writeWSFrames(bw, items)
-		if err == nil {
-			err = bw.Flush()
-		}
-		w.svc.putWSWriter(bw)
-		if err != nil {
-			return err
-		}
-		w.touch()
-		w.wsq.written(credit)
-		if closed {
-			return nil
-		}
+// wsWrite writes a batch of the client's frames, masked (the queue's
+// writer goroutine). The write buffer is borrowed from the service's pool
+// for the batch only. A failed write closes the connection: the reader
+// sees the failure.
+func (w *worker) wsWrite(c *wsConn, items []wsItem) (int64, bool, error) {
+	bw := w.svc.getWSWriter(c.conn)
+	credit, closed, err := writeWSFrames(bw, items)
+	if err == nil {
+		err = bw.Flush()
 	}
+	w.svc.putWSWriter(bw)
+	if err != nil {
+		if le := w.log.Debug(); le.Enabled() && w.ctx.Err() == nil {
+			le.Err(err).Str(logging.FieldRID, string(w.req.ID)).Msg("websocket write to backend failed")
+		}
+		c.conn.Close()
+		return 0, false, err
+	}
+	w.touch()
+	return credit, closed, nil
 }
 
 // writeWSFrames writes items as masked frames up to and including a close

@@ -40,6 +40,9 @@ type Service struct {
 	// wsWriters holds *bufio.Writer of WSWriteBuffer bytes, lent to
 	// websocket writers per batch (wsworker.go).
 	wsWriters sync.Pool
+	// wsReaders holds *bufio.Reader of WSReadBuffer bytes, lent to
+	// websocket handshakes and to sessions while bytes are buffered (wsin.go).
+	wsReaders sync.Pool
 	from      []byte
 	ready     chan struct{}
 	timers    timers
