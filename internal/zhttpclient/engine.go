@@ -614,8 +614,9 @@ func (e *engine) send(ctx context.Context, s *session, r *reply, now time.Time) 
 	e.reply(ctx, s.env, r.encode(nil, s.json))
 }
 
-// publish writes one PUB frame. The PUB owner never blocks (libzmq drops
-// at out_hwm), so waiting for room in its queue is bounded.
+// publish writes one PUB frame. The out owner waits at most
+// OutSendTimeout for a reply's room, so waiting for room in its queue is
+// bounded.
 func (e *engine) publish(ctx context.Context, frame []byte) {
 	if e.ss.out == nil {
 		return
