@@ -51,6 +51,7 @@ type worker struct {
 	win    *window   // response credits (stream only)
 	pipe   *bodyPipe // streamed request body; nil when the body came whole
 	wsq    *wsQueue  // WebSocket session: the client's frames; nil for HTTP
+	wsRead wsReadState
 	ctx    context.Context
 	cancel context.CancelCauseFunc
 	last   atomic.Int64 // unix nanos of the last HTTP activity
@@ -102,8 +103,13 @@ func (w *worker) run(runCtx context.Context) {
 		}
 		// The session goes on in a fresh goroutine and this one exits, so
 		// that the stack grown by dialing and the handshake is not held
-		// for the WebSocket's life.
-		go func() { w.end(runCtx, w.wsSession(c), stopTimers) }()
+		// for the WebSocket's life; an idle session holds no goroutine
+		// (wsparker.go).
+		serve := func() { w.wsServe(runCtx, c, stopTimers) }
+		if c.in.park != nil {
+			c.in.park.resume = func() { go serve() }
+		}
+		go serve()
 		return
 	}
 	var stopPipe func() bool

@@ -770,3 +770,74 @@ func TestZHTTPClientWebSocketBurst(t *testing.T) {
 		}
 	}
 }
+
+// parkedSessions counts the sessions the parker holds without a reader.
+func parkedSessions(p *wsParker) int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	n := 0
+	for _, k := range p.byFD {
+		k.mu.Lock()
+		if k.parked {
+			n++
+		}
+		k.mu.Unlock()
+	}
+	return n
+}
+
+// TestZHTTPClientWebSocketIdleParked: an idle WebSocket holds no goroutine
+// (its connection is parked with the parker), wakes for the backend's
+// frames, and a parked session still ends at once on a cancel or when the
+// backend goes away.
+func TestZHTTPClientWebSocketIdleParked(t *testing.T) {
+	needInProcess(t, "looks at the service's parker")
+	b := newWSBackend(t)
+	var svc *Service
+	c := newFakeClient(t, startTarget(t, nil, func(s *Service) { svc = s }))
+	if svc.parker == nil {
+		t.Fatal("no parker")
+	}
+	const n = 10
+	sessions := make([]*wsSession, n)
+	for i := range sessions {
+		sessions[i], _ = openWS(t, c, fmt.Sprintf("ws-park-%d", i), b.url("/echo"), 200000)
+	}
+	waitParked := func(want int) {
+		t.Helper()
+		eventually(t, waitFor, func() error {
+			if got := parkedSessions(svc.parker); got != want {
+				return fmt.Errorf("%d sessions parked, want %d", got, want)
+			}
+			return nil
+		})
+	}
+	waitParked(n)
+	for round := range 2 { // a parked session wakes, and parks again
+		for i, s := range sessions {
+			msg := fmt.Sprintf("hello %d.%d", i, round)
+			s.sendMsg(zhttp.TypeData, "", []byte(msg), false)
+			if _, body, _ := s.recvMessage(200000); string(body) != msg {
+				t.Fatalf("%s: echo %q, want %q", s.id, body, msg)
+			}
+		}
+		waitParked(n)
+	}
+	// The client cancels a parked session: its backend connection ends.
+	p := zhttp.New()
+	p.Type = zhttp.TypeCancel
+	sessions[0].send(p)
+	eventually(t, waitFor, func() error {
+		if e := b.ended.Load(); e != 1 {
+			return fmt.Errorf("%d backend connections ended", e)
+		}
+		return nil
+	})
+	waitParked(n - 1)
+	// The backend drops a parked session: the client learns it.
+	sessions[1].sendMsg(zhttp.TypeData, "", []byte("drop"), false)
+	if r := sessions[1].recv(); r.Type != zhttp.TypeError {
+		t.Fatalf("after the backend dropped: %+v", r)
+	}
+	waitParked(n - 2)
+}

@@ -71,7 +71,13 @@ func (w *worker) wsOpen() (*wsConn, event) {
 	w.req = &zhttp.Packet{ID: bytes.Clone(w.req.ID)}
 	head := c.head
 	c.head = nil
-	c.stop = context.AfterFunc(ctx, func() { c.conn.Close() })
+	if w.svc.parker != nil && c.in.raw != nil {
+		k := &wsPark{p: w.svc.parker, fd: -1}
+		if err := c.in.raw.Control(func(fd uintptr) { k.fd = int(fd) }); err == nil && k.fd >= 0 {
+			c.in.park = k
+		}
+	}
+	c.stop = context.AfterFunc(ctx, c.close)
 	w.wsq.attach(func(items []wsItem) (int64, bool, error) { return w.wsWrite(c, items) })
 	if !w.emit(event{kind: evWS, ws: wsMsg{typ: zhttp.TypeData, code: -1}, head: head, credits: int64(w.svc.cfg.BufferSize)}) {
 		w.wsEnd(c)
@@ -80,18 +86,38 @@ func (w *worker) wsOpen() (*wsConn, event) {
 	return c, event{}
 }
 
+// close closes the backend connection (any goroutine, idempotent).
+func (c *wsConn) close() {
+	if c.in.park != nil {
+		c.in.park.close(func() { c.conn.Close() })
+		return
+	}
+	c.conn.Close()
+}
+
 // wsEnd closes the backend connection and releases what the session holds.
 func (w *worker) wsEnd(c *wsConn) {
 	c.stop()
-	c.conn.Close()
+	c.close()
 	w.wsq.detach()
 	c.in.release()
 }
 
-// wsSession relays an open WebSocket session: this goroutine reads backend
-// frames, a writer goroutine started by the queue writes the client's, and
-// it returns the final event.
-func (w *worker) wsSession(c *wsConn) event {
+// wsServe relays an open WebSocket session: it reads backend frames (a
+// writer goroutine started by the queue writes the client's) until it
+// parks the idle connection and returns, to be started again by the
+// parker, or the session ends and it sends the final event.
+func (w *worker) wsServe(runCtx context.Context, c *wsConn, stopTimers func()) {
+	rerr := w.wsReadLoop(c.in)
+	if errors.Is(rerr, errParked) {
+		return
+	}
+	w.end(runCtx, w.wsFinish(c, rerr), stopTimers)
+}
+
+// wsFinish ends a session whose reading ended with rerr and returns the
+// final event.
+func (w *worker) wsFinish(c *wsConn, rerr error) event {
 	ctx := w.ctx
 	defer w.wsEnd(c)
 	waitWriter := func() {
@@ -109,7 +135,6 @@ func (w *worker) wsSession(c *wsConn) event {
 		}
 	}
 
-	rerr := w.wsReadLoop(c.in)
 	var pe *wsProtoError
 	switch {
 	case errors.Is(rerr, errBackendClosed):
@@ -127,7 +152,7 @@ func (w *worker) wsSession(c *wsConn) event {
 		body := ws.NewCloseFrameBody(ws.StatusCode(pe.code), "")
 		w.wsq.push(wsItem{op: ws.OpClose, fin: true, payload: body})
 		waitWriter()
-		c.conn.Close()
+		c.close()
 		waitClient()
 		return event{kind: evError}
 	case ctx.Err() != nil:
@@ -156,13 +181,12 @@ func (w *worker) wsSession(c *wsConn) event {
 func (w *worker) wsReadLoop(in *wsIn) error {
 	ctx := w.ctx
 	bufSize := int64(w.svc.cfg.BufferSize)
-	fragmented, binaryMsg := false, false
-	var u8 utf8Check
+	rs := &w.wsRead
 	var ctl [ws.MaxControlFramePayloadSize]byte
 	for {
 		br, err := in.reader()
 		if err != nil {
-			return err
+			return err // errParked: the state is in rs for the next reader
 		}
 		h, err := ws.ReadHeader(br)
 		if err != nil {
@@ -173,7 +197,7 @@ func (w *worker) wsReadLoop(in *wsIn) error {
 		}
 		w.touch()
 		state := ws.StateClientSide
-		if fragmented {
+		if rs.fragmented {
 			state = state.Set(ws.StateFragmented)
 		}
 		if err := ws.CheckHeader(h, state); err != nil {
@@ -190,16 +214,16 @@ func (w *worker) wsReadLoop(in *wsIn) error {
 			continue
 		}
 		if h.OpCode != ws.OpContinuation {
-			binaryMsg = h.OpCode == ws.OpBinary
-			u8 = utf8Check{}
+			rs.binary = h.OpCode == ws.OpBinary
+			rs.u8 = utf8Check{}
 		}
-		fragmented = !h.Fin
+		rs.fragmented = !h.Fin
 		remaining := h.Length
 		if remaining == 0 && h.Fin {
-			if !binaryMsg && u8.n > 0 {
+			if !rs.binary && rs.u8.n > 0 {
 				return &wsProtoError{code: int(ws.StatusInvalidFramePayloadData), msg: "invalid utf-8 in text message"}
 			}
-			if !w.emit(event{kind: evWS, ws: wsMsg{typ: zhttp.TypeData, binary: binaryMsg, code: -1}, body: []byte{}}) {
+			if !w.emit(event{kind: evWS, ws: wsMsg{typ: zhttp.TypeData, binary: rs.binary, code: -1}, body: []byte{}}) {
 				return context.Cause(ctx)
 			}
 		}
@@ -216,15 +240,23 @@ func (w *worker) wsReadLoop(in *wsIn) error {
 			w.touch()
 			remaining -= n
 			more := remaining > 0 || !h.Fin
-			if !binaryMsg && (!u8.feed(*buf) || (!more && u8.n > 0)) {
+			if !rs.binary && (!rs.u8.feed(*buf) || (!more && rs.u8.n > 0)) {
 				w.svc.pool.put(buf)
 				return &wsProtoError{code: int(ws.StatusInvalidFramePayloadData), msg: "invalid utf-8 in text message"}
 			}
-			if !w.emit(event{kind: evWS, ws: wsMsg{typ: zhttp.TypeData, binary: binaryMsg, code: -1}, body: *buf, buf: buf, more: more}) {
+			if !w.emit(event{kind: evWS, ws: wsMsg{typ: zhttp.TypeData, binary: rs.binary, code: -1}, body: *buf, buf: buf, more: more}) {
 				return context.Cause(ctx)
 			}
 		}
 	}
+}
+
+// wsReadState is the reading state between frames, kept across the
+// reader goroutines of a parked session.
+type wsReadState struct {
+	fragmented bool // inside a fragmented message
+	binary     bool // the current message is binary
+	u8         utf8Check
 }
 
 // wsControl relays a backend control frame to the client.
@@ -274,7 +306,7 @@ func (w *worker) wsWrite(c *wsConn, items []wsItem) (int64, bool, error) {
 		if le := w.log.Debug(); le.Enabled() && w.ctx.Err() == nil {
 			le.Err(err).Str(logging.FieldRID, string(w.req.ID)).Msg("websocket write to backend failed")
 		}
-		c.conn.Close()
+		c.close()
 		return 0, false, err
 	}
 	w.touch()

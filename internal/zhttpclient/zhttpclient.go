@@ -59,7 +59,10 @@ type Service struct {
 	wsReaders sync.Pool
 	from      []byte
 	ready     chan struct{}
-	timers    timers
+	// parker watches idle WebSockets (wsparker.go); nil: their readers
+	// wait in goroutines.
+	parker *wsParker
+	timers timers
 	// outDrops counts the replies the out socket dropped; dropWarnAt is
 	// when the last warning of them was logged (out owner goroutine only).
 	outDrops   atomic.Int64
@@ -128,6 +131,13 @@ func (s *Service) Run(ctx context.Context) error {
 			s.log.Warn().Err(cerr).Msg("close zmq context")
 		}
 		return cli.Startup(err)
+	}
+	if p, err := newWSParker(); err != nil {
+		s.log.Warn().Err(err).Msg("no epoll for idle websockets: each holds a goroutine")
+	} else {
+		s.parker = p
+		go p.run()
+		defer p.stop() // after the engine, which waits for every session
 	}
 	e := newEngine(s, ss)
 	g, gctx := errgroup.WithContext(ctx)
