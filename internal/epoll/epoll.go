@@ -1,7 +1,3 @@
-// Package epoll is a minimal epoll instance for parking idle sockets
-// without a goroutine each: a single goroutine waits (Wait) for the
-// registered descriptors and dispatches their readiness; Stop wakes it
-// for good through an eventfd. Linux only, like tack.
 package epoll
 
 import (
