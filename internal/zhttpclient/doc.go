@@ -23,9 +23,15 @@
 //	                                              3×buffer_size of request body queued
 //	                                              (client ignoring credits) gets
 //	                                              bad-request
-//	out_spec        XPUB    bind          out_hwm libzmq drops at out_hwm (PUB never
-//	                                              blocks); the engine waits for room in
-//	                                              the OutQueue channel in front of it;
+//	out_spec        XPUB    bind          out_hwm XPUB_NODROP: a reply with no room
+//	                                              in its client's pipe waits, retried,
+//	                                              ≤ OutSendTimeout (5 s), then is dropped,
+//	                                              counted and logged (warn), and that
+//	                                              client's next replies are tried once
+//	                                              until one goes through (zurl's PUB drops
+//	                                              unseen at out_hwm: the client sees a seq
+//	                                              gap); the engine waits for room in the
+//	                                              OutQueue channel in front of it;
 //	                                              replies wait ≤ 10 s for their client's
 //	                                              subscription (zsock AwaitSubscriber;
 //	                                              zurl's PUB drops them)
@@ -83,8 +89,15 @@
 // code, reason, headers and the body (up to buffer_size, else
 // rejection-too-large; zurl sends only code and body).
 //
-// Then the worker goroutine reads backend frames and a writer goroutine
-// writes the client's. A backend message goes out as data packets of at
+// Then a fresh goroutine (the dial's grown stack is released) reads
+// backend frames, and a writer goroutine, started only while the client's
+// frames are queued, writes them. An idle session holds no goroutine and
+// no buffer: between frames, once nothing is buffered or waiting in the
+// socket, the reader parks the connection with the service's epoll parker
+// (wsparker.go), which starts a new reader when it becomes readable or the
+// session is cancelled (TLS connections keep their reader goroutine). Read
+// and write buffers are pooled and borrowed per frame run / batch. A
+// backend message goes out as data packets of at
 // most min(credits, buffer_size) bytes each, `more` on all but the last,
 // content-type binary on binary ones (text has none, as from zurl): a
 // frame of any size streams through within the credits. Client data

@@ -1,6 +1,7 @@
 package zhttpclient
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"net/url"
@@ -302,6 +303,14 @@ func (e *engine) start(ctx context.Context, p *zhttp.Packet, isJSON bool, env []
 			e.sendError(ctx, s, cond, now)
 		}
 		return
+	}
+	if s.ws {
+		// What the session keeps must not hold the first packet's frame
+		// (headers and all) for the WebSocket's life.
+		s.to, s.zs.ID = bytes.Clone(s.to), bytes.Clone(s.zs.ID)
+		if b, ok := s.zs.UserData.([]byte); ok {
+			s.zs.UserData = bytes.Clone(b)
+		}
 	}
 	if s.mode == modeQuiet && p.More {
 		e.log.Warn().Msg("fire-and-forget request with streamed body, skipping")
@@ -605,8 +614,9 @@ func (e *engine) send(ctx context.Context, s *session, r *reply, now time.Time) 
 	e.reply(ctx, s.env, r.encode(nil, s.json))
 }
 
-// publish writes one PUB frame. The PUB owner never blocks (libzmq drops
-// at out_hwm), so waiting for room in its queue is bounded.
+// publish writes one PUB frame. The out owner waits at most
+// OutSendTimeout for a reply's room, so waiting for room in its queue is
+// bounded.
 func (e *engine) publish(ctx context.Context, frame []byte) {
 	if e.ss.out == nil {
 		return

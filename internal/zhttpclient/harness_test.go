@@ -219,6 +219,12 @@ var clientSeq atomic.Int64
 
 func newFakeClient(t testing.TB, tg *target) *fakeClient {
 	t.Helper()
+	return newFakeClientHWM(t, tg, 100000)
+}
+
+// newFakeClientHWM is newFakeClient with the SUB's RCVHWM set to subHWM.
+func newFakeClientHWM(t testing.TB, tg *target, subHWM int) *fakeClient {
+	t.Helper()
 	zctx, err := zsock.NewContext()
 	if err != nil {
 		t.Fatal(err)
@@ -239,7 +245,7 @@ func newFakeClient(t testing.TB, tg *target) *fakeClient {
 	c.router = open(zsock.Options{Name: "router", Type: zmq.ROUTER, Direction: zsock.SendOnly, Connect: []string{tg.inStream},
 		Identity: c.from, RouterMandatory: true, SendTimeout: waitFor})
 	c.sub = open(zsock.Options{Name: "sub", Type: zmq.SUB, Direction: zsock.RecvOnly, Connect: []string{tg.out},
-		Subscribe: []string{c.from + " "}, RcvHWM: 100000})
+		Subscribe: []string{c.from + " "}, RcvHWM: subHWM})
 	socks := []*zsock.Socket{c.push, c.router, c.sub}
 	if tg.inReq != "" {
 		c.dealer = open(zsock.Options{Name: "dealer", Type: zmq.DEALER, Direction: zsock.TwoWay, Connect: []string{tg.inReq}, SendTimeout: waitFor})

@@ -51,6 +51,7 @@ type worker struct {
 	win    *window   // response credits (stream only)
 	pipe   *bodyPipe // streamed request body; nil when the body came whole
 	wsq    *wsQueue  // WebSocket session: the client's frames; nil for HTTP
+	wsRead wsReadState
 	ctx    context.Context
 	cancel context.CancelCauseFunc
 	last   atomic.Int64 // unix nanos of the last HTTP activity
@@ -93,21 +94,41 @@ func (w *worker) consumed() {
 
 // run is the worker goroutine; runCtx is the service's context.
 func (w *worker) run(runCtx context.Context) {
-	defer w.wg.Done()
-	defer w.cancel(ErrCanceled)
 	stopTimers := w.armTimers()
-	defer stopTimers()
+	if w.wsq != nil {
+		c, ev := w.wsOpen()
+		if c == nil {
+			w.end(runCtx, ev, stopTimers)
+			return
+		}
+		// The session goes on in a fresh goroutine and this one exits, so
+		// that the stack grown by dialing and the handshake is not held
+		// for the WebSocket's life; an idle session holds no goroutine
+		// (wsparker.go).
+		serve := func() { w.wsServe(runCtx, c, stopTimers) }
+		if c.in.park != nil {
+			c.in.park.resume = func() { go serve() }
+		}
+		go serve()
+		return
+	}
+	var stopPipe func() bool
 	if w.pipe != nil {
 		pipe := w.pipe
-		stop := context.AfterFunc(w.ctx, func() { pipe.abort(context.Cause(w.ctx)) })
-		defer stop()
+		stopPipe = context.AfterFunc(w.ctx, func() { pipe.abort(context.Cause(w.ctx)) })
 	}
-	var ev event
-	if w.wsq != nil {
-		ev = w.runWS()
-	} else {
-		ev = w.exchange()
+	ev := w.exchange()
+	if stopPipe != nil {
+		stopPipe()
 	}
+	w.end(runCtx, ev, stopTimers)
+}
+
+// end sends the worker's final event and releases the worker.
+func (w *worker) end(runCtx context.Context, ev event, stopTimers func()) {
+	defer w.wg.Done()
+	defer w.cancel(ErrCanceled)
+	defer stopTimers()
 	ev.h, ev.final = w.h, true
 	select {
 	case w.events <- ev:

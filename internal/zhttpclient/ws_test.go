@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/binary"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -31,6 +32,7 @@ type wsBackend struct {
 	hdrs   []http.Header  // handshake request headers
 	frames map[string]int // frames received per path (echo path only)
 	ended  atomic.Int64   // WebSocket connections finished
+	bursts atomic.Int64   // /burst connections that sent their messages
 }
 
 type wsClose struct {
@@ -115,6 +117,12 @@ func (b *wsBackend) serve(w http.ResponseWriter, r *http.Request) {
 		_ = ws.WriteHeader(bw, ws.Header{Fin: true, OpCode: ws.OpPing, Length: 126})
 		bw.Write(bytes.Repeat([]byte("p"), 126))
 		bw.Flush()
+	case "/burst":
+		// burstMessages text messages at once (TestZHTTPClientWebSocketBurst).
+		for i := range burstMessages {
+			send(ws.OpText, true, append(fmt.Appendf(nil, "%d ", i), burstPad...))
+		}
+		b.bursts.Add(1)
 	case "/bad/rsv":
 		_ = ws.WriteHeader(bw, ws.Header{Fin: true, Rsv: ws.Rsv(true, false, false), OpCode: ws.OpText, Length: 1})
 		bw.WriteString("x")
@@ -718,4 +726,118 @@ func TestZHTTPClientWebSocketActivityTimeout(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// The /burst backend path's messages.
+const burstMessages = 40
+
+var burstPad = bytes.Repeat([]byte("x"), 1024)
+
+// TestZHTTPClientWebSocketBurst: many WebSockets opening at once, each
+// backend sending a burst of messages, while the client reads its SUB
+// late: more packets than out_hwm, the client's RCVHWM and the kernel's
+// socket buffers hold. Every session still gets every packet, in sequence
+// (each recv checks seq): a reply with no room waits for the client
+// instead of being dropped unseen at out_hwm as by zurl's PUB, which the
+// proxy saw as a sequence gap ("bad seq from zhttp client").
+func TestZHTTPClientWebSocketBurst(t *testing.T) {
+	skipExternal(t, "zurl's PUB drops replies beyond out_hwm")
+	b := newWSBackend(t)
+	tg := startTarget(t, func(c *Config) { c.OutHWM = 10 })
+	c := newFakeClientHWM(t, tg, 10)
+	const sessions = 60 // × (burstMessages + 1) packets of ~1 KiB
+	for i := range sessions {
+		c.wsRequest(fmt.Sprintf("burst-%d", i), b.url("/burst"), 1<<20, nil)
+	}
+	// Read nothing until the backends have sent everything: the path to
+	// the client is full long before.
+	eventually(t, waitFor, func() error {
+		if n := b.bursts.Load(); n < sessions {
+			return fmt.Errorf("%d backends sent their burst", n)
+		}
+		return nil
+	})
+	for i := range sessions {
+		s := &wsSession{t: t, c: c, id: fmt.Sprintf("burst-%d", i), outSeq: 1}
+		if acc := s.recv(); acc.Code != 101 {
+			t.Fatalf("%s: accept %+v", s.id, acc)
+		}
+		for k := range burstMessages {
+			p := s.recv()
+			if want := fmt.Sprintf("%d ", k); p.Type != zhttp.TypeData || !bytes.HasPrefix(p.Body, []byte(want)) {
+				t.Fatalf("%s: message %d: %s %.10q", s.id, k, p.Type, p.Body)
+			}
+		}
+	}
+}
+
+// parkedSessions counts the sessions the parker holds without a reader.
+func parkedSessions(p *wsParker) int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	n := 0
+	for _, k := range p.byFD {
+		k.mu.Lock()
+		if k.parked {
+			n++
+		}
+		k.mu.Unlock()
+	}
+	return n
+}
+
+// TestZHTTPClientWebSocketIdleParked: an idle WebSocket holds no goroutine
+// (its connection is parked with the parker), wakes for the backend's
+// frames, and a parked session still ends at once on a cancel or when the
+// backend goes away.
+func TestZHTTPClientWebSocketIdleParked(t *testing.T) {
+	needInProcess(t, "looks at the service's parker")
+	b := newWSBackend(t)
+	var svc *Service
+	c := newFakeClient(t, startTarget(t, nil, func(s *Service) { svc = s }))
+	if svc.parker == nil {
+		t.Fatal("no parker")
+	}
+	const n = 10
+	sessions := make([]*wsSession, n)
+	for i := range sessions {
+		sessions[i], _ = openWS(t, c, fmt.Sprintf("ws-park-%d", i), b.url("/echo"), 200000)
+	}
+	waitParked := func(want int) {
+		t.Helper()
+		eventually(t, waitFor, func() error {
+			if got := parkedSessions(svc.parker); got != want {
+				return fmt.Errorf("%d sessions parked, want %d", got, want)
+			}
+			return nil
+		})
+	}
+	waitParked(n)
+	for round := range 2 { // a parked session wakes, and parks again
+		for i, s := range sessions {
+			msg := fmt.Sprintf("hello %d.%d", i, round)
+			s.sendMsg(zhttp.TypeData, "", []byte(msg), false)
+			if _, body, _ := s.recvMessage(200000); string(body) != msg {
+				t.Fatalf("%s: echo %q, want %q", s.id, body, msg)
+			}
+		}
+		waitParked(n)
+	}
+	// The client cancels a parked session: its backend connection ends.
+	p := zhttp.New()
+	p.Type = zhttp.TypeCancel
+	sessions[0].send(p)
+	eventually(t, waitFor, func() error {
+		if e := b.ended.Load(); e != 1 {
+			return fmt.Errorf("%d backend connections ended", e)
+		}
+		return nil
+	})
+	waitParked(n - 1)
+	// The backend drops a parked session: the client learns it.
+	sessions[1].sendMsg(zhttp.TypeData, "", []byte("drop"), false)
+	if r := sessions[1].recv(); r.Type != zhttp.TypeError {
+		t.Fatalf("after the backend dropped: %+v", r)
+	}
+	waitParked(n - 2)
 }

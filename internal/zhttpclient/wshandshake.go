@@ -79,8 +79,9 @@ func filterExtensions(v string) string {
 // wsConn is an established backend WebSocket connection.
 type wsConn struct {
 	conn net.Conn
-	br   *bufio.Reader
-	head *respHead // the backend's 101, headers as received
+	in   *wsIn
+	head *respHead   // the backend's 101, headers as received; nil once sent
+	stop func() bool // ends the close-on-cancel of conn
 }
 
 // wsRejection is a non-101 answer to the opening handshake.
@@ -151,7 +152,12 @@ func (w *worker) wsDial(ctx context.Context) (*wsConn, *wsRejection, error) {
 	}
 
 	lr := &io.LimitedReader{R: conn, N: MaxHandshakeHead}
-	br := bufio.NewReaderSize(lr, WSReadBuffer)
+	br := w.svc.getWSReader(lr)
+	defer func() {
+		if !ok {
+			w.svc.putWSReader(br)
+		}
+	}()
 	head, err := readHead(br)
 	if err != nil {
 		return nil, nil, err
@@ -176,7 +182,7 @@ func (w *worker) wsDial(ctx context.Context) (*wsConn, *wsRejection, error) {
 		return nil, nil, context.Cause(ctx)
 	}
 	ok = true
-	return &wsConn{conn: conn, br: br, head: head}, nil, nil
+	return &wsConn{conn: conn, in: newWSIn(w.svc, conn, br), head: head}, nil, nil
 }
 
 func isSecure(scheme string) bool {

@@ -1,7 +1,6 @@
 package zhttpclient
 
 import (
-	"context"
 	"sync"
 
 	"github.com/gobwas/ws"
@@ -15,11 +14,18 @@ type wsItem struct {
 	credit  int64 // bytes to credit back to the client once written
 }
 
-// wsQueue carries the client's frames from the engine to the worker's
-// writer goroutine. The engine pushes without ever blocking; the writer
-// takes. Bytes written are counted so that the engine can grant the client
-// the same number of credits back (zmq-wire.md §2.7, as for HTTP bodies).
-// mu guards every field below it.
+// wsWriteFunc writes items to the backend and returns the credit they earn
+// and whether a close frame was written; on an error the connection is
+// unusable.
+type wsWriteFunc func(items []wsItem) (credit int64, closed bool, err error)
+
+// wsQueue carries the client's frames from the engine to the backend
+// connection. The engine pushes without ever blocking; a writer goroutine
+// runs only while there is something to write (an idle websocket holds
+// none): push starts one once the connection is attached, and it exits
+// when it has emptied the queue. Bytes written are counted so that the
+// engine can grant the client the same number of credits back
+// (zmq-wire.md §2.7, as for HTTP bodies). mu guards every field below it.
 type wsQueue struct {
 	onConsumed func() // called without mu held when consumed becomes non-zero
 
@@ -29,35 +35,102 @@ type wsQueue struct {
 	closed   bool  // a close frame was queued: nothing is queued after it
 	consumed int64 // credit earned since takeConsumed
 	pending  bool  // onConsumed was called and takeConsumed not yet
-	wake     chan struct{}
+	write    wsWriteFunc
+	writing  bool // a writer goroutine runs
+	stopped  bool // detached, or the writer finished for good
+	done     chan struct{}
+	writers  sync.WaitGroup
 	proxyEnd chan struct{} // closed when the client's close was queued
 }
 
 func newWSQueue(onConsumed func()) *wsQueue {
-	return &wsQueue{onConsumed: onConsumed, wake: make(chan struct{}, 1), proxyEnd: make(chan struct{})}
+	return &wsQueue{onConsumed: onConsumed, done: make(chan struct{}), proxyEnd: make(chan struct{})}
 }
 
 // push queues it and returns the payload bytes now queued. Items after a
 // close frame are dropped (RFC 6455 §5.5.1: nothing follows a close).
 func (q *wsQueue) push(it wsItem) int {
 	q.mu.Lock()
+	defer q.mu.Unlock()
 	if q.closed {
-		n := q.queued
-		q.mu.Unlock()
-		return n
+		return q.queued
 	}
 	q.items = append(q.items, it)
 	q.queued += len(it.payload)
 	if it.op == ws.OpClose {
 		q.closed = true
 	}
-	n := q.queued
-	q.mu.Unlock()
-	select {
-	case q.wake <- struct{}{}:
-	default:
+	q.startWriter()
+	return q.queued
+}
+
+// attach starts writing with write: what was queued before goes first.
+func (q *wsQueue) attach(write wsWriteFunc) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.write = write
+	q.startWriter()
+}
+
+// startWriter starts a writer goroutine when items wait and none runs.
+// Called with mu held.
+func (q *wsQueue) startWriter() {
+	if q.write == nil || q.writing || q.stopped || len(q.items) == 0 {
+		return
 	}
-	return n
+	q.writing = true
+	q.writers.Add(1)
+	go q.drain()
+}
+
+// drain writes batches until the queue is empty, a close frame is written
+// or writing fails.
+func (q *wsQueue) drain() {
+	defer q.writers.Done()
+	for {
+		q.mu.Lock()
+		if q.stopped || len(q.items) == 0 {
+			q.writing = false
+			q.mu.Unlock()
+			return
+		}
+		items, write := q.items, q.write
+		q.items, q.queued = nil, 0
+		q.mu.Unlock()
+		credit, closed, err := write(items)
+		if err == nil {
+			q.written(credit)
+		}
+		if err != nil || closed {
+			q.mu.Lock()
+			q.finish()
+			q.writing = false
+			q.mu.Unlock()
+			return
+		}
+	}
+}
+
+// finish stops writing for good and closes done. Called with mu held.
+func (q *wsQueue) finish() {
+	if !q.stopped {
+		q.stopped = true
+		close(q.done)
+	}
+}
+
+// writerDone is closed once the close frame was written or writing failed
+// (or the queue was detached).
+func (q *wsQueue) writerDone() <-chan struct{} { return q.done }
+
+// detach stops writing and waits for a running writer to return; the
+// caller closes the connection first so that a blocked write fails.
+func (q *wsQueue) detach() {
+	q.mu.Lock()
+	q.finish()
+	q.items, q.queued = nil, 0
+	q.mu.Unlock()
+	q.writers.Wait()
 }
 
 // clientClosed records that the client sent its close; idempotent.
@@ -68,26 +141,6 @@ func (q *wsQueue) clientClosed() {
 	case <-q.proxyEnd:
 	default:
 		close(q.proxyEnd)
-	}
-}
-
-// take waits for queued items and returns them all.
-func (q *wsQueue) take(ctx context.Context) ([]wsItem, error) {
-	for {
-		q.mu.Lock()
-		if len(q.items) > 0 {
-			items := q.items
-			q.items = nil
-			q.queued = 0
-			q.mu.Unlock()
-			return items, nil
-		}
-		q.mu.Unlock()
-		select {
-		case <-q.wake:
-		case <-ctx.Done():
-			return nil, context.Cause(ctx)
-		}
 	}
 }
 

@@ -2,6 +2,7 @@ package zhttpclient
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -46,50 +47,82 @@ func (e *wsProtoError) Error() string {
 // errBackendClosed: the backend sent its close frame.
 var errBackendClosed = errors.New("backend sent close")
 
-// runWS is the worker of a WebSocket session (zmq-wire.md §2.12): the
-// opening handshake, then this goroutine reads backend frames while a
-// writer goroutine writes the client's.
-func (w *worker) runWS() event {
+// wsOpen opens a WebSocket session (zmq-wire.md §2.12): it dials the
+// backend and performs the opening handshake, and on a 101 attaches the
+// writer and sends the accept to the client. It returns the connection,
+// or nil and the final event.
+func (w *worker) wsOpen() (*wsConn, event) {
 	ctx := w.ctx
 	c, rej, err := w.wsDial(ctx)
 	if err != nil {
 		if errors.Is(err, ErrRejectionTooLarge) {
-			return event{kind: evError, cond: "rejection-too-large"}
+			return nil, event{kind: evError, cond: "rejection-too-large"}
 		}
-		return w.fail(err)
+		return nil, w.fail(err)
 	}
 	if rej != nil {
 		if le := w.log.Debug(); le.Enabled() {
 			le.Str(logging.FieldRID, string(w.req.ID)).Int64("code", rej.head.code).Msg("websocket rejected by backend")
 		}
-		return event{kind: evError, cond: zhttp.CondRejected, head: rej.head, body: rej.body}
+		return nil, event{kind: evError, cond: zhttp.CondRejected, head: rej.head, body: rej.body}
 	}
-	stop := context.AfterFunc(ctx, func() { c.conn.Close() })
-	defer stop()
-	if !w.emit(event{kind: evWS, ws: wsMsg{typ: zhttp.TypeData, code: -1}, head: c.head, credits: int64(w.svc.cfg.BufferSize)}) {
-		c.conn.Close()
-		return w.fail(context.Cause(ctx))
-	}
-
-	wctx, wcancel := context.WithCancel(ctx)
-	writerDone := make(chan struct{})
-	go func() {
-		defer close(writerDone)
-		if err := w.wsWriteLoop(wctx, c); err != nil && wctx.Err() == nil {
-			if le := w.log.Debug(); le.Enabled() {
-				le.Err(err).Str(logging.FieldRID, string(w.req.ID)).Msg("websocket write to backend failed")
-			}
-			c.conn.Close() // the reader sees the failure
+	// The request is not needed any more (its frame would stay in memory
+	// for the session's life); its id is kept for the logs.
+	w.req = &zhttp.Packet{ID: bytes.Clone(w.req.ID)}
+	head := c.head
+	c.head = nil
+	if w.svc.parker != nil && c.in.raw != nil {
+		k := &wsPark{p: w.svc.parker, fd: -1}
+		if err := c.in.raw.Control(func(fd uintptr) { k.fd = int(fd) }); err == nil && k.fd >= 0 {
+			c.in.park = k
 		}
-	}()
-	defer func() {
-		wcancel()
-		c.conn.Close()
-		<-writerDone
-	}()
+	}
+	c.stop = context.AfterFunc(ctx, c.close)
+	w.wsq.attach(func(items []wsItem) (int64, bool, error) { return w.wsWrite(c, items) })
+	if !w.emit(event{kind: evWS, ws: wsMsg{typ: zhttp.TypeData, code: -1}, head: head, credits: int64(w.svc.cfg.BufferSize)}) {
+		w.wsEnd(c)
+		return nil, w.fail(context.Cause(ctx))
+	}
+	return c, event{}
+}
+
+// close closes the backend connection (any goroutine, idempotent).
+func (c *wsConn) close() {
+	if c.in.park != nil {
+		c.in.park.close(func() { c.conn.Close() })
+		return
+	}
+	c.conn.Close()
+}
+
+// wsEnd closes the backend connection and releases what the session holds.
+func (w *worker) wsEnd(c *wsConn) {
+	c.stop()
+	c.close()
+	w.wsq.detach()
+	c.in.release()
+}
+
+// wsServe relays an open WebSocket session: it reads backend frames (a
+// writer goroutine started by the queue writes the client's) until it
+// parks the idle connection and returns, to be started again by the
+// parker, or the session ends and it sends the final event.
+func (w *worker) wsServe(runCtx context.Context, c *wsConn, stopTimers func()) {
+	rerr := w.wsReadLoop(c.in)
+	if errors.Is(rerr, errParked) {
+		return
+	}
+	w.end(runCtx, w.wsFinish(c, rerr), stopTimers)
+}
+
+// wsFinish ends a session whose reading ended with rerr and returns the
+// final event.
+func (w *worker) wsFinish(c *wsConn, rerr error) event {
+	ctx := w.ctx
+	defer w.wsEnd(c)
 	waitWriter := func() {
 		select {
-		case <-writerDone:
+		case <-w.wsq.writerDone():
 		case <-time.After(CloseWait):
 		case <-ctx.Done():
 		}
@@ -102,7 +135,6 @@ func (w *worker) runWS() event {
 		}
 	}
 
-	rerr := w.wsReadLoop(c.br)
 	var pe *wsProtoError
 	switch {
 	case errors.Is(rerr, errBackendClosed):
@@ -120,7 +152,7 @@ func (w *worker) runWS() event {
 		body := ws.NewCloseFrameBody(ws.StatusCode(pe.code), "")
 		w.wsq.push(wsItem{op: ws.OpClose, fin: true, payload: body})
 		waitWriter()
-		c.conn.Close()
+		c.close()
 		waitClient()
 		return event{kind: evError}
 	case ctx.Err() != nil:
@@ -146,13 +178,16 @@ func (w *worker) runWS() event {
 // wsReadLoop reads backend frames and emits them to the client until the
 // backend's close frame (errBackendClosed), a protocol error
 // (*wsProtoError), a read error or cancellation.
-func (w *worker) wsReadLoop(br *bufio.Reader) error {
+func (w *worker) wsReadLoop(in *wsIn) error {
 	ctx := w.ctx
 	bufSize := int64(w.svc.cfg.BufferSize)
-	fragmented, binaryMsg := false, false
-	var u8 utf8Check
+	rs := &w.wsRead
 	var ctl [ws.MaxControlFramePayloadSize]byte
 	for {
+		br, err := in.reader()
+		if err != nil {
+			return err // errParked: the state is in rs for the next reader
+		}
 		h, err := ws.ReadHeader(br)
 		if err != nil {
 			if errors.Is(err, ws.ErrHeaderLengthMSB) || errors.Is(err, ws.ErrHeaderLengthUnexpected) {
@@ -162,7 +197,7 @@ func (w *worker) wsReadLoop(br *bufio.Reader) error {
 		}
 		w.touch()
 		state := ws.StateClientSide
-		if fragmented {
+		if rs.fragmented {
 			state = state.Set(ws.StateFragmented)
 		}
 		if err := ws.CheckHeader(h, state); err != nil {
@@ -179,16 +214,16 @@ func (w *worker) wsReadLoop(br *bufio.Reader) error {
 			continue
 		}
 		if h.OpCode != ws.OpContinuation {
-			binaryMsg = h.OpCode == ws.OpBinary
-			u8 = utf8Check{}
+			rs.binary = h.OpCode == ws.OpBinary
+			rs.u8 = utf8Check{}
 		}
-		fragmented = !h.Fin
+		rs.fragmented = !h.Fin
 		remaining := h.Length
 		if remaining == 0 && h.Fin {
-			if !binaryMsg && u8.n > 0 {
+			if !rs.binary && rs.u8.n > 0 {
 				return &wsProtoError{code: int(ws.StatusInvalidFramePayloadData), msg: "invalid utf-8 in text message"}
 			}
-			if !w.emit(event{kind: evWS, ws: wsMsg{typ: zhttp.TypeData, binary: binaryMsg, code: -1}, body: []byte{}}) {
+			if !w.emit(event{kind: evWS, ws: wsMsg{typ: zhttp.TypeData, binary: rs.binary, code: -1}, body: []byte{}}) {
 				return context.Cause(ctx)
 			}
 		}
@@ -205,15 +240,23 @@ func (w *worker) wsReadLoop(br *bufio.Reader) error {
 			w.touch()
 			remaining -= n
 			more := remaining > 0 || !h.Fin
-			if !binaryMsg && (!u8.feed(*buf) || (!more && u8.n > 0)) {
+			if !rs.binary && (!rs.u8.feed(*buf) || (!more && rs.u8.n > 0)) {
 				w.svc.pool.put(buf)
 				return &wsProtoError{code: int(ws.StatusInvalidFramePayloadData), msg: "invalid utf-8 in text message"}
 			}
-			if !w.emit(event{kind: evWS, ws: wsMsg{typ: zhttp.TypeData, binary: binaryMsg, code: -1}, body: *buf, buf: buf, more: more}) {
+			if !w.emit(event{kind: evWS, ws: wsMsg{typ: zhttp.TypeData, binary: rs.binary, code: -1}, body: *buf, buf: buf, more: more}) {
 				return context.Cause(ctx)
 			}
 		}
 	}
+}
+
+// wsReadState is the reading state between frames, kept across the
+// reader goroutines of a parked session.
+type wsReadState struct {
+	fragmented bool // inside a fragmented message
+	binary     bool // the current message is binary
+	u8         utf8Check
 }
 
 // wsControl relays a backend control frame to the client.
@@ -248,30 +291,26 @@ func (w *worker) wsControl(op ws.OpCode, p []byte) error {
 	return nil
 }
 
-// wsWriteLoop writes the client's frames, masked, until it has written a
-// close frame or the connection fails. The write buffer is borrowed from
-// the service's pool for each batch only: an idle websocket holds none.
-func (w *worker) wsWriteLoop(ctx context.Context, c *wsConn) error {
-	for {
-		items, err := w.wsq.take(ctx)
-		if err != nil {
-			return err
-		}
-		bw := w.svc.getWSWriter(c.conn)
-		credit, closed, err := writeWSFrames(bw, items)
-		if err == nil {
-			err = bw.Flush()
-		}
-		w.svc.putWSWriter(bw)
-		if err != nil {
-			return err
-		}
-		w.touch()
-		w.wsq.written(credit)
-		if closed {
-			return nil
-		}
+// wsWrite writes a batch of the client's frames, masked (the queue's
+// writer goroutine). The write buffer is borrowed from the service's pool
+// for the batch only. A failed write closes the connection: the reader
+// sees the failure.
+func (w *worker) wsWrite(c *wsConn, items []wsItem) (int64, bool, error) {
+	bw := w.svc.getWSWriter(c.conn)
+	credit, closed, err := writeWSFrames(bw, items)
+	if err == nil {
+		err = bw.Flush()
 	}
+	w.svc.putWSWriter(bw)
+	if err != nil {
+		if le := w.log.Debug(); le.Enabled() && w.ctx.Err() == nil {
+			le.Err(err).Str(logging.FieldRID, string(w.req.ID)).Msg("websocket write to backend failed")
+		}
+		c.close()
+		return 0, false, err
+	}
+	w.touch()
+	return credit, closed, nil
 }
 
 // writeWSFrames writes items as masked frames up to and including a close

@@ -1,9 +1,11 @@
 package zhttpclient
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	zmq "github.com/pebbe/zmq4"
@@ -27,6 +29,18 @@ const (
 	OutQueue = 4096
 	// EventQueue buffers worker → engine events.
 	EventQueue = 4096
+	// OutSendTimeout bounds how long a reply waits for room in its
+	// client's pipe, out_hwm packets long, when the client reads slowly
+	// (a proxy busy with a burst of WebSocket opens). zurl's PUB drops
+	// such a reply unseen and the client takes the next one as a sequence
+	// gap; our XPUB sets ZMQ_XPUB_NODROP, so the reply waits and is
+	// retried. Beyond this it is dropped, counted and logged, and the
+	// client's next replies are tried without waiting until one goes
+	// through (zsock.Options.NoDrop). While a reply waits, the others
+	// queue behind it (OutQueue, then the engine).
+	OutSendTimeout = 5 * time.Second
+	// dropWarnEvery bounds how often dropped replies are logged.
+	dropWarnEvery = time.Second
 )
 
 // Service is one zhttp-client instance: the zhttp server that performs
@@ -40,9 +54,19 @@ type Service struct {
 	// wsWriters holds *bufio.Writer of WSWriteBuffer bytes, lent to
 	// websocket writers per batch (wsworker.go).
 	wsWriters sync.Pool
+	// wsReaders holds *bufio.Reader of WSReadBuffer bytes, lent to
+	// websocket handshakes and to sessions while bytes are buffered (wsin.go).
+	wsReaders sync.Pool
 	from      []byte
 	ready     chan struct{}
-	timers    timers
+	// parker watches idle WebSockets (wsparker.go); nil: their readers
+	// wait in goroutines.
+	parker *wsParker
+	timers timers
+	// outDrops counts the replies the out socket dropped; dropWarnAt is
+	// when the last warning of them was logged (out owner goroutine only).
+	outDrops   atomic.Int64
+	dropWarnAt time.Time
 }
 
 // timers are the session timers; tests shorten them.
@@ -108,6 +132,13 @@ func (s *Service) Run(ctx context.Context) error {
 		}
 		return cli.Startup(err)
 	}
+	if p, err := newWSParker(); err != nil {
+		s.log.Warn().Err(err).Msg("no epoll for idle websockets: each holds a goroutine")
+	} else {
+		s.parker = p
+		go p.run()
+		defer p.stop() // after the engine, which waits for every session
+	}
 	e := newEngine(s, ss)
 	g, gctx := errgroup.WithContext(ctx)
 	for _, sock := range ss.all() {
@@ -160,6 +191,7 @@ func (s *Service) open(zctx *zsock.Context) (*sockets, error) {
 			// lost, and the client saw the next one as a seq gap (502).
 			Type: zmq.XPUB, Direction: zsock.SendOnly, AwaitSubscriber: true,
 			SndHWM: cfg.OutHWM, RcvHWM: cfg.OutHWM, QueueLen: OutQueue,
+			NoDrop: true, SendTimeout: OutSendTimeout, OnDrop: s.onOutDrop,
 		}),
 		open(&ss.inReq, "in_req_spec", cfg.InReqSpec, zsock.Options{
 			Type: zmq.ROUTER, Direction: zsock.TwoWay,
@@ -176,4 +208,23 @@ func (s *Service) open(zctx *zsock.Context) (*sockets, error) {
 		return nil, err
 	}
 	return ss, nil
+}
+
+// onOutDrop counts a reply the out socket dropped and logs it, at most
+// once per dropWarnEvery with the total so far (out owner goroutine).
+func (s *Service) onOutDrop(m zsock.Message, err error) {
+	n := s.outDrops.Add(1)
+	now := time.Now()
+	if now.Sub(s.dropWarnAt) < dropWarnEvery || len(m) == 0 {
+		return
+	}
+	s.dropWarnAt = now
+	le := s.log.Warn().Err(err).Str(logging.FieldSocket, "out_spec").Int64("dropped_total", n)
+	if to, payload, ok := bytes.Cut(m[0], []byte(" ")); ok {
+		le = le.Bytes("to", to)
+		if p, _, _, derr := decode(payload); derr == nil {
+			le = le.Str(logging.FieldRID, string(p.ID)).Str("type", p.Type).Int64("seq", p.Seq)
+		}
+	}
+	le.Msg("reply to a zhttp client dropped, its session breaks (the client did not read it in time)")
 }

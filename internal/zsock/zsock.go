@@ -109,6 +109,13 @@ type Options struct {
 	// second).
 	AwaitSubscriber bool
 	HoldTimeout     time.Duration
+	// NoDrop (XPUB) sets ZMQ_XPUB_NODROP: a message for a subscriber
+	// whose pipe is at SndHWM waits, retried on a timer, up to SendTimeout
+	// instead of being dropped unseen by libzmq, then goes to OnDrop. A
+	// topic that timed out so is stalled: its next messages are tried once
+	// without waiting until one gets through, so that a subscriber that
+	// stopped reading costs one SendTimeout, not one per message.
+	NoDrop bool
 
 	// afterOpen, when set (tests), runs after the binds and connects.
 	afterOpen func()
@@ -184,7 +191,10 @@ type Socket struct {
 	// subscribers hold, the messages waiting for one (oldest first), how
 	// many wait per topic key, and the drops not yet reported in a
 	// warning (at most one a second), with the time of the last one.
-	topics      map[string]struct{}
+	topics map[string]struct{}
+	// stalled holds the topic keys whose last message timed out (NoDrop,
+	// owner goroutine only).
+	stalled     map[string]struct{}
 	waiting     []waitingMsg
 	waitingKeys map[string]int
 	fullDrops   int
@@ -230,6 +240,9 @@ func (c *Context) Open(opts Options, log zerolog.Logger) (*Socket, error) {
 	}
 	if opts.AwaitSubscriber && (opts.Type != zmq.XPUB || opts.Direction != SendOnly) {
 		return nil, fmt.Errorf("%s: AwaitSubscriber needs a send-only XPUB", opts.Name)
+	}
+	if opts.NoDrop && opts.Type != zmq.XPUB {
+		return nil, fmt.Errorf("%s: NoDrop needs an XPUB", opts.Name)
 	}
 	if opts.QueueLen == 0 {
 		opts.QueueLen = DefaultQueue
@@ -510,6 +523,11 @@ func configure(s *zmq.Socket, o Options) error {
 	if o.Immediate {
 		if err := s.SetImmediate(true); err != nil {
 			return fmt.Errorf("set immediate: %w", err)
+		}
+	}
+	if o.NoDrop {
+		if err := s.SetXpubNodrop(true); err != nil {
+			return fmt.Errorf("set xpub nodrop: %w", err)
 		}
 	}
 	if o.RouterMandatory {
@@ -914,9 +932,16 @@ func (s *Socket) writeNow(ctx context.Context, m Message) {
 	parts := toAny(m)
 	var deadline time.Time
 	var poller *zmq.Poller
+	stalled := false
+	if len(s.stalled) > 0 {
+		_, stalled = s.stalled[topicKey(m)]
+	}
 	for {
 		_, err := s.sock.SendMessageDontwait(parts...)
 		if err == nil {
+			if stalled {
+				delete(s.stalled, topicKey(m))
+			}
 			return
 		}
 		if !isAgain(err) && !isInterrupted(err) && !isUnreachable(err) {
@@ -932,23 +957,30 @@ func (s *Socket) writeNow(ctx context.Context, m Message) {
 				wait = max(wait, firstPeerWait)
 			}
 			deadline = time.Now().Add(wait)
+			if stalled {
+				deadline = time.Now()
+			}
 		}
 		left := time.Until(deadline)
 		if left <= 0 || ctx.Err() != nil {
 			if isUnreachable(err) {
 				s.markGone(m)
 			}
+			if s.opts.NoDrop && isAgain(err) {
+				s.markStalled(m)
+			}
 			s.drop(m, fmt.Errorf("%w: %w", ErrDropped, err))
 			return
 		}
 		wait := min(left, retryWait)
-		if s.opts.Type == zmq.ROUTER || isUnreachable(err) {
+		if s.opts.Type == zmq.ROUTER || s.opts.Type == zmq.XPUB || isUnreachable(err) {
 			// A ROUTER's POLLOUT says whether *some* peer has room (with
 			// ROUTER_MANDATORY) or is always set, never whether this
 			// message's peer is routable, so polling for it spun the CPU
 			// for the whole SendTimeout once any other peer was connected.
 			// Retry on a timer instead (connmgr retries its ROUTERs the
-			// same way).
+			// same way). An XPUB's POLLOUT is always set, whether or not
+			// a subscriber's pipe is full (NoDrop).
 			t := time.NewTimer(wait)
 			select {
 			case <-t.C:
@@ -1006,6 +1038,15 @@ func (s *Socket) markGone(m Message) {
 		}
 	}
 	s.gone[string(m[0])] = goneMark{until: now.Add(goneMemory), handshakes: s.handshakes.Load()}
+}
+
+// markStalled records that m's topic timed out (NoDrop); the set is
+// bounded by forgetting all stalls beyond 1024 topics.
+func (s *Socket) markStalled(m Message) {
+	if s.stalled == nil || len(s.stalled) >= 1024 {
+		s.stalled = map[string]struct{}{}
+	}
+	s.stalled[topicKey(m)] = struct{}{}
 }
 
 func (s *Socket) drop(m Message, err error) {

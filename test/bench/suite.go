@@ -203,10 +203,28 @@ func (s *suite) stop() {
 	os.RemoveAll(s.dir)
 }
 
+// procKiB is one process's memory in KiB.
+type procKiB struct {
+	name string
+	kib  int64
+}
+
 // memory returns the summed memory (KiB) of every descendant process of the
 // runner, using smaps_rollup Pss when readable, else VmRSS, and the process
 // names with their figures.
 func (s *suite) memory() (int64, string) {
+	var total int64
+	var parts []string
+	for _, p := range s.procMemory() {
+		total += p.kib
+		parts = append(parts, fmt.Sprintf("%s=%dMiB", p.name, p.kib/1024))
+	}
+	return total, strings.Join(parts, " ")
+}
+
+// procMemory returns the memory of every descendant process of the runner
+// (as memory), in tree order.
+func (s *suite) procMemory() []procKiB {
 	children := map[int][]int{}
 	names := map[int]string{}
 	ents, _ := os.ReadDir("/proc")
@@ -237,19 +255,16 @@ func (s *suite) memory() (int64, string) {
 			names[pid] = filepath.Base(arg0)
 		}
 	}
-	var total int64
-	var parts []string
+	var out []procKiB
 	var walk func(int)
 	walk = func(p int) {
 		for _, c := range children[p] {
-			kib := procMem(c)
-			total += kib
-			parts = append(parts, fmt.Sprintf("%s=%dMiB", names[c], kib/1024))
+			out = append(out, procKiB{name: names[c], kib: procMem(c)})
 			walk(c)
 		}
 	}
 	walk(s.cmd.Process.Pid)
-	return total, strings.Join(parts, " ")
+	return out
 }
 
 func procMem(pid int) int64 {

@@ -27,6 +27,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -284,19 +285,18 @@ func wsWarm(pub pubFunc, g *group, channel string, d time.Duration) error {
 }
 
 // wsMeasure runs the WebSocket measurements with open (a connection to
-// channel, index i) and pub; mem (nil for the floor) sums the server's
-// memory in KiB.
+// channel, index i) and pub; mem (nil for the floor) lists the server's
+// processes' memory in KiB.
 func wsMeasure(name string, open func(channel string, i int) (net.Conn, lineReader, error), pub pubFunc,
-	mem func() (int64, string), res *gripResult, fail func(string, ...any)) {
+	mem func() []procKiB, res *gripResult, fail func(string, ...any)) {
 	o := gripOpts
 	opener := func(channel string) func(int) (net.Conn, lineReader, error) {
 		return func(i int) (net.Conn, lineReader, error) { return open(channel, i) }
 	}
-	var before int64
-	var beforeDetail string
+	var before []procKiB
 	if mem != nil {
 		time.Sleep(time.Second)
-		before, beforeDetail = mem()
+		before = mem()
 	}
 	g, el, err := openGroupWith(o.n, o.inflight, opener("bench"))
 	opened := g.size()
@@ -312,9 +312,9 @@ func wsMeasure(name string, open func(channel string, i int) (net.Conn, lineRead
 	fmt.Printf("  %s: %d websockets open in %v (%.0f/s)\n", name, opened, el.Round(time.Millisecond), float64(opened)/el.Seconds())
 	if mem != nil && opened > 0 {
 		time.Sleep(2 * time.Second)
-		after, afterDetail := mem()
-		res.v["mem"] = float64(after-before) / float64(opened)
-		fmt.Printf("      memory %d MiB -> %d MiB\n      before: %s\n      after:  %s\n", before/1024, after/1024, beforeDetail, afterDetail)
+		total, detail := wsMemPerConn(before, mem(), opened)
+		res.v["mem"] = total
+		fmt.Printf("      memory per idle websocket: %.1f KiB (%s)\n", total, detail)
 	}
 	if opened > 0 {
 		if err := wsWarm(pub, g, "bench", 60*time.Second); err != nil {
@@ -342,6 +342,29 @@ func wsMeasure(name string, open func(channel string, i int) (net.Conn, lineRead
 	if lost := g.close(); lost > 0 {
 		fail("%d of %d small-set websockets were closed by the server before the bench closed them", lost, g.size())
 	}
+}
+
+// wsMemPerConn returns the memory growth from before to after per
+// connection in KiB, in all and by process name ("name=KiB ...").
+func wsMemPerConn(before, after []procKiB, conns int) (float64, string) {
+	by := map[string]int64{}
+	for _, p := range before {
+		by[p.name] -= p.kib
+	}
+	var names []string
+	for _, p := range after {
+		if !slices.Contains(names, p.name) {
+			names = append(names, p.name)
+		}
+		by[p.name] += p.kib
+	}
+	var total int64
+	var parts []string
+	for _, n := range names {
+		total += by[n]
+		parts = append(parts, fmt.Sprintf("%s=%.1f", n, float64(by[n])/float64(conns)))
+	}
+	return float64(total) / float64(conns), strings.Join(parts, " ")
 }
 
 // wsSuite measures one suite (tack or pushpin) routing `*` to the bench's
@@ -392,7 +415,7 @@ func wsSuite(name, runner, kind string) *gripResult {
 	open := func(channel string, i int) (net.Conn, lineReader, error) {
 		return openWS(addr, "/ws?channel="+channel, i)
 	}
-	wsMeasure(name, open, s.publish, s.memory, res, fail)
+	wsMeasure(name, open, s.publish, s.procMemory, res, fail)
 	if s.exited() {
 		fail("runner exited")
 	}
