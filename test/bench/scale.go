@@ -17,6 +17,7 @@ package main
 //	open <k>   open k more streams     -> "opened <total> <live> <errors or ->"
 //	arm <tag>  count lines tagged tag  -> "armed <live>"
 //	wait       wait for them (10 s stall bound) -> "got <n> <last delivery unix ns>"
+//	lost       streams the server ended -> "lost <n> <when, local address, how; ...>"
 
 import (
 	"bufio"
@@ -214,6 +215,15 @@ func scaleSuite(name, runner, kind string) error {
 			time.Sleep(500 * time.Millisecond)
 		}
 		fmt.Printf("      one publish -> %d streams, last delivery: %s ms\n", live, fmtList(ms))
+		for i, w := range ws {
+			f, err := w.ask("lost")
+			if err != nil {
+				return err
+			}
+			if len(f) > 2 {
+				fmt.Printf("      client %d: %s streams ended by the server: %s\n", i, f[1], strings.Join(f[2:], " "))
+			}
+		}
 		if total < target {
 			fmt.Printf("  stopped: %d of %d streams opened\n", total, target)
 			break
@@ -279,6 +289,15 @@ func scaleWorkerMain(addr string) int {
 			}
 			got, _ := col.wait(int64(live()), 10*time.Second)
 			fmt.Printf("got %d %d\n", got, col.last.Load())
+		case "lost":
+			n, ends := 0, []string{}
+			for _, g := range groups {
+				n += int(g.lost.Load())
+				if e := g.lostSummary(); e != "" {
+					ends = append(ends, e)
+				}
+			}
+			fmt.Printf("lost %d %s\n", n, strings.Join(ends, "; "))
 		}
 	}
 	for _, g := range groups {
