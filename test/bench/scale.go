@@ -41,6 +41,7 @@ var scaleOpts struct {
 	inflight  int
 	worker    string // worker mode: the server address
 	pushpin   bool
+	perf      string
 }
 
 func init() {
@@ -50,6 +51,7 @@ func init() {
 	flag.IntVar(&scaleOpts.inflight, "scale-inflight", 200, "scale: stream opens in flight per client process")
 	flag.BoolVar(&scaleOpts.pushpin, "scale-pushpin", false, "scale: also run it against the real Pushpin (one condure; it stops near its fd limit)")
 	flag.StringVar(&scaleOpts.worker, "scale-worker", "", "internal: run as a scale client process against this address")
+	flag.StringVar(&scaleOpts.perf, "scale-perf", "", "scale: record `perf record -a -g` of the whole machine into this file during the publishes of the last step (needs perf)")
 }
 
 // scaleWorker is one client process seen from the parent.
@@ -132,6 +134,8 @@ func scaleSuite(name, runner, kind string) error {
 	}()
 
 	held := make([]int, nw)
+	stopPerf := func() {}
+	defer func() { stopPerf() }()
 	for _, target := range steps {
 		t0 := time.Now()
 		type answer struct {
@@ -181,6 +185,11 @@ func scaleSuite(name, runner, kind string) error {
 
 		// One publish to every live stream, 3 times.
 		var ms []float64
+		if scaleOpts.perf != "" && target == steps[len(steps)-1] {
+			if stopPerf, err = startPerf(scaleOpts.perf); err != nil {
+				return err
+			}
+		}
 		for k := 1; k <= 3; k++ {
 			tag := fmt.Sprintf("s%dp%d", target, k)
 			want := 0
@@ -214,6 +223,7 @@ func scaleSuite(name, runner, kind string) error {
 			ms = append(ms, float64(last-t0.UnixNano())/1e6)
 			time.Sleep(500 * time.Millisecond)
 		}
+		stopPerf()
 		fmt.Printf("      one publish -> %d streams, last delivery: %s ms\n", live, fmtList(ms))
 		for i, w := range ws {
 			f, err := w.ask("lost")
@@ -230,6 +240,27 @@ func scaleSuite(name, runner, kind string) error {
 		}
 	}
 	return nil
+}
+
+// startPerf starts a system-wide perf recording (call graphs, 999 Hz)
+// into file; the returned function ends it and waits for perf to write.
+func startPerf(file string) (func(), error) {
+	cmd := exec.Command("perf", "record", "-a", "-g", "-F", "999", "-o", file)
+	cmd.Stdout, cmd.Stderr = io.Discard, os.Stderr
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("-scale-perf: %w", err)
+	}
+	time.Sleep(time.Second) // perf attaches to every CPU
+	done := false
+	return func() {
+		if done {
+			return
+		}
+		done = true
+		cmd.Process.Signal(os.Interrupt)
+		cmd.Wait()
+		fmt.Printf("      perf recording of the publishes: %s\n", file)
+	}, nil
 }
 
 func b2i(b bool) int {
