@@ -244,6 +244,9 @@ func (e *engine) run(ctx context.Context) error {
 	for {
 		now := e.clock.Now()
 		e.runTimers(now)
+		// Timers queue ws-control items too (rate-limited deliveries,
+		// keep-alives): they leave now, not after the next event.
+		e.wsFlush()
 		wait := e.nextHK.Sub(now)
 		if at, ok := e.timers.next(); ok && at.Sub(now) < wait {
 			wait = at.Sub(now)
