@@ -758,17 +758,19 @@ func (e *engine) tick() {
 	}
 }
 
-// unstamp takes back the sequence numbers of a packet that was not queued.
+// unstamp takes back the sequence numbers of a keep-alive that was not
+// queued, and leaves its sessions due, so that the next tick tries again
+// (stamping set LastOut: the retry would otherwise wait another 45 s,
+// past the peer's 60 s expiry).
 func (e *engine) unstamp(p *zhttp.Packet) {
-	if p.IDs == nil {
-		if s := e.sessions[string(p.ID)]; s != nil {
-			s.zs.OutSeq--
-		}
-		return
+	ids := p.IDs
+	if ids == nil {
+		ids = []zhttp.IDSeq{{ID: p.ID}}
 	}
-	for _, ent := range p.IDs {
+	for _, ent := range ids {
 		if s := e.sessions[string(ent.ID)]; s != nil {
 			s.zs.OutSeq--
+			s.zs.LastOut = time.Time{}
 		}
 	}
 }
