@@ -52,6 +52,13 @@ const (
 	// RouterRetry is how long a ROUTER send to a not-yet-routable peer is
 	// retried (connmgr STREAM_OUT_STREAM_DELAY, 50 ms).
 	RouterRetry = 50 * time.Millisecond
+	// RouterFullWait is how long a ROUTER send to a server that is
+	// connected but not keeping up (its queue at the HWM) waits for room
+	// before the message is dropped and its session closed. A handler
+	// busy with a publish to 100,000 streams on a loaded machine left the
+	// credits of that publish waiting over 50 ms, and sessions were
+	// closed (their seq would have a gap) although the handler was fine.
+	RouterFullWait = 5 * time.Second
 	// RouterLinger lets the shutdown cancels leave (Pushpin's zhttp ROUTER
 	// linger, 500 ms).
 	RouterLinger = 500 * time.Millisecond

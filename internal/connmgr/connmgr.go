@@ -162,7 +162,7 @@ func New(cfg Config, log zerolog.Logger) (_ *Service, err error) {
 		Name: "out-stream", Type: zmq.ROUTER, Direction: zsock.SendOnly, Bind: b, Connect: c,
 		Identity: cfg.ID, RouterMandatory: true, SndHWM: other, RcvHWM: other,
 		Linger: RouterLinger, IPCFileMode: cfg.IPCFileMode, QueueLen: routerQueue,
-		SendTimeout: RouterRetry, OnDrop: s.eng.onDrop(true),
+		SendTimeout: RouterRetry, FullTimeout: RouterFullWait, OnDrop: s.eng.onDrop(true),
 		OnDisconnect: s.eng.onDisconnect,
 	}, zlog)
 	if err != nil {

@@ -833,3 +833,76 @@ func TestConnmgrHeadRefused(t *testing.T) {
 		t.Fatalf("got %q %q", head, body)
 	}
 }
+
+// TestConnmgrCreditsBatched: the credits of sessions that wrote the same
+// amount to their clients since the last tick (a publish to many
+// subscribers) go to a server that announced ext.multi as one list-form
+// credit packet; a session owing another amount gets its own packet.
+func TestConnmgrCreditsBatched(t *testing.T) {
+	h := startConnmgr(t, func(c *Config) { c.Tick = 500 * time.Millisecond })
+	h.tackOnly("condure grants credits one session at a time")
+	f := newFakeServer(t, h, "handler_test")
+	f.warm()
+	// A tick can fall between the writes of one attempt (they take
+	// milliseconds): then the grants are split, and the attempt is made
+	// again with new sessions.
+	for attempt := 1; ; attempt++ {
+		bodies := []string{"hello\n", "hello\n", "hello\n", "hi\n"}
+		ids := make([][]byte, len(bodies))
+		readers := make([]*bufio.Reader, len(bodies))
+		for i := range bodies {
+			c := dial(t, h)
+			readers[i] = bufio.NewReader(c)
+			fmt.Fprint(c, "GET /stream HTTP/1.1\r\nHost: x\r\n\r\n")
+			p, _ := f.first()
+			ids[i] = p.ID
+			q := f.packet(p.ID, 0)
+			q.Code, q.Reason, q.Headers, q.More, q.Multi = 200, "OK", hdr("Content-Type", "text/plain"), true, true
+			f.send(q)
+			readHead(t, readers[i])
+		}
+		for i, b := range bodies {
+			q := f.packet(ids[i], 1)
+			q.Body, q.More = []byte(b), true
+			f.send(q)
+		}
+		for i, b := range bodies {
+			want := fmt.Sprintf("%x\r\n%s\r\n", len(b), b)
+			got := make([]byte, len(want))
+			if _, err := io.ReadFull(readers[i], got); err != nil || string(got) != want {
+				t.Fatalf("client %d read %q, %v", i, got, err)
+			}
+		}
+		granted := map[string]int64{}
+		var packets []*zhttp.Packet
+		for len(granted) < len(bodies) {
+			p := f.expectType(zhttp.TypeCredit)
+			packets = append(packets, p)
+			if p.IDs == nil {
+				granted[string(p.ID)] += p.Credits
+				continue
+			}
+			if !p.Multi {
+				t.Errorf("list-form credit packet without ext.multi: %+v", p)
+			}
+			for _, e := range p.IDs {
+				if e.Seq != 1 {
+					t.Errorf("%s: seq %d in the list, want 1", e.ID, e.Seq)
+				}
+				granted[string(e.ID)] += p.Credits
+			}
+		}
+		for i, b := range bodies {
+			if granted[string(ids[i])] != int64(len(b)) {
+				t.Errorf("%s granted %d, want %d", ids[i], granted[string(ids[i])], len(b))
+			}
+		}
+		if len(packets) == 2 && len(packets[0].IDs)+len(packets[1].IDs) == 3 {
+			return
+		}
+		if attempt == 3 {
+			t.Fatalf("credits went out in %d packets, want one list of 3 and one single: %+v", len(packets), packets)
+		}
+		t.Logf("attempt %d: grants split over ticks (%d packets), again", attempt, len(packets))
+	}
+}

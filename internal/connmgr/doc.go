@@ -48,7 +48,8 @@
 //	out-stream  ROUTER  <base>-out-stream SNDHWM 5 % of       identity = --id (as connmgr 1.41),
 //	                                      maxconn (≥ 100)     monitored for disconnects (below);
 //	                                                          ROUTER_MANDATORY; an unroutable
-//	                                                          peer is retried 50 ms, then the
+//	                                                          peer is retried 50 ms, a full
+//	                                                          one (a busy server) 5 s, then the
 //	                                                          message is dropped and its
 //	                                                          session closed (a lost follow-up
 //	                                                          is a seq gap); Go queue 4096, a

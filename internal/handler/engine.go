@@ -896,7 +896,10 @@ func (e *engine) handleIn(s *hsession, p *zhttp.Packet, seq int64, now time.Time
 		s.z.UserData = p.UserData
 		s.extra = appendField(nil, "user-data", p.UserData)
 	}
-	if p.Credits > 0 && p.IDs == nil {
+	// A list-form packet's credits go to each listed session, as Pushpin
+	// 1.36's zhttp server applies it (tack-connmgr batches the credits of
+	// a publish that way).
+	if p.Credits > 0 {
 		s.z.Credits += p.Credits
 		e.progressed(s, now)
 		e.creditsArrived(s, now)

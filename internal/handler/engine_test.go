@@ -109,6 +109,41 @@ func TestEngineStreamCredits(t *testing.T) {
 	}
 }
 
+// TestEngineStreamCreditsListForm: a list-form credit packet (tack-connmgr
+// grants a publish's credits that way) gives its credits to each listed
+// session, as Pushpin 1.36's zhttp server applies it.
+func TestEngineStreamCreditsListForm(t *testing.T) {
+	h := startHarness(t, nil)
+	rids := []string{"c-1", "c-2"}
+	for _, rid := range rids {
+		h.sendAccept(acceptArgs(rid, 2, 7, streamResponse()))
+		h.expectAccepted()
+		expectKeepAliveTakeover(t, h, rid, 2)
+		if p := h.expectPacket(); string(p.Body) != "[open]\n" {
+			t.Fatalf("%s: initial response %q", rid, p.Body)
+		}
+	}
+	h.publish(pubStream("test", "one\n"))
+	h.expectNoPacket() // no credits left
+
+	in := zhttpIn("", 0, zhttp.TypeCredit)
+	in.ID, in.Seq = nil, -1
+	in.IDs = []zhttp.IDSeq{{ID: []byte("c-1"), Seq: 2}, {ID: []byte("c-2"), Seq: 2}}
+	in.Credits = 4
+	h.sendStream(in)
+	got := map[string]string{}
+	for range rids {
+		p := h.expectPacket()
+		got[string(p.ID)] += string(p.Body)
+	}
+	for _, rid := range rids {
+		if got[rid] != "one\n" {
+			t.Errorf("%s got %q after the list-form credits, want %q", rid, got[rid], "one\n")
+		}
+	}
+	h.expectNoPacket()
+}
+
 func TestEngineBackpressureAndStall(t *testing.T) {
 	// A Prometheus endpoint gives the engine a stats collector.
 	h := startHarness(t, func(c *Config) { c.PrometheusPort = "127.0.0.1:0" })

@@ -18,7 +18,9 @@
 //	           on EAGAIN (or EHOSTUNREACH from ROUTER_MANDATORY), retries for
 //	           up to SendTimeout (POLLOUT; a ROUTER on a 10 ms timer, as its
 //	           POLLOUT is not per peer) before dropping the message and
-//	           reporting it to OnDrop with an error wrapping ErrDropped
+//	           reporting it to OnDrop with an error wrapping ErrDropped; a
+//	           ROUTER_MANDATORY peer that is connected but full (EAGAIN)
+//	           may get longer (FullTimeout)
 //	recv-only  zmq_poll with PollInterval, then reads until EAGAIN
 //	two-way    alternates: flush the send channel, poll for input for at most
 //	           TwoWayPoll (short, so a reply waits at most that long); each

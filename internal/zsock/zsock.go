@@ -81,6 +81,13 @@ type Options struct {
 	IPCFileMode     os.FileMode // chmod applied to a bound ipc path when non-zero
 	QueueLen        int         // Go channel capacity (DefaultQueue when zero)
 	SendTimeout     time.Duration
+	// FullTimeout (ROUTER_MANDATORY only) is how long a message to a peer
+	// that is connected but whose queue is full (EAGAIN: it reads more
+	// slowly than we write) waits for room, when longer than SendTimeout,
+	// which then bounds only the wait for an unroutable peer. A peer that
+	// stays full that long is then taken as gone, as an unroutable one
+	// (goneMemory), so a hung peer does not hold every queued message.
+	FullTimeout time.Duration
 	// OnDrop is called in the owner goroutine for each message that could
 	// not be sent; it must not block.
 	OnDrop func(m Message, err error)
@@ -930,7 +937,7 @@ func (s *Socket) writeNow(ctx context.Context, m Message) {
 		return
 	}
 	parts := toAny(m)
-	var deadline time.Time
+	var start time.Time
 	var poller *zmq.Poller
 	stalled := false
 	if len(s.stalled) > 0 {
@@ -948,22 +955,29 @@ func (s *Socket) writeNow(ctx context.Context, m Message) {
 			s.drop(m, fmt.Errorf("%w: %w", ErrDropped, err))
 			return
 		}
-		if deadline.IsZero() {
-			wait := s.opts.SendTimeout
-			if isUnreachable(err) && s.mon != nil && s.handshakes.Load() == 0 {
-				// No connection of this socket has completed its handshake
-				// yet: the peer is still connecting (a loaded machine at
-				// start-up can take longer than SendTimeout), not gone.
-				wait = max(wait, firstPeerWait)
-			}
-			deadline = time.Now().Add(wait)
-			if stalled {
-				deadline = time.Now()
-			}
+		if start.IsZero() {
+			start = time.Now()
 		}
-		left := time.Until(deadline)
+		// A ROUTER_MANDATORY peer whose queue is full is there, only
+		// slow: it gets FullTimeout (the error can turn into EHOSTUNREACH
+		// meanwhile, when the peer goes away).
+		full := s.opts.RouterMandatory && isAgain(err)
+		limit := s.opts.SendTimeout
+		if full {
+			limit = max(limit, s.opts.FullTimeout)
+		}
+		if isUnreachable(err) && s.mon != nil && s.handshakes.Load() == 0 {
+			// No connection of this socket has completed its handshake
+			// yet: the peer is still connecting (a loaded machine at
+			// start-up can take longer than SendTimeout), not gone.
+			limit = max(limit, firstPeerWait)
+		}
+		if stalled {
+			limit = 0
+		}
+		left := time.Until(start.Add(limit))
 		if left <= 0 || ctx.Err() != nil {
-			if isUnreachable(err) {
+			if isUnreachable(err) || (full && s.opts.FullTimeout > 0 && ctx.Err() == nil) {
 				s.markGone(m)
 			}
 			if s.opts.NoDrop && isAgain(err) {

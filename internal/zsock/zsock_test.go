@@ -320,6 +320,96 @@ func TestRouterFirstPeerWait(t *testing.T) {
 	}
 }
 
+// TestRouterPeerFull: a ROUTER_MANDATORY peer that is connected but
+// reads more slowly than we write (its queue at the HWM, EAGAIN) gets
+// FullTimeout, not SendTimeout, before a message to it is dropped; one
+// that stays full that long is then taken as gone (connmgr: a handler
+// busy with a publish to 100,000 streams had sessions closed after 50 ms).
+func TestRouterPeerFull(t *testing.T) {
+	const (
+		sendTimeout = 50 * time.Millisecond
+		size        = 256 << 10 // fills the ipc socket buffers in a few messages
+		count       = 16
+	)
+	setup := func(t *testing.T, full time.Duration) (*running, *running, chan drop) {
+		c := newContext(t)
+		onDrop, drops := dropSink(count)
+		ep := ipc(ipcDir(t), "full")
+		a := start(t, open(t, c, Options{Name: "a", Type: zmq.ROUTER, Direction: SendOnly, Identity: "a-1",
+			RouterMandatory: true, Bind: []string{ep}, SndHWM: 1, SendTimeout: sendTimeout, FullTimeout: full,
+			OnDrop: onDrop, OnDisconnect: func() {}}))
+		// The peer's owner stops reading while its one-message Go queue is
+		// full, so its libzmq queue (RCVHWM 1) and then ours fill up.
+		b := start(t, open(t, c, Options{Name: "b", Type: zmq.ROUTER, Direction: RecvOnly, Identity: "b-1",
+			Connect: []string{ep}, RcvHWM: 1, QueueLen: 1}))
+		sendWithin(t, a.s.Send(), msg("b-1", "", "hello"), waitFor)
+		recvWithin(t, b.s.Recv(), waitFor)
+		return a, b, drops
+	}
+	payload := func(i int) string { return fmt.Sprintf("%02d", i) + strings.Repeat("x", size) }
+
+	t.Run("slow peer catches up within FullTimeout: nothing dropped", func(t *testing.T) {
+		a, b, drops := setup(t, waitFor)
+		for i := range count {
+			sendWithin(t, a.s.Send(), msg("b-1", "", payload(i)), waitFor)
+		}
+		// Stalled for several SendTimeouts.
+		time.Sleep(8 * sendTimeout)
+		if len(drops) != 0 {
+			d := <-drops
+			t.Fatalf("a slow but connected peer lost messages (%d): %.20q %v", len(drops)+1, d.m, d.err)
+		}
+		for i := range count {
+			got := recvWithin(t, b.s.Recv(), waitFor)
+			if len(got) != 3 || string(got[2][:2]) != fmt.Sprintf("%02d", i) {
+				t.Fatalf("message %d: got %.20q", i, got)
+			}
+		}
+	})
+
+	t.Run("peer full for FullTimeout: dropped, then taken as gone", func(t *testing.T) {
+		const full = 300 * time.Millisecond
+		a, _, drops := setup(t, full)
+		t0 := time.Now()
+		for i := range count {
+			sendWithin(t, a.s.Send(), msg("b-1", "", payload(i)), waitFor)
+		}
+		// Some messages fit in the queues; the others are dropped.
+		var first, last drop
+		n := 0
+	collect:
+		for {
+			wait := waitFor
+			if n > 0 {
+				wait = full
+			}
+			select {
+			case d := <-drops:
+				if n == 0 {
+					first = d
+				}
+				last = d
+				n++
+			case <-time.After(wait):
+				if n == 0 {
+					t.Fatal("no drop reported")
+				}
+				break collect
+			}
+		}
+		t.Logf("%d of %d dropped, first after %v, last after %v", n, count, first.at.Sub(t0), last.at.Sub(t0))
+		if !errors.Is(first.err, ErrDropped) || errno(first.err) != zmq.Errno(syscall.EAGAIN) {
+			t.Errorf("first drop error %v: want ErrDropped wrapping EAGAIN", first.err)
+		}
+		if wall := first.at.Sub(t0); wall < full-20*time.Millisecond {
+			t.Errorf("first drop after %v, before FullTimeout %v", wall, full)
+		}
+		if n > 1 && last.at.Sub(first.at) >= full {
+			t.Errorf("the messages queued behind took %v more to drop: each waited FullTimeout again", last.at.Sub(first.at))
+		}
+	})
+}
+
 // echoServer runs a two-way ROUTER that answers every [id, "", payload]
 // with the same envelope, blocking on Send() when it is full.
 func echoServer(t testing.TB, c *Context, ep string, queue int) *running {

@@ -478,6 +478,30 @@ type group struct {
 	closing atomic.Bool
 	lost    atomic.Int64   // streams ended by the server
 	rejects map[string]int // retried 5xx answers while opening
+	ends    []string       // how the first lost streams ended (noteLost)
+}
+
+// noteLost records when and how a stream the bench did not close ended
+// (the first 20): io.EOF after a chunked body is the server's final chunk,
+// "unexpected EOF" a close mid-body, a reset an abort.
+func (g *group) noteLost(conn net.Conn, err error) {
+	g.lost.Add(1)
+	how := err.Error()
+	if err == io.EOF {
+		how = "final chunk (clean end)"
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if len(g.ends) < 20 {
+		g.ends = append(g.ends, fmt.Sprintf("%s %s: %s", time.Now().UTC().Format("15:04:05.000"), conn.LocalAddr(), how))
+	}
+}
+
+// lostSummary lists noteLost's records, "" if none.
+func (g *group) lostSummary() string {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return strings.Join(g.ends, "; ")
 }
 
 // rejected is a 5xx answer to a stream open.
@@ -588,7 +612,7 @@ func openGroupWith(n, inflight int, open func(i int) (net.Conn, lineReader, erro
 				}
 				if err != nil {
 					if !g.closing.Load() {
-						g.lost.Add(1)
+						g.noteLost(conn, err)
 					}
 					return
 				}

@@ -17,6 +17,7 @@ package main
 //	open <k>   open k more streams     -> "opened <total> <live> <errors or ->"
 //	arm <tag>  count lines tagged tag  -> "armed <live>"
 //	wait       wait for them (10 s stall bound) -> "got <n> <last delivery unix ns>"
+//	lost       streams the server ended -> "lost <n> <when, local address, how; ...>"
 
 import (
 	"bufio"
@@ -40,6 +41,7 @@ var scaleOpts struct {
 	inflight  int
 	worker    string // worker mode: the server address
 	pushpin   bool
+	perf      string
 }
 
 func init() {
@@ -49,6 +51,7 @@ func init() {
 	flag.IntVar(&scaleOpts.inflight, "scale-inflight", 200, "scale: stream opens in flight per client process")
 	flag.BoolVar(&scaleOpts.pushpin, "scale-pushpin", false, "scale: also run it against the real Pushpin (one condure; it stops near its fd limit)")
 	flag.StringVar(&scaleOpts.worker, "scale-worker", "", "internal: run as a scale client process against this address")
+	flag.StringVar(&scaleOpts.perf, "scale-perf", "", "scale: record `perf record -a -g` of the whole machine into this file during the publishes of the last step (needs perf)")
 }
 
 // scaleWorker is one client process seen from the parent.
@@ -131,6 +134,8 @@ func scaleSuite(name, runner, kind string) error {
 	}()
 
 	held := make([]int, nw)
+	stopPerf := func() {}
+	defer func() { stopPerf() }()
 	for _, target := range steps {
 		t0 := time.Now()
 		type answer struct {
@@ -180,6 +185,11 @@ func scaleSuite(name, runner, kind string) error {
 
 		// One publish to every live stream, 3 times.
 		var ms []float64
+		if scaleOpts.perf != "" && target == steps[len(steps)-1] {
+			if stopPerf, err = startPerf(scaleOpts.perf); err != nil {
+				return err
+			}
+		}
 		for k := 1; k <= 3; k++ {
 			tag := fmt.Sprintf("s%dp%d", target, k)
 			want := 0
@@ -213,13 +223,44 @@ func scaleSuite(name, runner, kind string) error {
 			ms = append(ms, float64(last-t0.UnixNano())/1e6)
 			time.Sleep(500 * time.Millisecond)
 		}
+		stopPerf()
 		fmt.Printf("      one publish -> %d streams, last delivery: %s ms\n", live, fmtList(ms))
+		for i, w := range ws {
+			f, err := w.ask("lost")
+			if err != nil {
+				return err
+			}
+			if len(f) > 2 {
+				fmt.Printf("      client %d: %s streams ended by the server: %s\n", i, f[1], strings.Join(f[2:], " "))
+			}
+		}
 		if total < target {
 			fmt.Printf("  stopped: %d of %d streams opened\n", total, target)
 			break
 		}
 	}
 	return nil
+}
+
+// startPerf starts a system-wide perf recording (call graphs, 999 Hz)
+// into file; the returned function ends it and waits for perf to write.
+func startPerf(file string) (func(), error) {
+	cmd := exec.Command("perf", "record", "-a", "-g", "-F", "999", "-o", file)
+	cmd.Stdout, cmd.Stderr = io.Discard, os.Stderr
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("-scale-perf: %w", err)
+	}
+	time.Sleep(time.Second) // perf attaches to every CPU
+	done := false
+	return func() {
+		if done {
+			return
+		}
+		done = true
+		cmd.Process.Signal(os.Interrupt)
+		cmd.Wait()
+		fmt.Printf("      perf recording of the publishes: %s\n", file)
+	}, nil
 }
 
 func b2i(b bool) int {
@@ -279,6 +320,15 @@ func scaleWorkerMain(addr string) int {
 			}
 			got, _ := col.wait(int64(live()), 10*time.Second)
 			fmt.Printf("got %d %d\n", got, col.last.Load())
+		case "lost":
+			n, ends := 0, []string{}
+			for _, g := range groups {
+				n += int(g.lost.Load())
+				if e := g.lostSummary(); e != "" {
+					ends = append(ends, e)
+				}
+			}
+			fmt.Printf("lost %d %s\n", n, strings.Join(ends, "; "))
 		}
 	}
 	for _, g := range groups {
