@@ -1,10 +1,17 @@
 package e2e
 
 import (
+	"context"
 	"fmt"
 	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
+	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -140,4 +147,198 @@ func TestE2ENATSReconnect(t *testing.T) {
 		t.Fatal("late client never received the publish after the reconnect")
 	}
 	expectQuiet(t, 500*time.Millisecond, append(slices.Concat(f.clients...), late)...)
+}
+
+// slowStream is a held stream read through a small socket buffer, one
+// line per slowLineDelay while slow is set, and at full speed after.
+type slowStream struct {
+	slow  atomic.Bool
+	warm  chan struct{} // closed at the first "warm\n" line
+	items atomic.Int64  // "item ..." lines
+	err   atomic.Value  // the read error that ended the stream
+}
+
+const slowLineDelay = 5 * time.Millisecond // 1 KiB lines: 200 KiB/s
+
+func openSlowStream(t *testing.T, url string) *slowStream {
+	t.Helper()
+	d := &net.Dialer{}
+	c := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+		conn, err := d.DialContext(ctx, network, addr)
+		if err == nil {
+			err = conn.(*net.TCPConn).SetReadBuffer(64 << 10)
+		}
+		return conn, err
+	}}}
+	br, closeBody := openStreamWith(t, c, url, "[open]\n")
+	t.Cleanup(closeBody)
+	ss := &slowStream{warm: make(chan struct{})}
+	ss.slow.Store(true)
+	go func() {
+		warmed := false
+		for {
+			l, err := br.ReadString('\n')
+			if err != nil {
+				ss.err.Store(err)
+				return
+			}
+			switch {
+			case strings.HasPrefix(l, "item "):
+				ss.items.Add(1)
+			case l == "warm\n" && !warmed:
+				warmed = true
+				close(ss.warm)
+			}
+			if ss.slow.Load() {
+				time.Sleep(slowLineDelay)
+			}
+		}
+	}()
+	return ss
+}
+
+// floodItem is item k: about 1 KiB with the newline.
+func floodItem(k int) string {
+	return fmt.Sprintf("item %d %s\n", k, strings.Repeat("x", 1000))
+}
+
+// handlerMem reads a memory figure of the handler in KiB: VmRSS (resident
+// now) or VmHWM (peak resident).
+func handlerMem(t *testing.T, s *suite, field string) int {
+	t.Helper()
+	files, _ := filepath.Glob(filepath.Join(s.dir, "run", "*handler*.pid"))
+	if len(files) != 1 {
+		t.Fatalf("handler pid files %q", files)
+	}
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", s.pidOf(t, filepath.Base(files[0]))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := regexp.MustCompile(`(?m)^` + field + `:\s+(\d+) kB$`).FindSubmatch(b)
+	if m == nil {
+		t.Fatalf("no %s in %q", field, b)
+	}
+	n, _ := strconv.Atoi(string(m[1]))
+	return n
+}
+
+// floodGrowth bounds how much the handler's peak memory may exceed its
+// memory before a flood of floodItems items of 1 KiB: what the bounded
+// queues hold, well below the flood's size.
+const (
+	floodItems  = 60000
+	floodGrowth = 40 << 10 // KiB
+)
+
+// flood publishes floodItems items to a channel with publish (one message
+// each, as fast as it goes) while its only client reads slowly, so the
+// engine holds the inputs back and the input's bounded queue overflows.
+// Every item is then either delivered or counted in Prometheus
+// message_dropped, the drops are warned about (warnRE), and the handler's
+// memory stays within floodGrowth of where it was.
+func flood(t *testing.T, s *suite, prom, channel string, publish func(content string), warnRE string) {
+	t.Helper()
+	ss := openSlowStream(t, s.url("/stream?ch="+channel))
+	deadline := time.Now().Add(20 * time.Second)
+	for warmed := false; !warmed; {
+		publish("warm\n")
+		select {
+		case <-ss.warm:
+			warmed = true
+		case <-time.After(300 * time.Millisecond):
+			if time.Now().After(deadline) {
+				t.Fatal("warm-up item never arrived: not subscribed")
+			}
+		}
+	}
+	base := testutil.Prometheus(t, prom, "message_dropped")
+	rss := handlerMem(t, s, "VmRSS")
+	const n = floodItems
+	for k := range n {
+		publish(floodItem(k))
+	}
+	s.runner.WaitFor(t, warnRE, 20*time.Second)
+	ss.slow.Store(false)
+	var got, dropped int64
+	testutil.Eventually(t, 60*time.Second, func() error {
+		got, dropped = ss.items.Load(), testutil.Prometheus(t, prom, "message_dropped")-base
+		if got+dropped != int64(n) {
+			return fmt.Errorf("delivered %d + message_dropped %d != %d published (stream error %v)", got, dropped, n, ss.err.Load())
+		}
+		return nil
+	})
+	// and stays so: no late item, no late count
+	time.Sleep(1500 * time.Millisecond)
+	if g, d := ss.items.Load(), testutil.Prometheus(t, prom, "message_dropped")-base; g != got || d != dropped {
+		t.Fatalf("after settling: delivered %d (was %d), message_dropped %d (was %d)", g, got, d, dropped)
+	}
+	if dropped == 0 || got == 0 {
+		t.Fatalf("delivered %d, dropped %d: the flood did not overflow the input", got, dropped)
+	}
+	peak := handlerMem(t, s, "VmHWM")
+	t.Logf("%s: %d items of 1 KiB: %d delivered, %d dropped; handler RSS %d KiB before, peak %d KiB",
+		channel, n, got, dropped, rss, peak)
+	if peak-rss > floodGrowth {
+		t.Errorf("handler memory grew from %d KiB to a peak of %d KiB during a flood of %d KiB: not bounded by the queues",
+			rss, peak, n)
+	}
+}
+
+// TestE2EPublishFloodDrops: a publisher floods the NATS input, then the
+// SUB input, faster than the channel's client reads. The engine holds the
+// inputs back, their bounded queues overflow, and every item is either
+// delivered or counted in the handler's Prometheus message_dropped; each
+// input warns about its drops; the handler's memory stays flat.
+func TestE2EPublishFloodDrops(t *testing.T) {
+	be := scaleBackend(t)
+	srv := testutil.NATSServer(t, 0)
+	promPort := testutil.FreePort(t)
+	subSpec := "ipc://" + filepath.Join(testutil.ShortTempDir(t), "sub")
+	h := map[string]string{"push_in_nats_url": srv.ClientURL(), "push_in_sub_specs": subSpec,
+		"prometheus_port": fmt.Sprintf("127.0.0.1:%d", promPort)}
+	for k, v := range unlimited {
+		h[k] = v
+	}
+	s := startInstance(t, 1, be, h)
+	prom := fmt.Sprintf("http://127.0.0.1:%d/metrics", promPort)
+
+	nc, err := nats.Connect(srv.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	flood(t, s, prom, "flood-nats", func(content string) {
+		if err := nc.Publish("tack.flood-nats", []byte(streamItem("flood-nats", content))); err != nil {
+			t.Fatal(err)
+		}
+		if content == "warm\n" {
+			if err := nc.Flush(); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}, `\[WARN\].*\[handler\] nats input queue full, messages dropped .*dropped=\d+ dropped_total=\d+ input=nats subject=tack\.flood-nats`)
+
+	// A PUB that never drops itself (no send HWM), so that every item it
+	// sends reaches the SUB input. It sends at most 10,000 items a second,
+	// 50 times what the client reads: the SUB input drains its socket
+	// faster than that even on a loaded machine, so the input's bounded
+	// queue does the dropping. (A publisher faster than the input's reading
+	// fills libzmq's receive queue first: Pushpin's HWM of 101,000
+	// messages, memory that grows with the message size.)
+	pub := newXPUB(t)
+	if err := pub.SetSndhwm(0); err != nil {
+		t.Fatal(err)
+	}
+	if err := pub.Connect(subSpec); err != nil {
+		t.Fatal(err)
+	}
+	sent := 0
+	flood(t, s, prom, "flood-sub", func(content string) {
+		if _, err := pub.SendMessage("flood-sub", "J"+streamItem("flood-sub", content)); err != nil {
+			t.Fatal(err)
+		}
+		if sent++; sent%100 == 0 {
+			time.Sleep(10 * time.Millisecond)
+		}
+	}, `\[WARN\].*\[handler\] publishers outrun the clients: SUB item dropped .*channel=flood-sub`)
 }
