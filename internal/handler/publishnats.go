@@ -102,7 +102,6 @@ type natsInput struct {
 	prefix string
 	log    zerolog.Logger
 	drop   *dropper
-	st     *statsCollector
 	msgs   chan *nats.Msg
 	slow   *rateLog // slow-consumer warnings
 }
@@ -116,7 +115,7 @@ func newNATSInput(cfg InputsConfig, api engineAPI, chans *channelSet, st *statsC
 	log = log.With().Str("input", "nats").Logger()
 	in := &natsInput{
 		api: api, chans: chans, watch: chans.Watch(), prefix: cfg.NATSSubjectPrefix, log: log,
-		drop: newDropper(log), st: st, msgs: make(chan *nats.Msg, natsQueueLen),
+		drop: newDropper(log, st), msgs: make(chan *nats.Msg, natsQueueLen),
 		slow: newRateLog(log, rateLogInterval),
 	}
 	nc, err := nats.Connect(cfg.NATSURL,
@@ -264,8 +263,7 @@ func (in *natsInput) collectDrops(s *natsSub) {
 	}
 	d := uint64(n - s.counted)
 	s.counted = n
-	in.drop.dropped.Add(d)
-	in.st.inputDropped(d)
+	in.drop.add(d)
 	in.drop.full.Warn(time.Now()).Str("subject", s.sub.Subject).Uint64("dropped", d).
 		Uint64("dropped_total", in.drop.dropped.Load()).Msg("nats input queue full, messages dropped")
 }
@@ -273,7 +271,7 @@ func (in *natsInput) collectDrops(s *natsSub) {
 func (in *natsInput) handle(ctx context.Context, m *nats.Msg) {
 	channel, ok := strings.CutPrefix(m.Subject, in.prefix)
 	if !ok || channel == "" {
-		in.dropBad(m.Data, fmt.Errorf("subject %q outside prefix %q", m.Subject, in.prefix))
+		in.drop.bad(m.Data, fmt.Errorf("subject %q outside prefix %q", m.Subject, in.prefix))
 		return
 	}
 	frame := m.Data
@@ -283,15 +281,8 @@ func (in *natsInput) handle(ctx context.Context, m *nats.Msg) {
 	}
 	it, err := parseItemFrame(frame, channel)
 	if err != nil {
-		in.dropBad(m.Data, fmt.Errorf("channel %q: %w", channel, err))
+		in.drop.bad(m.Data, fmt.Errorf("channel %q: %w", channel, err))
 		return
 	}
-	before := in.drop.dropped.Load()
 	in.drop.publish(ctx, in.api, it)
-	in.st.inputDropped(in.drop.dropped.Load() - before)
-}
-
-func (in *natsInput) dropBad(data []byte, err error) {
-	in.drop.bad(data, err)
-	in.st.inputDropped(1)
 }

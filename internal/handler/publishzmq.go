@@ -77,20 +77,28 @@ func (r *rateLog) Warn(now time.Time) *zerolog.Event {
 	return e
 }
 
-// dropper counts and reports the items a ZeroMQ input could not take.
+// dropper counts and reports the items a publish input could not take.
 type dropper struct {
 	dropped atomic.Uint64
-	invalid *rateLog // undecodable or malformed messages
-	full    *rateLog // ErrQueueFull
+	st      *statsCollector // also counts drops in message_dropped; may be nil
+	invalid *rateLog        // undecodable or malformed messages
+	full    *rateLog        // ErrQueueFull
 }
 
-func newDropper(log zerolog.Logger) *dropper {
-	return &dropper{invalid: newRateLog(log, rateLogInterval), full: newRateLog(log, rateLogInterval)}
+func newDropper(log zerolog.Logger, st *statsCollector) *dropper {
+	return &dropper{st: st, invalid: newRateLog(log, rateLogInterval), full: newRateLog(log, rateLogInterval)}
+}
+
+// add counts n dropped messages, in the input's count and in Prometheus
+// message_dropped.
+func (d *dropper) add(n uint64) {
+	d.dropped.Add(n)
+	d.st.inputDropped(n)
 }
 
 // bad drops an invalid message with the reason and the start of the frame.
 func (d *dropper) bad(frame []byte, err error) {
-	d.dropped.Add(1)
+	d.add(1)
 	if len(frame) > frameLogPrefix {
 		frame = frame[:frameLogPrefix]
 	}
@@ -107,7 +115,7 @@ func (d *dropper) publish(ctx context.Context, api engineAPI, it grip.Item) {
 	if err == nil {
 		return
 	}
-	d.dropped.Add(1)
+	d.add(1)
 	if errors.Is(err, ErrQueueFull) {
 		d.full.Warn(time.Now()).Uint64("dropped", d.dropped.Load()).
 			Msg("shutting down, item dropped")
@@ -161,7 +169,7 @@ func newPullInput(zctx *zsock.Context, cfg InputsConfig, api engineAPI, log zero
 		return nil, err
 	}
 	log.Info().Str("spec", spec).Msg("in pull bound")
-	return &pullInput{sock: sock, api: api, spec: spec, drop: newDropper(log)}, nil
+	return &pullInput{sock: sock, api: api, spec: spec, drop: newDropper(log, nil)}, nil
 }
 
 // Spec is the spec the socket is bound to.
@@ -205,8 +213,7 @@ type subInput struct {
 	sock    *zsock.Socket
 	api     engineAPI
 	chans   *channelSet
-	st      *statsCollector // counts queue drops in message_dropped; may be nil
-	spec    string          // bound spec; "" when connecting
+	spec    string // bound spec; "" when connecting
 	log     zerolog.Logger
 	drop    *dropper
 	pending chan grip.Item // parsed items for the engine, in order (subQueueLen)
@@ -224,7 +231,7 @@ func newSubInput(zctx *zsock.Context, cfg InputsConfig, api engineAPI, chans *ch
 		Name: "publish-sub", Type: zmq.SUB, Direction: zsock.RecvOnly, Control: true,
 		SndHWM: subSndHWM, RcvHWM: subRcvHWM, IPCFileMode: cfg.IPCFileMode,
 	}
-	s := &subInput{api: api, chans: chans, st: st, log: log, drop: newDropper(log),
+	s := &subInput{api: api, chans: chans, log: log, drop: newDropper(log, st),
 		pending: make(chan grip.Item, subQueueLen)}
 	if cfg.SubConnect {
 		opts.Connect = cfg.SubSpecs
@@ -367,8 +374,7 @@ func (s *subInput) handle(ctx context.Context, m zsock.Message, topics map[strin
 	select {
 	case s.pending <- it:
 	default:
-		s.drop.dropped.Add(1)
-		s.st.inputDropped(1)
+		s.drop.add(1)
 		s.drop.full.Warn(time.Now()).Str("channel", channel).Uint64("dropped", s.drop.dropped.Load()).
 			Int("queued", subQueueLen).Msg("publishers outrun the clients: SUB item dropped")
 	}

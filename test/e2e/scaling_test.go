@@ -30,12 +30,18 @@ const (
 // handler's TCP inputs removed (the bus is its only publish input).
 func startInstance(t *testing.T, id int, be string, handler map[string]string) *suite {
 	t.Helper()
+	return startInstanceWith(t, id, be, handler, nil)
+}
+
+// startInstanceWith is startInstance with extra [runner] keys.
+func startInstanceWith(t *testing.T, id int, be string, handler, runner map[string]string) *suite {
+	t.Helper()
 	h := map[string]string{"push_in_spec": "", "push_in_http_port": "", "command_spec": "",
 		"push_in_sub_specs": "", "push_in_sub_connect": ""}
 	for k, v := range handler {
 		h[k] = v
 	}
-	o := suiteOptions{routes: "* " + be + "\n", handler: h}
+	o := suiteOptions{routes: "* " + be + "\n", handler: h, runner: runner}
 	dir := testutil.ShortTempDir(t)
 	base := testutil.FreePortBlock(t, 5)
 	s := &suite{dir: dir, httpPort: base + 4, portOffset: base - 5560}
