@@ -146,7 +146,7 @@ func New(cfg Config, log zerolog.Logger) (_ *Service, err error) {
 	s.push, err = zctx.Open(zsock.Options{
 		Name: "out", Type: zmq.PUSH, Direction: zsock.SendOnly, Bind: b, Connect: c,
 		SndHWM: InitHWM, RcvHWM: InitHWM, IPCFileMode: cfg.IPCFileMode,
-		QueueLen: pushQueue,
+		QueueLen: pushQueue, TrackPeers: true,
 		// Never wait for room: a full HWM or no peer at all is answered
 		// with 503 (doc.go), not by delaying every other request.
 		SendTimeout: time.Nanosecond,
@@ -176,7 +176,7 @@ func New(cfg Config, log zerolog.Logger) (_ *Service, err error) {
 		// Unlimited: servers send within our credits, and a full SUB pipe
 		// would drop packets silently and break sequences.
 		Subscribe: []string{cfg.ID + " "}, SndHWM: other, RcvHWM: zsock.Unlimited,
-		IPCFileMode: cfg.IPCFileMode, QueueLen: subQueue,
+		IPCFileMode: cfg.IPCFileMode, QueueLen: subQueue, TrackPeers: true,
 	}, zlog)
 	if err != nil {
 		return nil, err
@@ -267,6 +267,9 @@ func (s *Service) Run(ctx context.Context) error {
 		go p.run()
 		defer p.stop() // after waitConns: no connection uses it any more
 	}
+	if s.cfg.ReusePort {
+		s.awaitServers(runCtx)
+	}
 	var ag sync.WaitGroup
 	for i, ln := range s.lns {
 		s.log.Info().Str("addr", ln.Addr().String()).Bool("tls", s.lnTLS[i] != nil).Msgf("listening on %s", ln.Addr())
@@ -288,6 +291,48 @@ func (s *Service) Run(ctx context.Context) error {
 		err = errors.Join(err, fmt.Errorf("zmq context: %w", cerr))
 	}
 	return err
+}
+
+// Joining servers: how long a connection manager sharing its ports waits
+// for its zhttp servers before it takes clients, and how long it lets the
+// others join once each socket has one.
+const (
+	serverJoinWait   = 5 * time.Second
+	serverJoinSettle = 300 * time.Millisecond
+)
+
+// awaitServers holds back accepting until the zhttp servers have connected
+// to every socket (then serverJoinSettle more, for the second server to
+// reconnect too), at most serverJoinWait. An instance started while others
+// share its ports (connmgr_count, SO_REUSEPORT) is handed clients by the
+// kernel as soon as it listens; taken before proxy and handler reached its
+// new sockets they were answered 503 "No zhttp server is available." or
+// lost their handoff. Until then they wait in the listen backlog.
+func (s *Service) awaitServers(ctx context.Context) {
+	start := time.Now()
+	var joined time.Time
+	t := time.NewTicker(10 * time.Millisecond)
+	defer t.Stop()
+	for {
+		now := time.Now()
+		if joined.IsZero() && s.push.Peers() > 0 && s.rtr.Peers() > 0 && s.sub.Peers() > 0 {
+			joined = now
+		}
+		switch {
+		case !joined.IsZero() && now.Sub(joined) >= serverJoinSettle:
+			s.log.Info().Dur("waited", now.Sub(start)).Msg("zhttp servers connected: accepting clients")
+			return
+		case now.Sub(start) >= serverJoinWait:
+			s.log.Warn().Int("out", s.push.Peers()).Int("out_stream", s.rtr.Peers()).Int("in", s.sub.Peers()).
+				Dur("waited", now.Sub(start)).Msg("zhttp servers not all connected: accepting clients anyway")
+			return
+		}
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			return
+		}
+	}
 }
 
 func (s *Service) accept(ctx context.Context, ln net.Listener, tc *tls.Config) {

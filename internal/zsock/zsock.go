@@ -91,9 +91,9 @@ type Options struct {
 	// OnDrop is called in the owner goroutine for each message that could
 	// not be sent; it must not block.
 	OnDrop func(m Message, err error)
-	// TrackPeers counts handshaken peers (two-way sockets only), read with
-	// Peers: a caller can tell "no handler connected yet" before it starts
-	// something that needs one.
+	// TrackPeers counts handshaken peers, read with Peers: a caller can
+	// tell "no handler connected yet" before it starts something that
+	// needs one.
 	TrackPeers bool
 	// OnDisconnect is called each time a peer connection of the socket
 	// ends (a libzmq monitor event: the peer closed its socket or its
@@ -280,7 +280,7 @@ func (c *Context) Open(opts Options, log zerolog.Logger) (*Socket, error) {
 	// and Peers stayed 0 (the proxy answered "Accept service
 	// unavailable" with a handler connected).
 	var mon *zmq.Socket
-	if (opts.TrackPeers && opts.Direction == TwoWay) || opts.OnDisconnect != nil {
+	if opts.TrackPeers || opts.OnDisconnect != nil {
 		if mon, err = c.monitor(s); err != nil {
 			s.Close()
 			return nil, fmt.Errorf("%s: %w", opts.Name, err)

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -34,22 +35,42 @@ func servedBy(out, uriPrefix string) map[string]int {
 	return n
 }
 
+// startConnmgrsSuite starts tack with count connection managers (their
+// requests logged) in front of a backend that holds GRIP streams at
+// streamPattern and answers "answer <path>" under /plain/.
+func startConnmgrsSuite(t *testing.T, count int, streamPattern string) *suite {
+	mux := http.NewServeMux()
+	mux.HandleFunc(streamPattern, holdStream)
+	mux.HandleFunc("/plain/", func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, "answer "+r.URL.Path+"\n")
+	})
+	be := newBackendWith(t, mux)
+	return startSuite(t, suiteOptions{
+		routes: "* " + be + "\n",
+		runner: map[string]string{"connmgr_count": strconv.Itoa(count), "log_level": "2,condure:3"},
+	})
+}
+
+// getOK gets u and wants a 200.
+func getOK(c *http.Client, u string) error {
+	resp, err := c.Get(u)
+	if err != nil {
+		return err
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		return fmt.Errorf("status %d", resp.StatusCode)
+	}
+	return nil
+}
+
 // TestE2EConnmgrCount: with connmgr_count=3 the runner starts three
 // connection managers on the same port; clients spread over them get
 // proxied answers and GRIP streams, one publish reaches every stream
 // once, and killing one instance ends only its own clients while the
 // runner restarts it.
 func TestE2EConnmgrCount(t *testing.T) {
-	mux := http.NewServeMux()
-	mux.HandleFunc("/stream", holdStream)
-	mux.HandleFunc("/plain/", func(w http.ResponseWriter, r *http.Request) {
-		io.WriteString(w, "answer "+r.URL.Path+"\n")
-	})
-	be := newBackendWith(t, mux)
-	s := startSuite(t, suiteOptions{
-		routes: "* " + be + "\n",
-		runner: map[string]string{"connmgr_count": "3", "log_level": "2,condure:3"},
-	})
+	s := startConnmgrsSuite(t, 3, "/stream")
 
 	// Plain answers, each on a new connection. waitReady saw one
 	// instance reach the proxy; until the proxy is connected to the

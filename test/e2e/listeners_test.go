@@ -326,15 +326,7 @@ func TestE2EBackendTLS(t *testing.T) {
 
 	s := startRunner(t, suiteOptions{routes: fmt.Sprintf("*,path_beg=/insecure %s,ssl,insecure\n* %s,ssl\n", target, target)})
 	testutil.Eventually(t, 20*time.Second, func() error {
-		resp, err := http.Get(s.url("/insecure/ready"))
-		if err != nil {
-			return err
-		}
-		resp.Body.Close()
-		if resp.StatusCode != 200 {
-			return fmt.Errorf("status %d", resp.StatusCode)
-		}
-		return nil
+		return getOK(http.DefaultClient, s.url("/insecure/ready"))
 	})
 	code, body := getBody(t, http.DefaultClient, s.url("/x"))
 	if code != http.StatusBadGateway || body != "Error while proxying to origin.\n" {
