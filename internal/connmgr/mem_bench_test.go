@@ -2,7 +2,9 @@ package connmgr
 
 import (
 	"net"
+	"os"
 	"runtime"
+	"runtime/pprof"
 	"syscall"
 	"testing"
 	"time"
@@ -59,9 +61,13 @@ func BenchmarkConnmgrHeldStreamMemory(b *testing.B) {
 
 // BenchmarkConnmgrIdleWebSocketMemory reports what one idle WebSocket
 // (accepted, no traffic) costs the connection manager, as
-// BenchmarkConnmgrHeldStreamMemory does for held streams. Run with
-// -benchtime=1x.
+// BenchmarkConnmgrHeldStreamMemory does for held streams.
+// TACK_HEAPPROFILE=<file> also writes a heap profile of that moment
+// (every allocation sampled). Run with -benchtime=1x.
 func BenchmarkConnmgrIdleWebSocketMemory(b *testing.B) {
+	if os.Getenv("TACK_HEAPPROFILE") != "" {
+		runtime.MemProfileRate = 1
+	}
 	const n = 2000
 	h := startConnmgr(b, func(c *Config) { c.StreamMaxConn = n + 100 })
 	f := newFakeServer(b, h, "proxy_mem")
@@ -102,9 +108,26 @@ func BenchmarkConnmgrIdleWebSocketMemory(b *testing.B) {
 		h1, s1 := heapStack()
 		b.ReportMetric(float64(h1-h0)/n, "heap-B/ws")
 		b.ReportMetric(float64(s1-s0)/n, "stack-B/ws")
+		writeHeapProfile(b)
 		for _, fd := range fds {
 			syscall.Close(fd)
 		}
+	}
+}
+
+// writeHeapProfile writes the heap profile to $TACK_HEAPPROFILE when set.
+func writeHeapProfile(b *testing.B) {
+	path := os.Getenv("TACK_HEAPPROFILE")
+	if path == "" {
+		return
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer f.Close()
+	if err := pprof.WriteHeapProfile(f); err != nil {
+		b.Fatal(err)
 	}
 }
 

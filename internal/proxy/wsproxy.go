@@ -101,9 +101,9 @@ type wsSession struct {
 	heldBytes   int
 
 	reqN      int64
-	pending   map[string]time.Time // req-id → ack deadline
-	lastKA    time.Time            // last ws-control keep-alive item
-	kaMode    string               // keep-alive-setup mode; "" = off
+	pending   []wsPending // requests awaiting the handler's ack; nil when none
+	lastKA    time.Time   // last ws-control keep-alive item
+	kaMode    string      // keep-alive-setup mode; "" = off
 	kaTimeout time.Duration
 	kaAt      time.Time // need-keep-alive due
 
@@ -112,6 +112,14 @@ type wsSession struct {
 	dropsLogd int64
 
 	batch int64 // the held batch packet it is in (wsbatch.go)
+}
+
+// wsPending is a ws-control request awaiting the handler's ack. A
+// connection rarely has more than one in flight, and an idle one has none:
+// a slice emptied to nil holds nothing (a map would keep its table).
+type wsPending struct {
+	reqID    string
+	deadline time.Time
 }
 
 // isWebSocket reports whether a first packet opens a WebSocket.
@@ -444,6 +452,13 @@ func (e *engine) wsConnected(s *session, p *zhttp.Packet, now time.Time) {
 	e.wsAccept(s, p.Reason, hs, now)
 	e.log.Info().Str(logging.FieldRID, string(s.in.ID)).Str("uri", s.first.URI).Str("target", targetName(t)).
 		Bool("grip", ws.grip).Str("cid", ws.cid).Msg("websocket connected")
+	if ws.woh == nil {
+		// The request is done with (WebSocket-over-HTTP goes on building
+		// requests from it): for the connection's life, keep only what its
+		// request log line reads, not the client's whole handshake.
+		s.first = logFirst(s.first)
+		s.ci.rawURI = nil
+	}
 	e.wsFlushBackend(s, now)
 }
 

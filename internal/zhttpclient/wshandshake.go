@@ -80,8 +80,7 @@ func filterExtensions(v string) string {
 type wsConn struct {
 	conn net.Conn
 	in   *wsIn
-	head *respHead   // the backend's 101, headers as received; nil once sent
-	stop func() bool // ends the close-on-cancel of conn
+	head *respHead // the backend's 101, headers as received; nil once sent
 }
 
 // wsRejection is a non-101 answer to the opening handshake.
