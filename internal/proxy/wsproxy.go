@@ -67,38 +67,38 @@ type wsDir struct {
 	bytes int   // payload queued
 	owed  int64 // credits to grant back to the sending side
 
-	closeQueued bool // a close goes out once q is empty
 	closeCode   int64
 	closeReason []byte
+	closeAt     time.Time
+	closeQueued bool // a close goes out once q is empty
 	closeSent   bool
 	closeRecv   bool // the receiving side's own close arrived
-	closeAt     time.Time
 }
 
-// wsSession is the WebSocket state of a session (session.ws).
+// wsSession is the WebSocket state of a session (session.ws). Its flags
+// come first, together: padding would cost every connection.
 type wsSession struct {
 	connected bool // 101 relayed to the client
 	outDone   bool // the backend session is over (closed, failed or detached)
-
-	toClient  wsDir // backend and handler → client (connmgr)
-	toBackend wsDir // client → backend (zhttp client)
-
 	// test: the built-in test handler answers instead of a backend
 	// (testhandler.go); outDone is set from the start.
 	test bool
 
 	// GRIP (grip-reference §6.1).
 	grip     bool
-	prefix   []byte
-	control  bool   // a ws-control session with the handler exists
-	cid      string // its connection id
+	control  bool // a ws-control session with the handler exists
 	detached bool
-	woh      *wohState // WebSocket-over-HTTP (wsoverhttp.go); nil otherwise
 	// Backend message state (Pushpin's outReadInProgress): inMsg while a
 	// fragmented message is being relayed, skip while one is dropped.
 	inMsg, skip bool
+	prefix      []byte
+	cid         string    // its connection id (control)
+	woh         *wohState // WebSocket-over-HTTP (wsoverhttp.go); nil otherwise
 	held        []wsFrame // `send` items waiting for the backend message to end
 	heldBytes   int
+
+	toClient  wsDir // backend and handler → client (connmgr)
+	toBackend wsDir // client → backend (zhttp client)
 
 	reqN      int64
 	pending   []wsPending // requests awaiting the handler's ack; nil when none

@@ -135,7 +135,7 @@ func (w *worker) wsFinish(c *wsConn, rerr error) event {
 	}
 	waitClient := func() {
 		select {
-		case <-w.wsq.proxyEnd:
+		case <-w.wsq.clientGone():
 		case <-time.After(CloseWait):
 		case <-ctx.Done():
 		}
@@ -166,7 +166,7 @@ func (w *worker) wsFinish(c *wsConn, rerr error) event {
 	}
 	// The backend connection ended without a close frame.
 	select {
-	case <-w.wsq.proxyEnd:
+	case <-w.wsq.clientGone():
 		// The client had closed: finish its handshake without a code.
 		if le := w.log.Debug(); le.Enabled() {
 			le.Err(rerr).Str(logging.FieldRID, string(w.rid)).Msg("backend left after our close")
