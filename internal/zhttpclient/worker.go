@@ -45,9 +45,9 @@ type worker struct {
 
 	req    *zhttp.Packet // nil once a WebSocket is open (wsOpen)
 	rid    []byte        // the request's id, for logs
-	u      *url.URL
-	stream bool // stream the response over several packets
-	quiet  bool // fire and forget: read and discard
+	u      *url.URL      // nil once a WebSocket is open
+	stream bool          // stream the response over several packets
+	quiet  bool          // fire and forget: read and discard
 
 	win    *window   // response credits (stream only)
 	pipe   *bodyPipe // streamed request body; nil when the body came whole
@@ -56,7 +56,9 @@ type worker struct {
 	ctx    context.Context
 	cancel context.CancelCauseFunc // stop also closes an open WebSocket
 	wsc    atomic.Pointer[wsConn]  // the open WebSocket connection; nil otherwise
-	last   atomic.Int64            // unix nanos of the last HTTP activity
+	// dialCancel cancels the WebSocket handshake in progress; nil otherwise.
+	dialCancel atomic.Pointer[context.CancelFunc]
+	last       atomic.Int64 // unix nanos of the last HTTP activity
 }
 
 func newWorker(e *engine, s *session, p *zhttp.Packet, u *url.URL) *worker {
@@ -82,10 +84,14 @@ func newWorker(e *engine, s *session, p *zhttp.Packet, u *url.URL) *worker {
 	return w
 }
 
-// stop cancels the worker with cause and closes its open WebSocket
-// connection, which ends a read or wakes a parked connection.
+// stop cancels the worker with cause, and its WebSocket handshake or
+// closes its open WebSocket connection, which ends a read or wakes a
+// parked connection.
 func (w *worker) stop(cause error) {
 	w.cancel(cause)
+	if cancel := w.dialCancel.Load(); cancel != nil {
+		(*cancel)()
+	}
 	if c := w.wsc.Load(); c != nil {
 		c.close()
 	}
@@ -178,7 +184,8 @@ func (w *worker) emit(ev event) bool {
 
 func (w *worker) fail(err error) event {
 	cond := w.classify(err)
-	// An open WebSocket (w.req nil) has no TLS handshake left to fail.
+	// An open WebSocket (w.req and w.u nil) has no TLS handshake left to
+	// fail.
 	if cond == zhttp.CondTLSError && w.req != nil {
 		// A certificate the backend's clients cannot verify is a setup
 		// problem worth seeing at the default level (the client only

@@ -53,7 +53,7 @@ var errBackendClosed = errors.New("backend sent close")
 // or nil and the final event.
 func (w *worker) wsOpen() (*wsConn, event) {
 	ctx := w.ctx
-	c, rej, err := w.wsDial(ctx)
+	c, rej, err := w.wsDial()
 	if err != nil {
 		if errors.Is(err, ErrRejectionTooLarge) {
 			return nil, event{kind: evError, cond: "rejection-too-large"}
@@ -66,9 +66,10 @@ func (w *worker) wsOpen() (*wsConn, event) {
 		}
 		return nil, event{kind: evError, cond: zhttp.CondRejected, head: rej.head, body: rej.body}
 	}
-	// The request is not needed any more (its frame would stay in memory
-	// for the session's life); its id is kept for the logs.
-	w.req, w.rid = nil, bytes.Clone(w.rid)
+	// The request and its URL are not needed any more (the request's
+	// frame would stay in memory for the session's life); its id is kept
+	// for the logs.
+	w.req, w.u, w.rid = nil, nil, bytes.Clone(w.rid)
 	head := c.head
 	c.head = nil
 	if w.svc.parker != nil && c.in.raw != nil {
