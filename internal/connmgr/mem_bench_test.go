@@ -2,12 +2,11 @@ package connmgr
 
 import (
 	"net"
-	"os"
-	"runtime"
-	"runtime/pprof"
 	"syscall"
 	"testing"
 	"time"
+
+	"tack/internal/testutil"
 )
 
 // BenchmarkConnmgrHeldStreamMemory reports what one held streaming
@@ -35,7 +34,7 @@ func BenchmarkConnmgrHeldStreamMemory(b *testing.B) {
 		return fd
 	}
 	for range b.N {
-		h0, s0 := heapStack()
+		h0, s0 := testutil.HeapStack()
 		fds := make([]int, 0, n)
 		for range n {
 			fds = append(fds, open())
@@ -50,7 +49,7 @@ func BenchmarkConnmgrHeldStreamMemory(b *testing.B) {
 			}
 		}
 		eventually(b, waitFor, func() error { return nil })
-		h1, s1 := heapStack()
+		h1, s1 := testutil.HeapStack()
 		b.ReportMetric(float64(h1-h0)/n, "heap-B/stream")
 		b.ReportMetric(float64(s1-s0)/n, "stack-B/stream")
 		for _, fd := range fds {
@@ -65,9 +64,7 @@ func BenchmarkConnmgrHeldStreamMemory(b *testing.B) {
 // TACK_HEAPPROFILE=<file> also writes a heap profile of that moment
 // (every allocation sampled). Run with -benchtime=1x.
 func BenchmarkConnmgrIdleWebSocketMemory(b *testing.B) {
-	if os.Getenv("TACK_HEAPPROFILE") != "" {
-		runtime.MemProfileRate = 1
-	}
+	testutil.SampleAllocations()
 	const n = 2000
 	h := startConnmgr(b, func(c *Config) { c.StreamMaxConn = n + 100 })
 	f := newFakeServer(b, h, "proxy_mem")
@@ -89,7 +86,7 @@ func BenchmarkConnmgrIdleWebSocketMemory(b *testing.B) {
 		return fd
 	}
 	for range b.N {
-		h0, s0 := heapStack()
+		h0, s0 := testutil.HeapStack()
 		fds := make([]int, 0, n)
 		for range n {
 			fds = append(fds, open())
@@ -105,37 +102,12 @@ func BenchmarkConnmgrIdleWebSocketMemory(b *testing.B) {
 			}
 		}
 		time.Sleep(200 * time.Millisecond) // let every connection detach
-		h1, s1 := heapStack()
+		h1, s1 := testutil.HeapStack()
 		b.ReportMetric(float64(h1-h0)/n, "heap-B/ws")
 		b.ReportMetric(float64(s1-s0)/n, "stack-B/ws")
-		writeHeapProfile(b)
+		testutil.WriteHeapProfile(b)
 		for _, fd := range fds {
 			syscall.Close(fd)
 		}
 	}
-}
-
-// writeHeapProfile writes the heap profile to $TACK_HEAPPROFILE when set.
-func writeHeapProfile(b *testing.B) {
-	path := os.Getenv("TACK_HEAPPROFILE")
-	if path == "" {
-		return
-	}
-	f, err := os.Create(path)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer f.Close()
-	if err := pprof.WriteHeapProfile(f); err != nil {
-		b.Fatal(err)
-	}
-}
-
-// heapStack returns heap and goroutine stack bytes in use after a GC.
-func heapStack() (heap, stack int64) {
-	runtime.GC()
-	runtime.GC()
-	var ms runtime.MemStats
-	runtime.ReadMemStats(&ms)
-	return int64(ms.HeapAlloc), int64(ms.StackInuse)
 }
