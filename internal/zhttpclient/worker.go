@@ -41,7 +41,7 @@ type worker struct {
 	svc    *Service
 	events chan<- event
 	wg     *sync.WaitGroup
-	log    zerolog.Logger
+	log    *zerolog.Logger // the engine's: a copy would cost every session
 
 	req    *zhttp.Packet // nil once a WebSocket is open (wsOpen)
 	rid    []byte        // the request's id, for logs
@@ -63,7 +63,7 @@ type worker struct {
 
 func newWorker(e *engine, s *session, p *zhttp.Packet, u *url.URL) *worker {
 	w := &worker{
-		h: s.h, svc: e.s, events: e.events, wg: &e.wg, log: e.log,
+		h: s.h, svc: e.s, events: e.events, wg: &e.wg, log: &e.log,
 		req: p, rid: p.ID, u: u,
 		stream: s.mode == modeStream && p.Stream,
 		quiet:  s.mode == modeQuiet,
