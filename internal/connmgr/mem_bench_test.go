@@ -2,10 +2,11 @@ package connmgr
 
 import (
 	"net"
-	"runtime"
 	"syscall"
 	"testing"
 	"time"
+
+	"tack/internal/testutil"
 )
 
 // BenchmarkConnmgrHeldStreamMemory reports what one held streaming
@@ -33,7 +34,7 @@ func BenchmarkConnmgrHeldStreamMemory(b *testing.B) {
 		return fd
 	}
 	for range b.N {
-		h0, s0 := heapStack()
+		h0, s0 := testutil.HeapStack()
 		fds := make([]int, 0, n)
 		for range n {
 			fds = append(fds, open())
@@ -48,7 +49,7 @@ func BenchmarkConnmgrHeldStreamMemory(b *testing.B) {
 			}
 		}
 		eventually(b, waitFor, func() error { return nil })
-		h1, s1 := heapStack()
+		h1, s1 := testutil.HeapStack()
 		b.ReportMetric(float64(h1-h0)/n, "heap-B/stream")
 		b.ReportMetric(float64(s1-s0)/n, "stack-B/stream")
 		for _, fd := range fds {
@@ -59,9 +60,11 @@ func BenchmarkConnmgrHeldStreamMemory(b *testing.B) {
 
 // BenchmarkConnmgrIdleWebSocketMemory reports what one idle WebSocket
 // (accepted, no traffic) costs the connection manager, as
-// BenchmarkConnmgrHeldStreamMemory does for held streams. Run with
-// -benchtime=1x.
+// BenchmarkConnmgrHeldStreamMemory does for held streams.
+// TACK_HEAPPROFILE=<file> also writes a heap profile of that moment
+// (every allocation sampled). Run with -benchtime=1x.
 func BenchmarkConnmgrIdleWebSocketMemory(b *testing.B) {
+	testutil.SampleAllocations()
 	const n = 2000
 	h := startConnmgr(b, func(c *Config) { c.StreamMaxConn = n + 100 })
 	f := newFakeServer(b, h, "proxy_mem")
@@ -83,7 +86,7 @@ func BenchmarkConnmgrIdleWebSocketMemory(b *testing.B) {
 		return fd
 	}
 	for range b.N {
-		h0, s0 := heapStack()
+		h0, s0 := testutil.HeapStack()
 		fds := make([]int, 0, n)
 		for range n {
 			fds = append(fds, open())
@@ -99,20 +102,12 @@ func BenchmarkConnmgrIdleWebSocketMemory(b *testing.B) {
 			}
 		}
 		time.Sleep(200 * time.Millisecond) // let every connection detach
-		h1, s1 := heapStack()
+		h1, s1 := testutil.HeapStack()
 		b.ReportMetric(float64(h1-h0)/n, "heap-B/ws")
 		b.ReportMetric(float64(s1-s0)/n, "stack-B/ws")
+		testutil.WriteHeapProfile(b)
 		for _, fd := range fds {
 			syscall.Close(fd)
 		}
 	}
-}
-
-// heapStack returns heap and goroutine stack bytes in use after a GC.
-func heapStack() (heap, stack int64) {
-	runtime.GC()
-	runtime.GC()
-	var ms runtime.MemStats
-	runtime.ReadMemStats(&ms)
-	return int64(ms.HeapAlloc), int64(ms.StackInuse)
 }

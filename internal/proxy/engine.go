@@ -47,7 +47,8 @@ func (sd clientSide) sockets() (first, stream string) {
 
 // session is one client request (server role towards connmgr or, for
 // intreq, the handler) and the request the proxy makes for it (client role
-// towards the zhttp client).
+// towards the zhttp client). Flags sit together where they can: padding
+// would cost every connection, idle WebSockets included.
 type session struct {
 	key  string
 	side clientSide
@@ -67,16 +68,16 @@ type session struct {
 	outAcked    bool
 	ackDeadline time.Time
 
-	reqMore       bool   // client body still arriving
 	body          []byte // kept request body for failover (≤ RequestBodyKeep)
-	bodyOverflow  bool
 	pendingOut    []byte // body received but not yet forwarded (bounded by the window)
-	outMore       bool   // the outbound request body is still open
 	inOutstanding int64  // request-body credits granted to connmgr and unused
 	respPending   []byte // response body received, not yet covered by connmgr's credits
-	respEnd       bool   // the zhttp client sent the last body packet
+	grantOwed     int64  // body sent to connmgr, not yet granted back to the zhttp client
+	reqMore       bool   // client body still arriving
+	bodyOverflow  bool
+	outMore       bool // the outbound request body is still open
+	respEnd       bool // the zhttp client sent the last body packet
 	respEndSent   bool
-	grantOwed     int64 // body sent to connmgr, not yet granted back to the zhttp client
 
 	respStarted bool
 	code        int64
@@ -90,24 +91,24 @@ type session struct {
 	aco   bool
 	jsonp *jsonpState
 
-	completing bool   // a locally generated response is being sent
-	outBody    []byte // its body not yet covered by credits
+	outBody    []byte // body of a locally generated response not yet covered by credits
+	completing bool   // such a response is being sent
 	// sentFirst: the proxy sent the initial response of a large GRIP
 	// stream hold itself (large.go); the hand-off follows its body.
 	sentFirst bool
 
 	// GRIP hand-off (handoff.go).
 	grip       bool          // the response is GRIP: collect it, do not relay
+	handoff    bool          // handoff-start sent, waiting for handoff-proceed
+	isRetry    bool          // session came back from the handler in a retry packet
 	respHead   *zhttp.Packet // code, reason, headers of the GRIP response
 	respBody   []byte
 	outGranted int64 // response credits granted to the zhttp client so far
-	handoff    bool  // handoff-start sent, waiting for handoff-proceed
 	handoffAt  time.Time
 	// awaitingSince: the GRIP response is complete but no handler is
 	// connected yet.
 	awaitingSince time.Time
 	acceptID      string // accept call in flight
-	isRetry       bool   // session came back from the handler in a retry packet
 	lastIDs       tnetstring.Dict
 
 	statsRegistered bool       // its connection is in the stats table (stats.go)
@@ -120,8 +121,8 @@ type session struct {
 	inspectID string          // inspect call in flight
 	inspect   tnetstring.Dict // the handler's inspect answer (nil: none)
 	shr       *shareGroup     // the shared backend request it leads or follows
-	ghost     bool            // a leader whose client left: serves the group's backend request only
 	delivered int64           // response body delivered to its client (raw bytes), while shared
+	ghost     bool            // a leader whose client left: serves the group's backend request only
 	proceeded bool            // paused for a shared hand-off, waiting for the other members
 	noProxy   bool            // inspect said no-proxy: to the handler without a backend request (noproxy.go)
 	// Body read ahead before inspect or sharing (prefetch.go).

@@ -10,6 +10,7 @@ import (
 	"tack/internal/grip"
 	"tack/internal/logging"
 	"tack/internal/routes"
+	"tack/pkg/zhttp"
 )
 
 // Request log lines (grip-reference §10; Pushpin src/corelib/logutil.cpp
@@ -120,6 +121,21 @@ func (e *engine) requestLogger(s *session) (zerolog.Logger, bool) {
 		return e.log.Level(zerolog.InfoLevel), true
 	}
 	return e.log, true
+}
+
+// logFirst returns a copy of a session's first packet holding only what
+// logRequest reads (method, URI and the headers it logs), for a session
+// that outlives its request (an open WebSocket): the copy does not keep
+// the received frame and the other headers.
+func logFirst(p *zhttp.Packet) *zhttp.Packet {
+	q := zhttp.New()
+	q.Method, q.URI = strings.Clone(p.Method), strings.Clone(p.URI)
+	for _, h := range p.Headers {
+		if strings.EqualFold(h.Name, "Referer") || strings.EqualFold(h.Name, "User-Agent") || strings.EqualFold(h.Name, "Grip-Last") {
+			q.Headers = append(q.Headers, zhttp.Header{Name: strings.Clone(h.Name), Value: strings.Clone(h.Value)})
+		}
+	}
+	return q
 }
 
 // logRequest writes the request line of a finished session; outcome is

@@ -12,6 +12,7 @@ package proxy
 import (
 	"encoding/json"
 	"math/rand/v2"
+	"slices"
 	"strconv"
 	"time"
 
@@ -64,7 +65,6 @@ func (e *engine) wsControlStart(s *session, now time.Time) {
 		ws.cid = newUUID()
 	}
 	ws.control = true
-	ws.pending = map[string]time.Time{}
 	ws.lastKA = now
 	e.wsByCID[ws.cid] = s
 	it := wscontrol.NewItem([]byte(ws.cid), wscontrol.TypeHere)
@@ -80,10 +80,18 @@ func (e *engine) wsControlRequest(s *session, it wscontrol.Item, now time.Time) 
 	ws := s.ws
 	id := strconv.FormatInt(ws.reqN, 10)
 	ws.reqN++
-	ws.pending[id] = now.Add(wsControlTimeout)
+	ws.pending = append(ws.pending, wsPending{reqID: id, deadline: now.Add(wsControlTimeout)})
 	it.CID = []byte(ws.cid)
 	it.ReqID = []byte(id)
 	e.wsControlWrite(it)
+}
+
+// ack ends the pending request reqID; the emptied list is let go.
+func (ws *wsSession) ack(reqID string) {
+	ws.pending = slices.DeleteFunc(ws.pending, func(p wsPending) bool { return p.reqID == reqID })
+	if len(ws.pending) == 0 {
+		ws.pending = nil
+	}
 }
 
 func wsSubscribeItem(channel string) wscontrol.Item {
@@ -192,7 +200,7 @@ func (e *engine) wsControlItem(s *session, it *wscontrol.Item, now time.Time) {
 		e.cancelClient(s, now)
 		e.finish(s, "cancelled by handler")
 	case wscontrol.TypeAck:
-		delete(ws.pending, string(it.ReqID))
+		ws.ack(string(it.ReqID))
 	case wscontrol.TypeRefresh:
 		// WebSocket-over-HTTP only: nothing to poll on a plain WebSocket.
 		if ws.woh != nil {
@@ -315,8 +323,8 @@ func wsKeepAliveDue(now time.Time, timeout time.Duration) time.Time {
 // the connection ended.
 func (e *engine) wsControlTick(s *session, now time.Time) bool {
 	ws := s.ws
-	for _, at := range ws.pending {
-		if now.After(at) {
+	for _, p := range ws.pending {
+		if now.After(p.deadline) {
 			// The handler lost the connection or is not there: drop the
 			// connection (grip-reference §6.4).
 			e.log.Warn().Str("cid", ws.cid).Str(logging.FieldRID, string(s.in.ID)).Msg("websocket: ws-control request not acked in 8 s, dropping the connection")

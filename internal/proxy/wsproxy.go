@@ -67,43 +67,43 @@ type wsDir struct {
 	bytes int   // payload queued
 	owed  int64 // credits to grant back to the sending side
 
-	closeQueued bool // a close goes out once q is empty
 	closeCode   int64
 	closeReason []byte
+	closeAt     time.Time
+	closeQueued bool // a close goes out once q is empty
 	closeSent   bool
 	closeRecv   bool // the receiving side's own close arrived
-	closeAt     time.Time
 }
 
-// wsSession is the WebSocket state of a session (session.ws).
+// wsSession is the WebSocket state of a session (session.ws). Its flags
+// come first, together: padding would cost every connection.
 type wsSession struct {
 	connected bool // 101 relayed to the client
 	outDone   bool // the backend session is over (closed, failed or detached)
-
-	toClient  wsDir // backend and handler → client (connmgr)
-	toBackend wsDir // client → backend (zhttp client)
-
 	// test: the built-in test handler answers instead of a backend
 	// (testhandler.go); outDone is set from the start.
 	test bool
 
 	// GRIP (grip-reference §6.1).
 	grip     bool
-	prefix   []byte
-	control  bool   // a ws-control session with the handler exists
-	cid      string // its connection id
+	control  bool // a ws-control session with the handler exists
 	detached bool
-	woh      *wohState // WebSocket-over-HTTP (wsoverhttp.go); nil otherwise
 	// Backend message state (Pushpin's outReadInProgress): inMsg while a
 	// fragmented message is being relayed, skip while one is dropped.
 	inMsg, skip bool
+	prefix      []byte
+	cid         string    // its connection id (control)
+	woh         *wohState // WebSocket-over-HTTP (wsoverhttp.go); nil otherwise
 	held        []wsFrame // `send` items waiting for the backend message to end
 	heldBytes   int
 
+	toClient  wsDir // backend and handler → client (connmgr)
+	toBackend wsDir // client → backend (zhttp client)
+
 	reqN      int64
-	pending   map[string]time.Time // req-id → ack deadline
-	lastKA    time.Time            // last ws-control keep-alive item
-	kaMode    string               // keep-alive-setup mode; "" = off
+	pending   []wsPending // requests awaiting the handler's ack; nil when none
+	lastKA    time.Time   // last ws-control keep-alive item
+	kaMode    string      // keep-alive-setup mode; "" = off
 	kaTimeout time.Duration
 	kaAt      time.Time // need-keep-alive due
 
@@ -112,6 +112,14 @@ type wsSession struct {
 	dropsLogd int64
 
 	batch int64 // the held batch packet it is in (wsbatch.go)
+}
+
+// wsPending is a ws-control request awaiting the handler's ack. A
+// connection rarely has more than one in flight, and an idle one has none:
+// a slice emptied to nil holds nothing (a map would keep its table).
+type wsPending struct {
+	reqID    string
+	deadline time.Time
 }
 
 // isWebSocket reports whether a first packet opens a WebSocket.
@@ -444,6 +452,13 @@ func (e *engine) wsConnected(s *session, p *zhttp.Packet, now time.Time) {
 	e.wsAccept(s, p.Reason, hs, now)
 	e.log.Info().Str(logging.FieldRID, string(s.in.ID)).Str("uri", s.first.URI).Str("target", targetName(t)).
 		Bool("grip", ws.grip).Str("cid", ws.cid).Msg("websocket connected")
+	if ws.woh == nil {
+		// The request is done with (WebSocket-over-HTTP goes on building
+		// requests from it): for the connection's life, keep only what its
+		// request log line reads, not the client's whole handshake.
+		s.first = logFirst(s.first)
+		s.ci.rawURI = nil
+	}
 	e.wsFlushBackend(s, now)
 }
 

@@ -169,7 +169,7 @@ func (e *engine) run(ctx context.Context) error {
 // are not needed any more.
 func (e *engine) shutdown() {
 	for _, s := range e.sessions {
-		s.w.cancel(ErrCanceled)
+		s.w.stop(ErrCanceled)
 	}
 	e.wg.Wait()
 	for {
@@ -491,7 +491,7 @@ func (e *engine) finish(s *session) {
 	if s.key != "" {
 		delete(e.byKey, s.key)
 	}
-	s.w.cancel(ErrCanceled)
+	s.w.stop(ErrCanceled)
 }
 
 func (e *engine) onEvent(ctx context.Context, ev event) {
@@ -571,7 +571,7 @@ func (e *engine) onEvent(ctx context.Context, ev event) {
 func (e *engine) onTick(ctx context.Context, now time.Time) {
 	for _, s := range e.sessions {
 		if !s.done && s.w.idleFor(now) >= e.s.cfg.Timeout {
-			s.w.cancel(ErrSessionTimeout) // the worker reports session-timeout
+			s.w.stop(ErrSessionTimeout) // the worker reports session-timeout
 		}
 	}
 	for _, s := range e.byKey {

@@ -8,15 +8,17 @@ import (
 
 // window holds the response-body credits the client has granted and the
 // worker has not used yet (zmq-wire.md §2.7). The engine adds, the worker
-// takes; mu guards n.
+// takes; mu guards n and wake.
 type window struct {
-	mu   sync.Mutex
-	n    int64
-	wake chan struct{} // capacity 1: "n may have grown"
+	mu sync.Mutex
+	n  int64
+	// wake (capacity 1: "n may have grown") is made by the first take that
+	// has to wait: most sessions never wait, and an idle one holds none.
+	wake chan struct{}
 }
 
 func newWindow(n int64) *window {
-	return &window{n: n, wake: make(chan struct{}, 1)}
+	return &window{n: n}
 }
 
 // add grants n more bytes; it never blocks (called by the engine).
@@ -26,10 +28,13 @@ func (w *window) add(n int64) {
 	}
 	w.mu.Lock()
 	w.n += n
+	wake := w.wake
 	w.mu.Unlock()
-	select {
-	case w.wake <- struct{}{}:
-	default:
+	if wake != nil {
+		select {
+		case wake <- struct{}{}:
+		default:
+		}
 	}
 }
 
@@ -50,9 +55,13 @@ func (w *window) take(ctx context.Context, max int64) (int64, error) {
 			w.mu.Unlock()
 			return n, nil
 		}
+		if w.wake == nil {
+			w.wake = make(chan struct{}, 1)
+		}
+		wake := w.wake
 		w.mu.Unlock()
 		select {
-		case <-w.wake:
+		case <-wake:
 		case <-ctx.Done():
 			return 0, context.Cause(ctx)
 		}

@@ -41,26 +41,30 @@ type worker struct {
 	svc    *Service
 	events chan<- event
 	wg     *sync.WaitGroup
-	log    zerolog.Logger
+	log    *zerolog.Logger // the engine's: a copy would cost every session
 
-	req    *zhttp.Packet
-	u      *url.URL
-	stream bool // stream the response over several packets
-	quiet  bool // fire and forget: read and discard
+	req    *zhttp.Packet // nil once a WebSocket is open (wsOpen)
+	rid    []byte        // the request's id, for logs
+	u      *url.URL      // nil once a WebSocket is open
+	stream bool          // stream the response over several packets
+	quiet  bool          // fire and forget: read and discard
 
 	win    *window   // response credits (stream only)
 	pipe   *bodyPipe // streamed request body; nil when the body came whole
 	wsq    *wsQueue  // WebSocket session: the client's frames; nil for HTTP
 	wsRead wsReadState
 	ctx    context.Context
-	cancel context.CancelCauseFunc
-	last   atomic.Int64 // unix nanos of the last HTTP activity
+	cancel context.CancelCauseFunc // stop also closes an open WebSocket
+	wsc    atomic.Pointer[wsConn]  // the open WebSocket connection; nil otherwise
+	// dialCancel cancels the WebSocket handshake in progress; nil otherwise.
+	dialCancel atomic.Pointer[context.CancelFunc]
+	last       atomic.Int64 // unix nanos of the last HTTP activity
 }
 
 func newWorker(e *engine, s *session, p *zhttp.Packet, u *url.URL) *worker {
 	w := &worker{
-		h: s.h, svc: e.s, events: e.events, wg: &e.wg, log: e.log,
-		req: p, u: u,
+		h: s.h, svc: e.s, events: e.events, wg: &e.wg, log: &e.log,
+		req: p, rid: p.ID, u: u,
 		stream: s.mode == modeStream && p.Stream,
 		quiet:  s.mode == modeQuiet,
 	}
@@ -78,6 +82,19 @@ func newWorker(e *engine, s *session, p *zhttp.Packet, u *url.URL) *worker {
 	w.ctx, w.cancel = context.WithCancelCause(context.Background())
 	w.touch() // before the engine's next tick can look at it
 	return w
+}
+
+// stop cancels the worker with cause, and its WebSocket handshake or
+// closes its open WebSocket connection, which ends a read or wakes a
+// parked connection.
+func (w *worker) stop(cause error) {
+	w.cancel(cause)
+	if cancel := w.dialCancel.Load(); cancel != nil {
+		(*cancel)()
+	}
+	if c := w.wsc.Load(); c != nil {
+		c.close()
+	}
 }
 
 // touch records HTTP activity for the activity timeout.
@@ -144,7 +161,7 @@ func (w *worker) armTimers() func() {
 	if w.req.Timeout <= 0 {
 		return func() {}
 	}
-	t := time.AfterFunc(time.Duration(w.req.Timeout)*time.Millisecond, func() { w.cancel(ErrSessionTimeout) })
+	t := time.AfterFunc(time.Duration(w.req.Timeout)*time.Millisecond, func() { w.stop(ErrSessionTimeout) })
 	return func() { t.Stop() }
 }
 
@@ -167,7 +184,9 @@ func (w *worker) emit(ev event) bool {
 
 func (w *worker) fail(err error) event {
 	cond := w.classify(err)
-	if cond == zhttp.CondTLSError {
+	// An open WebSocket (w.req and w.u nil) has no TLS handshake left to
+	// fail.
+	if cond == zhttp.CondTLSError && w.req != nil {
 		// A certificate the backend's clients cannot verify is a setup
 		// problem worth seeing at the default level (the client only
 		// gets Pushpin's generic 502).
@@ -179,11 +198,11 @@ func (w *worker) fail(err error) event {
 			}
 			host = net.JoinHostPort(w.req.ConnectHost, port)
 		}
-		w.log.Warn().Err(err).Str(logging.FieldRID, string(w.req.ID)).Str("connect", host).
+		w.log.Warn().Err(err).Str(logging.FieldRID, string(w.rid)).Str("connect", host).
 			Str("condition", cond).Msg("TLS to the backend failed (target option insecure skips verification)")
 	} else if cond != "" {
 		if le := w.log.Debug(); le.Enabled() {
-			le.Err(err).Str(logging.FieldRID, string(w.req.ID)).Str("condition", cond).Msg("request failed")
+			le.Err(err).Str(logging.FieldRID, string(w.rid)).Str("condition", cond).Msg("request failed")
 		}
 	}
 	return event{kind: evError, cond: cond}

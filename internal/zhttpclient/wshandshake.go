@@ -80,8 +80,7 @@ func filterExtensions(v string) string {
 type wsConn struct {
 	conn net.Conn
 	in   *wsIn
-	head *respHead   // the backend's 101, headers as received; nil once sent
-	stop func() bool // ends the close-on-cancel of conn
+	head *respHead // the backend's 101, headers as received; nil once sent
 }
 
 // wsRejection is a non-101 answer to the opening handshake.
@@ -92,13 +91,20 @@ type wsRejection struct {
 
 // wsDial connects to the backend and performs the opening handshake. It
 // returns the connection on 101, or the rejection.
-func (w *worker) wsDial(ctx context.Context) (*wsConn, *wsRejection, error) {
+func (w *worker) wsDial() (*wsConn, *wsRejection, error) {
 	p := w.req
 	u := w.u
 	secure := isSecure(u.Scheme)
 	prof := profileFor(p.ConnectHost, p.ConnectPort, defaultPort(u), p.IgnorePolicies, p.IgnoreTLSErrors, p.TrustConnectHost)
-	ctx, cancel := context.WithTimeout(ctx, WSHandshakeTimeout)
+	// The handshake's context is not a child of w.ctx, which would keep a
+	// table of children for the session's life: stop cancels it.
+	ctx, cancel := context.WithTimeout(context.Background(), WSHandshakeTimeout)
 	defer cancel()
+	w.dialCancel.Store(&cancel)
+	defer w.dialCancel.Store(nil)
+	if w.ctx.Err() != nil {
+		return nil, nil, context.Cause(w.ctx)
+	}
 	conn, err := w.svc.ts.dialer(prof)(ctx, "tcp", net.JoinHostPort(u.Hostname(), defaultPort(u)))
 	if err != nil {
 		return nil, nil, err

@@ -38,13 +38,16 @@ type wsQueue struct {
 	write    wsWriteFunc
 	writing  bool // a writer goroutine runs
 	stopped  bool // detached, or the writer finished for good
-	done     chan struct{}
 	writers  sync.WaitGroup
-	proxyEnd chan struct{} // closed when the client's close was queued
+	// The channels are made only once waited on (most sessions never end
+	// in a wait), so that an idle session holds none.
+	done      chan struct{} // closed once stopped
+	proxyEnd  chan struct{} // closed once clientEnd
+	clientEnd bool          // the client's close was queued
 }
 
 func newWSQueue(onConsumed func()) *wsQueue {
-	return &wsQueue{onConsumed: onConsumed, done: make(chan struct{}), proxyEnd: make(chan struct{})}
+	return &wsQueue{onConsumed: onConsumed}
 }
 
 // push queues it and returns the payload bytes now queued. Items after a
@@ -115,13 +118,37 @@ func (q *wsQueue) drain() {
 func (q *wsQueue) finish() {
 	if !q.stopped {
 		q.stopped = true
-		close(q.done)
+		if q.done != nil {
+			close(q.done)
+		}
 	}
 }
 
 // writerDone is closed once the close frame was written or writing failed
 // (or the queue was detached).
-func (q *wsQueue) writerDone() <-chan struct{} { return q.done }
+func (q *wsQueue) writerDone() <-chan struct{} {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return lazyDone(&q.done, q.stopped)
+}
+
+// clientGone is closed once the client sent its close.
+func (q *wsQueue) clientGone() <-chan struct{} {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return lazyDone(&q.proxyEnd, q.clientEnd)
+}
+
+// lazyDone returns *ch, made on first use, closed if already done.
+func lazyDone(ch *chan struct{}, done bool) chan struct{} {
+	if *ch == nil {
+		*ch = make(chan struct{})
+		if done {
+			close(*ch)
+		}
+	}
+	return *ch
+}
 
 // detach stops writing and waits for a running writer to return; the
 // caller closes the connection first so that a blocked write fails.
@@ -137,10 +164,11 @@ func (q *wsQueue) detach() {
 func (q *wsQueue) clientClosed() {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	select {
-	case <-q.proxyEnd:
-	default:
-		close(q.proxyEnd)
+	if !q.clientEnd {
+		q.clientEnd = true
+		if q.proxyEnd != nil {
+			close(q.proxyEnd)
+		}
 	}
 }
 

@@ -53,7 +53,7 @@ var errBackendClosed = errors.New("backend sent close")
 // or nil and the final event.
 func (w *worker) wsOpen() (*wsConn, event) {
 	ctx := w.ctx
-	c, rej, err := w.wsDial(ctx)
+	c, rej, err := w.wsDial()
 	if err != nil {
 		if errors.Is(err, ErrRejectionTooLarge) {
 			return nil, event{kind: evError, cond: "rejection-too-large"}
@@ -62,13 +62,14 @@ func (w *worker) wsOpen() (*wsConn, event) {
 	}
 	if rej != nil {
 		if le := w.log.Debug(); le.Enabled() {
-			le.Str(logging.FieldRID, string(w.req.ID)).Int64("code", rej.head.code).Msg("websocket rejected by backend")
+			le.Str(logging.FieldRID, string(w.rid)).Int64("code", rej.head.code).Msg("websocket rejected by backend")
 		}
 		return nil, event{kind: evError, cond: zhttp.CondRejected, head: rej.head, body: rej.body}
 	}
-	// The request is not needed any more (its frame would stay in memory
-	// for the session's life); its id is kept for the logs.
-	w.req = &zhttp.Packet{ID: bytes.Clone(w.req.ID)}
+	// The request and its URL are not needed any more (the request's
+	// frame would stay in memory for the session's life); its id is kept
+	// for the logs.
+	w.req, w.u, w.rid = nil, nil, bytes.Clone(w.rid)
 	head := c.head
 	c.head = nil
 	if w.svc.parker != nil && c.in.raw != nil {
@@ -77,7 +78,13 @@ func (w *worker) wsOpen() (*wsConn, event) {
 			c.in.park = k
 		}
 	}
-	c.stop = context.AfterFunc(ctx, c.close)
+	// stop closes the connection from now on; a cancel that came first is
+	// seen here (a context.AfterFunc would cost a few hundred bytes per
+	// session).
+	w.wsc.Store(c)
+	if ctx.Err() != nil {
+		c.close()
+	}
 	w.wsq.attach(func(items []wsItem) (int64, bool, error) { return w.wsWrite(c, items) })
 	if !w.emit(event{kind: evWS, ws: wsMsg{typ: zhttp.TypeData, code: -1}, head: head, credits: int64(w.svc.cfg.BufferSize)}) {
 		w.wsEnd(c)
@@ -97,7 +104,7 @@ func (c *wsConn) close() {
 
 // wsEnd closes the backend connection and releases what the session holds.
 func (w *worker) wsEnd(c *wsConn) {
-	c.stop()
+	w.wsc.Store(nil)
 	c.close()
 	w.wsq.detach()
 	c.in.release()
@@ -129,7 +136,7 @@ func (w *worker) wsFinish(c *wsConn, rerr error) event {
 	}
 	waitClient := func() {
 		select {
-		case <-w.wsq.proxyEnd:
+		case <-w.wsq.clientGone():
 		case <-time.After(CloseWait):
 		case <-ctx.Done():
 		}
@@ -144,7 +151,7 @@ func (w *worker) wsFinish(c *wsConn, rerr error) event {
 		waitWriter()
 		return event{kind: evError}
 	case errors.As(rerr, &pe):
-		w.log.Warn().Str(logging.FieldRID, string(w.req.ID)).Int("close_code", pe.code).Str("reason", pe.msg).
+		w.log.Warn().Str(logging.FieldRID, string(w.rid)).Int("close_code", pe.code).Str("reason", pe.msg).
 			Msg("backend broke the websocket protocol, closing")
 		if !w.emit(event{kind: evWS, ws: wsMsg{typ: zhttp.TypeClose, code: int64(pe.code)}, body: []byte(pe.msg)}) {
 			return w.fail(context.Cause(ctx))
@@ -160,17 +167,17 @@ func (w *worker) wsFinish(c *wsConn, rerr error) event {
 	}
 	// The backend connection ended without a close frame.
 	select {
-	case <-w.wsq.proxyEnd:
+	case <-w.wsq.clientGone():
 		// The client had closed: finish its handshake without a code.
 		if le := w.log.Debug(); le.Enabled() {
-			le.Err(rerr).Str(logging.FieldRID, string(w.req.ID)).Msg("backend left after our close")
+			le.Err(rerr).Str(logging.FieldRID, string(w.rid)).Msg("backend left after our close")
 		}
 		w.emit(event{kind: evWS, ws: wsMsg{typ: zhttp.TypeClose, code: -1}})
 		return event{kind: evError}
 	default:
 	}
 	if le := w.log.Debug(); le.Enabled() {
-		le.Err(rerr).Str(logging.FieldRID, string(w.req.ID)).Msg("backend websocket connection lost")
+		le.Err(rerr).Str(logging.FieldRID, string(w.rid)).Msg("backend websocket connection lost")
 	}
 	return event{kind: evError, cond: zhttp.CondUndefined} // as zurl
 }
@@ -304,7 +311,7 @@ func (w *worker) wsWrite(c *wsConn, items []wsItem) (int64, bool, error) {
 	w.svc.putWSWriter(bw)
 	if err != nil {
 		if le := w.log.Debug(); le.Enabled() && w.ctx.Err() == nil {
-			le.Err(err).Str(logging.FieldRID, string(w.req.ID)).Msg("websocket write to backend failed")
+			le.Err(err).Str(logging.FieldRID, string(w.rid)).Msg("websocket write to backend failed")
 		}
 		c.close()
 		return 0, false, err
