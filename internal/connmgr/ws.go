@@ -82,6 +82,12 @@ type wsState struct {
 	readable   bool // the socket was seen readable: one read will not block
 	partial    bool // an incomplete frame head waits in the reader
 	needBudget bool // payload waits for credits from the server
+	// drained: the exchange detached with no unread bytes in the socket
+	// (runWS). Bytes that arrive afterwards raise a parker event, which
+	// resumes the exchange or, while a goroutine runs it, sets
+	// conn.readableSeen (tryDetach looks at it): resumed by mail, the
+	// exchange detaches again without peeking at the socket.
+	drained bool
 
 	// Server → client.
 	outMsg    bool // a message to the client is in progress
@@ -180,6 +186,10 @@ func (c *conn) runWS(x *exchange, why resumeReason) outcome {
 		c.gone(x)
 		return outEnd
 	}
+	// A WebSocket that only gets messages (a publish to many) resumes for
+	// each: skipping the peek saves a system call per message.
+	drained := why == resumeMail && w.drained
+	w.drained = false
 	for {
 		mb := c.take()
 		if mb.abort {
@@ -237,6 +247,7 @@ func (c *conn) runWS(x *exchange, why resumeReason) outcome {
 		}
 		hasBytes := c.br != nil && c.br.Buffered() > 0
 		if !w.closeRecv && !w.needBudget && (w.readable || (hasBytes && !w.partial) || w.infl != nil) {
+			drained = false
 			if !c.wsRead(x) {
 				return outEnd
 			}
@@ -260,14 +271,20 @@ func (c *conn) runWS(x *exchange, why resumeReason) outcome {
 			}
 			continue
 		}
-		if c.rc != nil && c.pollReadable() {
+		if c.rc != nil && !drained && c.pollReadable() {
 			// Unread bytes remain (the parker only sees new ones).
 			w.readable = true
 			continue
 		}
-		if !w.closeSent && c.tryDetach(x) {
-			return outDetached
+		if !w.closeSent {
+			// Set before: once detached, another goroutine may resume x.
+			w.drained = c.rc != nil
+			if c.tryDetach(x) {
+				return outDetached
+			}
+			w.drained = false
 		}
+		drained = false
 		dl := time.Now().Add(c.s.cfg.StreamTimeout)
 		if w.closeSent {
 			dl = w.closeBy

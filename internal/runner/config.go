@@ -127,9 +127,11 @@ type Config struct {
 
 	// ConnmgrCount is how many connection managers run ([runner]
 	// connmgr_count, see connmgrs.go); ConnmgrMaxConn is each one's
-	// --stream-maxconn.
+	// --stream-maxconn, ConnmgrProcs the GOMAXPROCS each runs with (0:
+	// not set).
 	ConnmgrCount   int
 	ConnmgrMaxConn int
+	ConnmgrProcs   int
 }
 
 // levels is a parsed "N,service:N" list.

@@ -2,6 +2,7 @@ package runner
 
 import (
 	"fmt"
+	"os"
 	"path/filepath"
 	"runtime"
 	"strconv"
@@ -28,11 +29,13 @@ const (
 	MaxConnmgrCount = 64
 )
 
-// connmgrPlan is the connmgr_count decision: how many processes and how
-// many connections each takes (--stream-maxconn).
+// connmgrPlan is the connmgr_count decision: how many processes, how
+// many connections each takes (--stream-maxconn) and how many threads
+// each runs Go code on (GOMAXPROCS; 0 = Go's default, all cores).
 type connmgrPlan struct {
 	count   int
 	maxConn int // per process
+	procs   int
 }
 
 // planConnmgrs decides the number of connection managers. configured is
@@ -43,6 +46,16 @@ type connmgrPlan struct {
 // process's fd limit minus ConnmgrFDReserve, at most MaxConnmgrCount.
 // Each process gets ceil(client_maxconn/N) connections, capped at that
 // fd budget. With one process the value passes unchanged (as Pushpin).
+//
+// Several processes share the cores: each gets GOMAXPROCS cores/N (at
+// least 1), as a condure worker runs on its own thread. With Go's default
+// of every core per process, the processes' threads take turns on the same
+// cores, and a WebSocket burst (a write per connection, each waking a
+// goroutine) spent much of connmgr's CPU on thread hand-offs and context
+// switches (perf: finish_task_switch, sysmon). Measured with test/bench
+// (10000 WebSockets × 10 ws-message items, 2 cores, 3 processes): 14-21 µs
+// of connmgr CPU per delivery and 63000-83000 deliveries/s with 2 threads
+// each, 11-12 µs and 92000-98000/s with 1.
 func planConnmgrs(configured, maxConn, cpus int, fdLimit uint64) connmgrPlan {
 	perProc := maxConn
 	if fdLimit > ConnmgrFDReserve && fdLimit-ConnmgrFDReserve < uint64(maxConn) {
@@ -59,7 +72,7 @@ func planConnmgrs(configured, maxConn, cpus int, fdLimit uint64) connmgrPlan {
 	if n == 1 {
 		return connmgrPlan{count: 1, maxConn: maxConn}
 	}
-	return connmgrPlan{count: n, maxConn: min((maxConn+n-1)/n, perProc)}
+	return connmgrPlan{count: n, maxConn: min((maxConn+n-1)/n, perProc), procs: max(cpus/n, 1)}
 }
 
 // nofileLimit is the hard RLIMIT_NOFILE (Go raises the soft limit of each
@@ -94,6 +107,9 @@ func (c *Config) buildConnmgrs(f *config.File) error {
 	}
 	p := planConnmgrs(n, c.MaxConn, runtime.NumCPU(), nofileLimit())
 	c.ConnmgrCount, c.ConnmgrMaxConn = p.count, p.maxConn
+	if os.Getenv("GOMAXPROCS") == "" {
+		c.ConnmgrProcs = p.procs // the environment's value wins
+	}
 	if p.count > 1 && p.count*p.maxConn < c.MaxConn {
 		c.Warnings = append(c.Warnings, fmt.Sprintf("%s: %d connection managers hold at most %d clients each (fd limit), %d in all, fewer than client_maxconn=%d",
 			f.Pos("runner", "connmgr_count"), p.count, p.maxConn, p.count*p.maxConn, c.MaxConn))
@@ -158,6 +174,7 @@ type unit struct {
 	name string // display name (log lines, output prefix)
 	file string // base of its pid and log file names
 	args []string
+	env  []string // added to the children's environment (Config.ChildEnv)
 }
 
 // units lists the processes in start order: the connection managers
@@ -172,7 +189,11 @@ func (c *Config) units() []unit {
 		}
 		for i := range max(c.ConnmgrCount, 1) {
 			n := c.connmgrName(i)
-			us = append(us, unit{kind: k, name: n, file: n, args: c.ConnmgrArgs(i)})
+			u := unit{kind: k, name: n, file: n, args: c.ConnmgrArgs(i)}
+			if c.ConnmgrProcs > 0 {
+				u.env = []string{"GOMAXPROCS=" + strconv.Itoa(c.ConnmgrProcs)}
+			}
+			us = append(us, u)
 		}
 	}
 	return us

@@ -3,6 +3,8 @@ package runner
 import (
 	"os"
 	"reflect"
+	"runtime"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -14,21 +16,25 @@ func TestPlanConnmgrs(t *testing.T) {
 		cpus                   int
 		fd                     uint64
 		wantCount, wantMaxConn int
+		wantProcs              int
 	}{
-		{"one configured keeps client_maxconn", 1, 50000, 8, 20000, 1, 50000},
-		{"auto: cores", 0, 10000, 4, 20000, 4, 2500},
-		{"auto: raised to fit the fd limit", 0, 100000, 2, 20000, 6, 16667},
-		{"auto: default maxconn on 2 cores", 0, 50000, 2, 20000, 3, 16667},
-		{"auto: capped", 0, 10000000, 2, 20000, MaxConnmgrCount, 19800},
-		{"configured share capped by fds", 2, 100000, 2, 20000, 2, 19800},
-		{"auto: one core, room", 0, 1000, 1, 1 << 40, 1, 1000},
-		{"unlimited fds", 0, 50000, 2, ^uint64(0), 2, 25000},
+		{"one configured keeps client_maxconn", 1, 50000, 8, 20000, 1, 50000, 0},
+		{"auto: cores", 0, 10000, 4, 20000, 4, 2500, 1},
+		{"auto: raised to fit the fd limit", 0, 100000, 2, 20000, 6, 16667, 1},
+		{"auto: default maxconn on 2 cores", 0, 50000, 2, 20000, 3, 16667, 1},
+		{"auto: capped", 0, 10000000, 2, 20000, MaxConnmgrCount, 19800, 1},
+		{"configured share capped by fds", 2, 100000, 2, 20000, 2, 19800, 1},
+		{"configured: cores shared", 2, 100000, 8, 20000, 2, 19800, 4},
+		{"configured: cores shared, rounded down", 3, 30000, 8, 20000, 3, 10000, 2},
+		{"auto: one core, room", 0, 1000, 1, 1 << 40, 1, 1000, 0},
+		{"unlimited fds", 0, 50000, 2, ^uint64(0), 2, 25000, 1},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			p := planConnmgrs(tt.configured, tt.maxConn, tt.cpus, tt.fd)
-			if p.count != tt.wantCount || p.maxConn != tt.wantMaxConn {
-				t.Errorf("got %d × %d, want %d × %d", p.count, p.maxConn, tt.wantCount, tt.wantMaxConn)
+			if p.count != tt.wantCount || p.maxConn != tt.wantMaxConn || p.procs != tt.wantProcs {
+				t.Errorf("got %d × %d (GOMAXPROCS %d), want %d × %d (GOMAXPROCS %d)",
+					p.count, p.maxConn, p.procs, tt.wantCount, tt.wantMaxConn, tt.wantProcs)
 			}
 		})
 	}
@@ -79,6 +85,21 @@ func TestRunnerConnmgrCount(t *testing.T) {
 	}
 	if got, want := c.pidFileOf(c.connmgrName(2)), dir+"/run/condure-2.pid"; got != want {
 		t.Errorf("pid file %s, want %s", got, want)
+	}
+	// Each connection manager runs on its share of the cores, unless the
+	// environment sets GOMAXPROCS; the other services keep Go's default.
+	var wantEnv []string
+	if os.Getenv("GOMAXPROCS") == "" {
+		wantEnv = []string{"GOMAXPROCS=" + strconv.Itoa(max(runtime.NumCPU()/3, 1))}
+	}
+	for _, u := range c.units() {
+		want := wantEnv
+		if u.kind != ServiceConnmgr {
+			want = nil
+		}
+		if !reflect.DeepEqual(u.env, want) {
+			t.Errorf("%s: env %q, want %q", u.name, u.env, want)
+		}
 	}
 }
 

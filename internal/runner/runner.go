@@ -177,7 +177,7 @@ func (r *Runner) newChild(u unit) (*child, *logging.Output, error) {
 	kind := u.kind
 	c := &child{
 		kind: kind, name: u.name, bin: r.cfg.Bins[kind], args: u.args,
-		pid: r.cfg.pidFileOf(u.file), out: r.out, prefix: true, env: r.cfg.ChildEnv(), log: r.log,
+		pid: r.cfg.pidFileOf(u.file), out: r.out, prefix: true, env: append(r.cfg.ChildEnv(), u.env...), log: r.log,
 	}
 	if r.cfg.MergeOutput {
 		return c, nil, nil

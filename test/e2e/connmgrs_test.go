@@ -7,8 +7,11 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"path/filepath"
 	"regexp"
+	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -65,12 +68,30 @@ func getOK(c *http.Client, u string) error {
 }
 
 // TestE2EConnmgrCount: with connmgr_count=3 the runner starts three
-// connection managers on the same port; clients spread over them get
-// proxied answers and GRIP streams, one publish reaches every stream
-// once, and killing one instance ends only its own clients while the
-// runner restarts it.
+// connection managers on the same port, each running Go on its share of
+// the cores (GOMAXPROCS); clients spread over them get proxied answers and
+// GRIP streams, one publish reaches every stream once, and killing one
+// instance ends only its own clients while the runner restarts it.
 func TestE2EConnmgrCount(t *testing.T) {
 	s := startConnmgrsSuite(t, 3, "/stream")
+	wantProcs := "GOMAXPROCS=" + strconv.Itoa(max(runtime.NumCPU()/3, 1))
+	if v, ok := os.LookupEnv("GOMAXPROCS"); ok {
+		wantProcs = "GOMAXPROCS=" + v // the environment's value wins
+	}
+	for _, f := range append(slices.Clone(connmgrNames), "pushpin-proxy") {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/environ", s.pidOf(t, f+".pid")))
+		if err != nil {
+			t.Fatal(err)
+		}
+		env := strings.Split(string(b), "\x00")
+		if f == "pushpin-proxy" && os.Getenv("GOMAXPROCS") == "" {
+			if slices.ContainsFunc(env, func(e string) bool { return strings.HasPrefix(e, "GOMAXPROCS=") }) {
+				t.Errorf("%s: GOMAXPROCS set, want Go's default", f)
+			}
+		} else if !slices.Contains(env, wantProcs) {
+			t.Errorf("%s: no %s in its environment", f, wantProcs)
+		}
+	}
 
 	// Plain answers, each on a new connection. waitReady saw one
 	// instance reach the proxy; until the proxy is connected to the
