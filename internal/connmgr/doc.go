@@ -105,9 +105,11 @@
 // A proxy or handler that stops or crashes leaves its sessions here; the
 // client would otherwise wait for the 45 s keep-alive to find the peer
 // unroutable, or the 60 s expiry (§2.8). Instead the out-stream ROUTER is
-// monitored (zsock OnDisconnect): when a peer disconnects, the next tick
-// after probeDelay sends every active session a keep-alive (any packet is
-// allowed at any time, so live servers just see an early keep-alive).
+// monitored (zsock OnDisconnect): when a peer disconnects, the next ticks
+// after 100 ms, 1 s and 3 s (probeAfter) send every active session a
+// keep-alive (any packet is allowed at any time, so live servers just see
+// early keep-alives; the later probes catch one that libzmq still routed
+// into the dying connection).
 // Sessions of the server that is gone come back as drops (ROUTER_MANDATORY,
 // retried RouterRetry, then dropped; zsock then drops further messages to
 // that peer at once for a second) and serverGone ends their clients:
