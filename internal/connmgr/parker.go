@@ -1,12 +1,12 @@
 package connmgr
 
 import (
-	"encoding/binary"
-	"errors"
 	"sync"
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"tack/internal/epoll"
 )
 
 // A held response that is not moving costs no goroutine: its connection
@@ -29,8 +29,7 @@ import (
 const parkSweep = time.Second
 
 type parker struct {
-	epfd int
-	evfd int // eventfd: stop
+	ep *epoll.Poller
 
 	mu   sync.Mutex // guards byFD
 	byFD map[int32]*conn
@@ -39,31 +38,20 @@ type parker struct {
 }
 
 func newParker() (*parker, error) {
-	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+	ep, err := epoll.New()
 	if err != nil {
 		return nil, err
 	}
-	evfd, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
-	if err != nil {
-		unix.Close(epfd)
-		return nil, err
-	}
-	if err := unix.EpollCtl(epfd, unix.EPOLL_CTL_ADD, evfd, &unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(evfd)}); err != nil {
-		unix.Close(epfd)
-		unix.Close(evfd)
-		return nil, err
-	}
-	return &parker{epfd: epfd, evfd: evfd, byFD: map[int32]*conn{}, done: make(chan struct{})}, nil
+	return &parker{ep: ep, byFD: map[int32]*conn{}, done: make(chan struct{})}, nil
 }
 
 // add watches c's socket for readability, edge-triggered, for the
 // connection's life. Called with c.mu held, once per connection.
 func (p *parker) add(c *conn) error {
-	ev := &unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLRDHUP | unix.EPOLLET, Fd: int32(c.fd)}
 	p.mu.Lock()
 	p.byFD[int32(c.fd)] = c
 	p.mu.Unlock()
-	if err := unix.EpollCtl(p.epfd, unix.EPOLL_CTL_ADD, c.fd, ev); err != nil {
+	if err := p.ep.Add(c.fd, unix.EPOLLIN|unix.EPOLLRDHUP|unix.EPOLLET); err != nil {
 		p.mu.Lock()
 		delete(p.byFD, int32(c.fd))
 		p.mu.Unlock()
@@ -75,7 +63,7 @@ func (p *parker) add(c *conn) error {
 // forget stops watching c's socket, before it is closed. Called with c.mu
 // held.
 func (p *parker) forget(c *conn) {
-	unix.EpollCtl(p.epfd, unix.EPOLL_CTL_DEL, c.fd, nil)
+	p.ep.Del(c.fd)
 	p.mu.Lock()
 	if p.byFD[int32(c.fd)] == c {
 		delete(p.byFD, int32(c.fd))
@@ -89,14 +77,11 @@ func (p *parker) run() {
 	events := make([]unix.EpollEvent, 256)
 	nextSweep := time.Now().Add(parkSweep)
 	for {
-		n, err := unix.EpollWait(p.epfd, events, int(parkSweep/time.Millisecond))
-		if err != nil && !errors.Is(err, unix.EINTR) {
+		ready, stopped, err := p.ep.Wait(events, int(parkSweep/time.Millisecond))
+		if stopped || err != nil {
 			return
 		}
-		for _, ev := range events[:max(n, 0)] {
-			if int(ev.Fd) == p.evfd {
-				return
-			}
+		for _, ev := range ready {
 			p.mu.Lock()
 			c := p.byFD[ev.Fd]
 			p.mu.Unlock()
@@ -126,10 +111,7 @@ func (p *parker) sweep(now time.Time) {
 
 // stop ends run and releases the descriptors.
 func (p *parker) stop() {
-	var one [8]byte
-	binary.NativeEndian.PutUint64(one[:], 1)
-	unix.Write(p.evfd, one[:])
+	p.ep.Stop()
 	<-p.done
-	unix.Close(p.epfd)
-	unix.Close(p.evfd)
+	p.ep.Close()
 }

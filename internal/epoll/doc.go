@@ -4,6 +4,7 @@
 // for good through an eventfd. Linux only, like tack.
 //
 // It owns the epoll and eventfd descriptors; the callers own the watched
-// sockets and what a readiness means (tack-zhttp-client's idle
+// sockets and what a readiness means (tack-connmgr's detached
+// connections, internal/connmgr/parker.go; tack-zhttp-client's idle
 // WebSockets, internal/zhttpclient/wsparker.go).
 package epoll
