@@ -106,7 +106,7 @@
 // client would otherwise wait for the 45 s keep-alive to find the peer
 // unroutable, or the 60 s expiry (§2.8). Instead the out-stream ROUTER is
 // monitored (zsock OnDisconnect): when a peer disconnects, the next ticks
-// after 100 ms, 1 s and 3 s (probeAfter) send every active session a
+// after 100 ms, 1 s and 3 s (zhttpsession.ProbeAfter) send every active session a
 // keep-alive (any packet is allowed at any time, so live servers just see
 // early keep-alives; the later probes catch one that libzmq still routed
 // into the dying connection).

@@ -33,14 +33,6 @@ const (
 	shutdownDrain = 500 * time.Millisecond
 )
 
-// probeAfter are the delays after a peer disconnected from the ROUTER at
-// which its sessions are probed (doc.go, "A zhttp server that goes away").
-// libzmq reports the disconnect before the ROUTER has dropped the peer's
-// route, and a probe sent earlier could still be queued to it: the first
-// waits 100 ms, and the later ones catch what a busy libzmq still routed
-// into the dying connection.
-var probeAfter = [...]time.Duration{100 * time.Millisecond, time.Second, 3 * time.Second}
-
 // sessState is where a client session is (zmq-wire.md §2.10, §2.11).
 type sessState int
 
@@ -139,13 +131,9 @@ type engine struct {
 	s        *Service
 	probe    chan chan int // tests: ask for the number of active sessions
 	// peerGone is signalled when a peer disconnected from the ROUTER;
-	// probeAt is when the next tick probes every active session, and
-	// probes how many of probeAfter went out since the disconnect at
-	// probeSince.
-	peerGone   chan struct{}
-	probeAt    time.Time
-	probeSince time.Time
-	probes     int
+	// probes schedules when the next ticks probe every active session.
+	peerGone chan struct{}
+	probes   zhttpsession.Probes
 	// wakes are the connections whose mailbox changed since the engine
 	// last ran out of server packets (deliverLater).
 	wakes []*conn
@@ -240,9 +228,8 @@ func (e *engine) run(ctx context.Context) error {
 			e.flushWakes() // serverGone may have ended responses
 		case <-e.peerGone:
 			// Wall time, as the delays are libzmq's (not e.now, which
-			// tests drive). A disconnect during a series restarts it.
-			e.probeSince, e.probes = time.Now(), 0
-			e.probeAt = e.probeSince.Add(probeAfter[0])
+			// tests drive).
+			e.probes.Disconnected(time.Now())
 		case <-t.C:
 			e.tick()
 		case r := <-e.probe:
@@ -781,15 +768,7 @@ func (e *engine) tick() {
 	// is ROUTER_MANDATORY) and are ended by serverGone; the others cost
 	// the live servers one harmless keep-alive (§2.8: any packet may be
 	// sent at any time).
-	probe := !e.probeAt.IsZero() && !time.Now().Before(e.probeAt)
-	if probe {
-		e.probes++
-		if e.probes < len(probeAfter) {
-			e.probeAt = e.probeSince.Add(probeAfter[e.probes])
-		} else {
-			e.probeAt = time.Time{}
-		}
-	}
+	probe := e.probes.Due(time.Now())
 	var due []*zhttpsession.Session
 	var grants []*session
 	for _, s := range e.sessions {

@@ -4,6 +4,7 @@ import (
 	"time"
 
 	"tack/internal/logging"
+	"tack/internal/zhttpsession"
 	"tack/internal/zsock"
 	"tack/pkg/zhttp"
 )
@@ -12,7 +13,7 @@ import (
 // away with requests in flight, the way connmgr finds a vanished proxy or
 // handler (internal/connmgr doc.go, "A zhttp server that goes away"):
 // when a peer disconnects from the zurl-in-stream ROUTER, every acked
-// outbound session gets a keep-alive (probeAfter); those the ROUTER
+// outbound session gets keep-alives (zhttpsession.ProbeAfter); those the ROUTER
 // (ROUTER_MANDATORY) cannot route come back as drops and their requests
 // end as if the zhttp client had reported "disconnected" (a 502 before
 // the response head, the client connection closed after it). Without it
@@ -20,21 +21,10 @@ import (
 type clientWatch struct {
 	drops chan string   // out ids of follow-ups that could not be routed
 	gone  chan struct{} // a peer disconnected (1 slot: one probe covers all)
-	// since is when the last disconnect was seen, probeAt when the next
-	// tick probes and probes how many of probeAfter were sent; engine
-	// goroutine only.
-	since, probeAt time.Time
-	probes         int
+	// probes schedules the probes after a disconnect; engine goroutine
+	// only.
+	probes zhttpsession.Probes
 }
-
-// probeAfter are the probes' delays after a disconnect. The first lets
-// libzmq drop the route of the disconnected peer (its disconnect event
-// comes first); the later ones catch what a busy libzmq still routed into
-// the dying connection, where the keep-alive vanished unseen and the
-// request waited for the 60 s expiry (seen on a loaded machine). A
-// keep-alive to a live zhttp client costs nothing (any packet may be sent
-// at any time).
-var probeAfter = [...]time.Duration{100 * time.Millisecond, time.Second, 3 * time.Second}
 
 func newClientWatch() *clientWatch {
 	return &clientWatch{drops: make(chan string, dropQueueLength), gone: make(chan struct{}, 1)}
@@ -63,27 +53,11 @@ func (w *clientWatch) onDisconnect() {
 	}
 }
 
-// disconnected schedules the probes (engine goroutine); a disconnect
-// during a series starts it again.
-func (w *clientWatch) disconnected() {
-	w.since, w.probes = time.Now(), 0
-	w.probeAt = w.since.Add(probeAfter[0])
-}
+// disconnected schedules the probes (engine goroutine).
+func (w *clientWatch) disconnected() { w.probes.Disconnected(time.Now()) }
 
-// due reports that a scheduled probe is due, once per probe (engine
-// goroutine).
-func (w *clientWatch) due() bool {
-	if w.probeAt.IsZero() || time.Now().Before(w.probeAt) {
-		return false
-	}
-	w.probes++
-	if w.probes < len(probeAfter) {
-		w.probeAt = w.since.Add(probeAfter[w.probes])
-	} else {
-		w.probeAt = time.Time{}
-	}
-	return true
-}
+// due reports that a scheduled probe is due (engine goroutine).
+func (w *clientWatch) due() bool { return w.probes.Due(time.Now()) }
 
 // probeClients sends a keep-alive on every acked outbound session.
 func (e *engine) probeClients(now time.Time) {
